@@ -1,0 +1,84 @@
+"""What a client asks for: the content key, and the parameters passed on to the engine."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+KeyType = Literal["content_id", "infohash", "url", "magnet", "direct_url"]
+
+_HEX40 = re.compile(r"[0-9a-fA-F]{40}")
+_REMOTE: tuple[KeyType, ...] = ("url", "magnet", "direct_url")
+# The engine picks these itself from what we send; a client's value would collide with ours.
+_OURS = frozenset({"format", "pid", "sid"})
+_KEYS = frozenset({"id", "content_id", "infohash", *_REMOTE})
+
+
+@dataclass(frozen=True, slots=True)
+class ContentKey:
+    """One live content. Two requests with equal keys share one engine session."""
+
+    kind: KeyType
+    value: str
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def engine_param(self) -> tuple[str, str]:
+        # `id` rather than the newer `content_id`: every engine version understands it.
+        return ("id" if self.kind == "content_id" else self.kind, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    key: ContentKey
+    params: tuple[tuple[str, str], ...]
+    """Every other query parameter, in order, for the engine."""
+
+
+def parse_stream_request(
+    query: Iterable[tuple[str, str]], *, allow_remote: bool = False
+) -> StreamRequest:
+    """Read a client's query string (pairs, in order, repeats kept).
+
+    Raises BadRequest with a reason a person can act on.
+    """
+    found: dict[KeyType, str] = {}
+    params: list[tuple[str, str]] = []
+    for name, value in query:
+        if name in _KEYS:
+            kind: KeyType = "content_id" if name in ("id", "content_id") else name  # type: ignore[assignment]
+            if found.get(kind, value) != value:
+                raise BadRequest(f"{name} is given twice with different values")
+            found[kind] = value
+        elif name in _OURS:
+            if name != "format":
+                log.info("dropping the client's %s=%s: the proxy picks its own", name, value)
+        else:
+            params.append((name, value))
+    if not found:
+        raise BadRequest("missing content: add ?id=<content id> or ?infohash=<infohash>")
+    if len(found) > 1:
+        raise BadRequest(f"give one content key, not {' and '.join(sorted(found))}")
+    ((kind, value),) = found.items()
+    if kind in _REMOTE:
+        if not allow_remote:
+            raise BadRequest(
+                f"{kind}= content is turned off on this proxy (ACEXY_ALLOW_REMOTE_CONTENT)"
+            )
+        if not value:
+            raise BadRequest(f"{kind} is empty")
+    elif not _HEX40.fullmatch(value):
+        name = "id" if kind == "content_id" else kind
+        raise BadRequest(f"{name} must be 40 hexadecimal characters, got {value[:60]!r}")
+    else:
+        value = value.lower()
+    return StreamRequest(ContentKey(kind, value), tuple(params))

@@ -1,0 +1,216 @@
+"""The AceStream engine's middleware API: start, read, stat and stop a playback session.
+
+Every aiohttp and timeout error is translated here into the project's own EngineError tree,
+with messages that never carry the engine's address, a pid or a session id (principle 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..content import StreamRequest
+from ..errors import (
+    EngineError,
+    EngineProtocolError,
+    EngineRejected,
+    EngineTimeout,
+    EngineUnreachable,
+)
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+Format = Literal["ts", "hls"]
+_START_PATH: dict[Format, str] = {"ts": "/ace/getstream", "hls": "/ace/manifest.m3u8"}
+# Engines answer these for media they cannot play; streaming them would show as garbage video.
+_NOT_MEDIA = ("text/html", "application/json", "text/plain")
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """Where one engine's HTTP API is reached."""
+
+    scheme: str
+    host: str
+    port: int
+    container_id: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.base_url
+
+
+class PlaybackInfo(BaseModel):
+    """The `response` object of a `format=json` start."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    playback_url: str
+    stat_url: str
+    command_url: str
+    infohash: str = ""
+    playback_session_id: str = ""
+    is_live: int = 1
+
+
+@dataclass(slots=True)
+class EngineSession:
+    engine: Engine
+    request: StreamRequest
+    fmt: Format
+    pid: str
+    info: PlaybackInfo
+    started_at: float = field(default_factory=time.monotonic)
+
+    def url(self, engine_url: str) -> str:
+        """Re-home a URL the engine gave us onto the address we reach the engine at.
+
+        Engines build their URLs from the Host header, or from their container port when
+        behind a port forward; the path and query are what identify the resource.
+        """
+        parts = urlsplit(engine_url)
+        path = parts.path or "/"
+        return f"{self.engine.base_url}{path}" + (f"?{parts.query}" if parts.query else "")
+
+    def __repr__(self) -> str:
+        return f"<EngineSession {self.request.key} {self.fmt} on {self.engine}>"
+
+
+class EngineClient:
+    """Talks to engines. Owns no session state: callers own the EngineSessions it returns."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        response_timeout: float,
+        stop_timeout: float = 3.0,
+    ) -> None:
+        self._http = http
+        self._response_timeout = response_timeout
+        self._stop_timeout = stop_timeout
+
+    async def start(self, engine: Engine, request: StreamRequest, fmt: Format) -> EngineSession:
+        pid = str(uuid.uuid4())
+        query = [*request.params, request.key.engine_param, ("format", "json"), ("pid", pid)]
+        url = engine.base_url + _START_PATH[fmt]
+        async with self._errors("starting the stream"):
+            async with (
+                asyncio.timeout(self._response_timeout),
+                self._http.get(url, params=query, allow_redirects=False) as resp,
+            ):
+                body = await self._json(resp)
+        info = _unwrap(body, PlaybackInfo)
+        return EngineSession(engine, request, fmt, pid, info)
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, session: EngineSession) -> AsyncIterator[aiohttp.StreamReader]:
+        """The MPEG-TS body of a session; the engine allows one such read at a time."""
+        async with contextlib.AsyncExitStack() as stack:
+            async with self._errors("opening the stream"), asyncio.timeout(
+                self._response_timeout
+            ):
+                resp = await stack.enter_async_context(
+                    self._http.get(session.url(session.info.playback_url))
+                )
+                _check_media(resp)
+            yield resp.content
+
+    async def fetch(self, session: EngineSession, engine_url: str) -> aiohttp.ClientResponse:
+        """GET a resource the engine named; the caller reads and releases the response."""
+        async with self._errors("fetching from the engine"), asyncio.timeout(
+            self._response_timeout
+        ):
+            resp = await self._http.get(session.url(engine_url))
+        return resp
+
+    async def stat(self, session: EngineSession) -> dict[str, Any]:
+        async with self._errors("reading stream statistics"):
+            async with (
+                asyncio.timeout(self._response_timeout),
+                self._http.get(session.url(session.info.stat_url)) as resp,
+            ):
+                body = await self._json(resp)
+        if body.get("error"):
+            raise EngineRejected(str(body["error"]))
+        response = body.get("response")
+        return response if isinstance(response, dict) else {}
+
+    async def stop(self, session: EngineSession) -> bool:
+        """Ask the engine to end the session. Never raises: the engine also ends idle
+        sessions by itself, so a failed stop is logged, not escalated."""
+        try:
+            async with self._errors("stopping the stream"):
+                async with (
+                    asyncio.timeout(self._stop_timeout),
+                    self._http.get(
+                        session.url(session.info.command_url), params={"method": "stop"}
+                    ) as resp,
+                ):
+                    body = await self._json(resp)
+        except EngineError as exc:
+            log.warning("stop of %s failed: %s", session.request.key, exc.message)
+            return False
+        if body.get("error"):
+            log.info("stop of %s: engine says %s", session.request.key, body["error"])
+            return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, doing: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except EngineError:
+            raise
+        except TimeoutError as exc:
+            raise EngineTimeout(
+                f"the engine did not answer within {self._response_timeout:g}s while {doing}"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineUnreachable(f"the engine is unreachable ({doing})") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineUnreachable(f"the engine dropped the connection while {doing}") from exc
+
+    @staticmethod
+    async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        if resp.status != 200:
+            raise EngineRejected(f"the engine answered HTTP {resp.status}")
+        try:
+            body = await resp.json(content_type=None)
+        except ValueError as exc:
+            raise EngineProtocolError("the engine answered something that is not JSON") from exc
+        if not isinstance(body, dict):
+            raise EngineProtocolError("the engine answered JSON of an unexpected shape")
+        return body
+
+
+def _unwrap(body: dict[str, Any], model: type[M]) -> M:
+    if body.get("error"):
+        raise EngineRejected(f"the engine says: {body['error']}")
+    try:
+        return model.model_validate(body.get("response"))
+    except ValidationError as exc:
+        raise EngineProtocolError("the engine answered JSON of an unexpected shape") from exc
+
+
+def _check_media(resp: aiohttp.ClientResponse) -> None:
+    if resp.status != 200:
+        raise EngineRejected(f"the engine answered HTTP {resp.status} for the stream")
+    if resp.content_type.startswith(_NOT_MEDIA):
+        raise EngineRejected(f"the engine answered {resp.content_type} instead of video")

@@ -1,0 +1,98 @@
+"""The one exception tree of hlsproxy.
+
+Every class carries the HTTP status a client gets for it, and a message that is safe to
+show: it never names an engine's address, a pid or a playback session. The web layer turns
+these into a short JSON body; anything else that escapes is a bug and becomes a bare 500.
+
+    ProxyError (500)
+    ├── ClientError (400)
+    │   ├── BadRequest (400)
+    │   ├── Unauthorized (401)
+    │   ├── Forbidden (403)
+    │   └── NotFound (404)
+    ├── Unavailable (503, Retry-After)
+    │   └── ShuttingDown (503)
+    └── EngineError (502)
+        ├── EngineUnreachable (502)
+        ├── EngineRejected (502)       the engine answered with an "error" field
+        ├── EngineProtocolError (502)  the engine answered something we cannot read
+        └── EngineTimeout (504)
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ClientError(ProxyError):
+    status = 400
+    code = "bad_request"
+
+
+class BadRequest(ClientError):
+    pass
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class Unavailable(ProxyError):
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Unavailable):
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("the proxy is shutting down", retry_after=5.0)
+
+
+class EngineError(ProxyError):
+    status = 502
+    code = "engine_error"
+
+
+class EngineUnreachable(EngineError):
+    code = "engine_unreachable"
+
+
+class EngineRejected(EngineError):
+    """The engine said no. Its own text (e.g. "failed to load content") is safe to pass on."""
+
+    code = "engine_rejected"
+
+
+class EngineProtocolError(EngineError):
+    code = "engine_protocol_error"
+
+
+class EngineTimeout(EngineError):
+    status = 504
+    code = "engine_timeout"

@@ -1,0 +1,80 @@
+"""The process's life: serve until SIGINT or SIGTERM, then end every stream and exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from .config import DemoOptions, Settings
+from .web.app import create_app
+
+log = logging.getLogger("hlsproxy")
+
+# Channels of the demo engine: any 40-hex id plays there; these are just easy to copy.
+DEMO_IDS = (
+    "0a4848271c91ce2d8965ce416267c25047dc8141",
+    "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209",
+    "2d4e0c1e6a5f4c3b8a79d6e5f4c3b2a190817263",
+)
+# Live streams are ended on shutdown, so handlers finish fast; this only bounds stragglers.
+SHUTDOWN_TIMEOUT = 3.0
+
+
+def run(settings: Settings, demo: DemoOptions | None = None) -> int:
+    try:
+        asyncio.run(_serve(settings, demo))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", settings.listen_addr, exc.strerror or exc)
+        return 1
+    return 0
+
+
+async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if demo is not None:
+            from .sim import start_engine  # the simulator is only loaded for the demo
+
+            _, sim_runner, sim_port = await start_engine(bitrate=demo.bitrate)
+            stack.push_async_callback(sim_runner.cleanup)
+            settings = settings.model_copy(
+                update={"scheme": "http", "host": "127.0.0.1", "port": sim_port}
+            )
+            log.info("demo: simulated AceStream engine on 127.0.0.1:%d", sim_port)
+        runner = web.AppRunner(
+            create_app(settings),
+            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            access_log=None,
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        address = settings.listen_addr
+        site = web.TCPSite(runner, address.host, address.port)
+        await site.start()
+        shown = address.host if address.host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
+        base = f"http://{shown}:{address.port}"
+        log.info("listening on %s, engine %s", address, settings.engine_url)
+        if demo is not None:
+            print(f"hlsproxy demo on {base} - open one of these in VLC, mpv or ffplay:", flush=True)
+            for content_id in DEMO_IDS:
+                print(f"  {base}/ace/getstream?id={content_id}", flush=True)
+        await _until_signalled()
+        log.info("shutting down")
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,180 @@
+"""A ring of MPEG-TS chunks that one upstream reader fills and many clients read.
+
+The reader never waits for a client (principle 3): `publish` is synchronous. Each client
+reads at its own cursor. The ring keeps what the slowest client still needs, up to
+`capacity` bytes; a client that falls further behind than that is cut, and counted.
+When no one lags, it keeps only what a joining client needs: the chunks since the most
+recent join point (PAT, PMT, keyframe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from .packets import JoinPoint
+
+Chunk = bytes | memoryview
+
+
+class ClientLagged(Exception):
+    """The client fell more than the ring's capacity behind the live edge."""
+
+
+class Ring:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._chunks: deque[bytes] = deque()
+        self._first_seq = 0  # sequence number of _chunks[0]
+        self._size = 0
+        # (chunk seq, offset in chunk, PSI prefix), oldest first
+        self._joins: deque[tuple[int, int, bytes]] = deque()
+        self._last_prefix = b""
+        self._cursors: set[Cursor] = set()
+        self._changed = asyncio.Event()
+        self.closed = False
+        self.bytes_in = 0
+        self.lagged = 0
+
+    @property
+    def _next_seq(self) -> int:
+        return self._first_seq + len(self._chunks)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return (
+            f"<Ring {state} {len(self._chunks)} chunks {self._size}/{self.capacity} B "
+            f"{len(self._cursors)} cursors lagged={self.lagged}>"
+        )
+
+    @property
+    def held_bytes(self) -> int:
+        return self._size
+
+    def publish(self, chunk: bytes, joins: Sequence[JoinPoint] = ()) -> None:
+        if self.closed or not chunk:
+            return
+        seq = self._next_seq
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        self.bytes_in += len(chunk)
+        for join in joins:
+            self._joins.append((seq, join.offset, join.prefix))
+            self._last_prefix = join.prefix
+        self._trim()
+        self._wake()
+
+    def close(self) -> None:
+        """End of stream: clients drain what they have not read yet, then get EOF."""
+        if not self.closed:
+            self.closed = True
+            self._wake()
+
+    def attach(self, on_cut: Callable[[], None] | None = None) -> Cursor:
+        """A new client, placed where its decoder can start cleanly."""
+        if self._joins:
+            seq, offset, prefix = self._joins[-1]
+        elif self._first_seq == 0:
+            seq, offset, prefix = 0, 0, b""  # the stream's own start is still here
+        else:
+            seq, offset, prefix = self._next_seq, 0, self._last_prefix
+        cursor = Cursor(self, seq, offset, prefix, on_cut)
+        self._cursors.add(cursor)
+        return cursor
+
+    def _trim(self) -> None:
+        keep_from = self._joins[-1][0] if self._joins else self._first_seq
+        if self._cursors:
+            keep_from = min(keep_from, min(c._seq for c in self._cursors))
+        evicted = False
+        while len(self._chunks) > 1 and (
+            self._size > self.capacity or self._first_seq < keep_from
+        ):
+            self._size -= len(self._chunks.popleft())
+            self._first_seq += 1
+            evicted = True
+        if not evicted:
+            return
+        while self._joins and self._joins[0][0] < self._first_seq:
+            self._joins.popleft()
+        lagging = [c for c in self._cursors if c._seq < self._first_seq]
+        for cursor in lagging:
+            self.lagged += 1
+            cursor._cut()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+class Cursor:
+    """One client's position in the ring."""
+
+    __slots__ = ("_offset", "_on_cut", "_prefix", "_ring", "_seq", "cut", "sent")
+
+    def __init__(
+        self,
+        ring: Ring,
+        seq: int,
+        offset: int,
+        prefix: bytes,
+        on_cut: Callable[[], None] | None,
+    ) -> None:
+        self._ring = ring
+        self._seq = seq
+        self._offset = offset
+        self._prefix = prefix
+        self._on_cut = on_cut
+        self.cut = False
+        self.sent = 0
+
+    def __repr__(self) -> str:
+        return f"<Cursor seq={self._seq}+{self._offset} behind={self.behind} cut={self.cut}>"
+
+    @property
+    def behind(self) -> int:
+        """Chunks published that this client has not taken yet."""
+        return self._ring._next_seq - self._seq
+
+    async def read(self, limit: int = 1 << 20) -> list[Chunk] | None:
+        """The next chunks (up to about `limit` bytes), or None at end of stream.
+
+        Raises ClientLagged once the ring has dropped data this client had not read.
+        """
+        ring = self._ring
+        while True:
+            if self.cut:
+                raise ClientLagged
+            if self._seq < ring._next_seq:
+                return self._take(limit)
+            if ring.closed:
+                return None
+            await ring._changed.wait()
+
+    def close(self) -> None:
+        self._ring._cursors.discard(self)
+
+    def _take(self, limit: int) -> list[Chunk]:
+        ring = self._ring
+        out: list[Chunk] = []
+        total = 0
+        if self._prefix:
+            out.append(self._prefix)
+            total = len(self._prefix)
+            self._prefix = b""
+        while self._seq < ring._next_seq and total < limit:
+            chunk = ring._chunks[self._seq - ring._first_seq]
+            piece: Chunk = memoryview(chunk)[self._offset :] if self._offset else chunk
+            out.append(piece)
+            total += len(piece)
+            self._seq += 1
+            self._offset = 0
+        self.sent += total
+        return out
+
+    def _cut(self) -> None:
+        self.cut = True
+        self._ring._cursors.discard(self)
+        if self._on_cut is not None:
+            self._on_cut()

@@ -1,0 +1,244 @@
+"""One content as MPEG-TS: its engine session, and the single upstream read that fills its ring.
+
+The stream's task owns the engine session from start to stop, so the stop happens exactly
+once, in one place, whatever ended the stream: the last client leaving (after the linger),
+an empty upstream, exhausted retries, or shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+
+from ..content import ContentKey, StreamRequest
+from ..engine.client import Engine, EngineClient, EngineSession
+from ..errors import EngineError, ProxyError, ShuttingDown
+from .broadcast import Cursor, Ring
+from .packets import PacketAligner, TsScanner
+
+log = logging.getLogger(__name__)
+
+State = Literal["starting", "live", "closing", "closed"]
+
+# Chunks this large keep the per-client write cost low; the flush delay bounds the
+# latency a small read can add while the chunk fills.
+CHUNK_BYTES = 64 * 1024
+FLUSH_DELAY = 0.03
+# A connection that streamed this long proved the engine healthy: its failure starts a
+# fresh count of retries.
+HEALTHY_RUN = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TsOptions:
+    ring_bytes: int
+    empty_timeout: float
+    retries: int
+    linger: float
+
+
+class EmptyUpstream(Exception):
+    pass
+
+
+class TsStream:
+    def __init__(
+        self,
+        request: StreamRequest,
+        *,
+        engine: Engine,
+        client: EngineClient,
+        options: TsOptions,
+        predecessor: TsStream | None = None,
+        on_idle: Callable[[], None] = lambda: None,
+        on_closed: Callable[[TsStream], None] = lambda _: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.request = request
+        self.engine = engine
+        self.ring = Ring(options.ring_bytes)
+        self.state: State = "starting"
+        self.clients = 0
+        self.started_at = clock()
+        self.bytes_out = 0
+        self.reason: str | None = None
+        self._client = client
+        self._options = options
+        self._predecessor = predecessor
+        self._on_idle = on_idle
+        self._on_closed = on_closed
+        self._clock = clock
+        self._idle_since: float | None = self.started_at
+        self._session: EngineSession | None = None
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"ts-stream-{request.key}")
+
+    def __repr__(self) -> str:
+        return f"<TsStream {self.request.key} {self.state} clients={self.clients} {self.ring!r}>"
+
+    @property
+    def key(self) -> ContentKey:
+        return self.request.key
+
+    @property
+    def closing(self) -> bool:
+        return self.state in ("closing", "closed")
+
+    def idle_deadline(self) -> float | None:
+        if self._idle_since is None or self.closing:
+            return None
+        return self._idle_since + self._options.linger
+
+    def attach(self, on_cut: Callable[[], None] | None = None) -> Cursor:
+        self.clients += 1
+        self._idle_since = None
+        return self.ring.attach(on_cut)
+
+    def detach(self, cursor: Cursor) -> None:
+        cursor.close()
+        self.bytes_out += cursor.sent
+        self.clients -= 1
+        if self.clients == 0:
+            self._idle_since = self._clock()
+            self._on_idle()
+
+    async def ready(self) -> None:
+        """Wait until the engine streams; raise the engine's failure if it does not."""
+        await asyncio.shield(self._ready)
+
+    def close(self, reason: str) -> None:
+        if self.closing:
+            return
+        self.state = "closing"
+        self.reason = reason
+        self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def _run(self) -> None:
+        try:
+            if self._predecessor is not None:
+                await self._predecessor.wait_closed()
+                self._predecessor = None
+            await self._start_session()
+            await self._stream()
+        except asyncio.CancelledError:
+            pass  # close() decided, and set the reason
+        except EmptyUpstream:
+            self._end(f"no data from the engine for {self._options.empty_timeout:g}s")
+        except ProxyError as exc:
+            self._end(exc.message)
+            self._fail_ready(exc)
+        finally:
+            self.state = "closing"
+            self.ring.close()
+            self._fail_ready(
+                ShuttingDown() if self.reason == "shutdown" else EngineError("the stream ended")
+            )
+            await self._stop_session()
+            self.state = "closed"
+            self._closed.set()
+            log.info("stream %s ended: %s", self.key, self.reason)
+            self._on_closed(self)
+
+    def _fail_ready(self, exc: ProxyError) -> None:
+        if not self._ready.done():
+            self._ready.set_exception(exc)
+            # Clients may all have left; nobody else is owed this exception.
+            self._ready.exception()
+
+    def _end(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.state = "closing"
+
+    async def _start_session(self) -> None:
+        # A start in flight is not abandoned on close: the engine would keep a session
+        # nobody can stop. Let it land, then the caller's cleanup stops it.
+        start = asyncio.ensure_future(self._client.start(self.engine, self.request, "ts"))
+        try:
+            self._session = await asyncio.shield(start)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProxyError):
+                self._session = await start
+            raise
+
+    async def _stop_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await self._client.stop(session)
+
+    async def _stream(self) -> None:
+        failures = 0
+        while True:
+            assert self._session is not None
+            opened = self._clock()
+            try:
+                await self._pump(self._session)
+                problem = "the engine ended the stream"
+            except EngineError as exc:
+                if not self._ready.done():
+                    raise
+                problem = exc.message
+            except (aiohttp.ClientError, OSError):
+                problem = "the engine dropped the stream"
+            if self._clock() - opened >= HEALTHY_RUN:
+                failures = 0
+            failures += 1
+            if failures > self._options.retries:
+                raise EngineError(f"{problem}; gave up after {self._options.retries} retries")
+            log.info("stream %s: %s; retry %d", self.key, problem, failures)
+            await asyncio.sleep(min(0.25 * 2**failures, 4.0))
+            if failures > 1:
+                # Reopening the same playback URL did not help: start afresh. The old
+                # session is stopped first, as a stop ends every session of the content.
+                await self._stop_session()
+                await self._start_session()
+
+    async def _pump(self, session: EngineSession) -> None:
+        aligner = PacketAligner()
+        scanner = TsScanner()
+        ring = self.ring
+        loop = asyncio.get_running_loop()
+        async with self._client.open_stream(session) as body:
+            if not self._ready.done():
+                self.state = "live"
+                self._ready.set_result(None)
+            pending: list[bytes] = []
+            size = 0
+            flush_at = 0.0
+            last_data = loop.time()
+            first = True
+            while True:
+                now = loop.time()
+                deadline = flush_at if pending else last_data + self._options.empty_timeout
+                try:
+                    async with asyncio.timeout(max(deadline - now, 0.0)):
+                        data = await body.readany()
+                except TimeoutError:
+                    if not pending:
+                        raise EmptyUpstream from None
+                    data = None
+                if data:
+                    last_data = loop.time()
+                    packets = aligner.feed(data)
+                    if packets:
+                        if not pending:
+                            flush_at = last_data + FLUSH_DELAY
+                        pending.append(packets)
+                        size += len(packets)
+                if pending and (not data or first or size >= CHUNK_BYTES):
+                    chunk = pending[0] if len(pending) == 1 else b"".join(pending)
+                    ring.publish(chunk, scanner.scan(chunk))
+                    pending, size, first = [], 0, False
+                if data == b"":
+                    return  # the engine closed the stream

@@ -1,0 +1,67 @@
+"""Wiring: settings in, an aiohttp Application out, with every resource owned by a cleanup context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from ..config import Settings
+from ..content import StreamRequest
+from ..engine.client import Engine, EngineClient
+from ..streams import Registry
+from ..ts.stream import TsOptions, TsStream
+from . import middleware, routes
+from .keys import SETTINGS, TS_STREAMS
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[middleware.errors])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_streams)
+    app.on_response_prepare.append(middleware.add_cors)
+    # Live streams never end by themselves: end them before aiohttp waits for handlers.
+    app.on_shutdown.append(_end_streams)
+    routes.setup(app)
+    return app
+
+
+async def _streams(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(limit=0)  # one connection per live stream, uncapped
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.no_response_timeout)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False
+    ) as http:
+        client = EngineClient(http, response_timeout=settings.no_response_timeout)
+        engine = Engine(settings.scheme, settings.host, settings.port)
+        options = TsOptions(
+            ring_bytes=settings.buffer_size,
+            empty_timeout=settings.empty_timeout,
+            retries=settings.upstream_retries,
+            linger=settings.linger,
+        )
+
+        def new_stream(request: StreamRequest, predecessor: TsStream | None) -> TsStream:
+            return TsStream(
+                request,
+                engine=engine,
+                client=client,
+                options=options,
+                predecessor=predecessor,
+                on_idle=registry.poke,
+                on_closed=registry.discard,
+            )
+
+        registry: Registry[TsStream] = Registry(new_stream, max_streams=settings.max_streams)
+        registry.start()
+        app[TS_STREAMS] = registry
+        try:
+            yield
+        finally:
+            await registry.aclose()
+
+
+async def _end_streams(app: web.Application) -> None:
+    await app[TS_STREAMS].aclose()

@@ -1,0 +1,108 @@
+"""The HTTP surface: acexy's URLs, plus a liveness probe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from ..content import ContentKey, parse_stream_request
+from ..errors import NotFound
+from ..ts.broadcast import ClientLagged
+from ..ts.stream import TsStream
+from .keys import SETTINGS, TS_STREAMS
+
+log = logging.getLogger(__name__)
+
+TS_HEADERS = {
+    "Content-Type": "video/mp2t",
+    "Cache-Control": "no-cache, no-store",
+    # A reverse proxy in front must not hold a live stream back to fill its buffers.
+    "X-Accel-Buffering": "no",
+}
+# A client cut for lagging gets this long to take its clean EOF before it is dropped:
+# one stuck in a blocked write would otherwise stay connected and silent.
+CUT_GRACE = 2.0
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/ace/getstream", getstream)
+    app.router.add_get("/ace/getstream/", getstream)
+    app.router.add_get("/ace/status", status)
+    app.router.add_get("/healthz", healthz)
+
+
+async def getstream(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    stream_request = parse_stream_request(
+        request.query.items(), allow_remote=settings.allow_remote_content
+    )
+    response = web.StreamResponse(headers=TS_HEADERS)
+    if request.method == "HEAD":
+        # IPTV apps probe with HEAD before playing; that must not cost an engine session.
+        await response.prepare(request)
+        return response
+    stream = request.app[TS_STREAMS].open(stream_request)
+    return await _serve_ts(request, response, stream)
+
+
+async def _serve_ts(
+    request: web.Request, response: web.StreamResponse, stream: TsStream
+) -> web.StreamResponse:
+    loop = asyncio.get_running_loop()
+    abort_later: asyncio.TimerHandle | None = None
+
+    def on_cut() -> None:
+        nonlocal abort_later
+        transport = request.transport
+        if transport is not None:
+            abort_later = loop.call_later(CUT_GRACE, transport.abort)
+
+    cursor = stream.attach(on_cut)
+    try:
+        await stream.ready()
+        await response.prepare(request)
+        while (chunks := await cursor.read()) is not None:
+            await response.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        await response.write_eof()
+    except ClientLagged:
+        log.info("client %s cut from %s: it fell behind", request.remote, stream.key)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client left
+    finally:
+        stream.detach(cursor)
+        if abort_later is not None:
+            abort_later.cancel()
+    return response
+
+
+async def status(request: web.Request) -> web.Response:
+    registry = request.app[TS_STREAMS]
+    query = request.query
+    if "id" not in query and "infohash" not in query and "content_id" not in query:
+        return web.json_response({"streams": len(registry)})
+    key = parse_stream_request(query.items()).key
+    stream = registry.get(key)
+    if stream is None:
+        raise NotFound("Stream not found")
+    return web.json_response(_stream_status(key, stream))
+
+
+def _stream_status(key: ContentKey, stream: TsStream) -> dict[str, object]:
+    return {
+        "stream_id": key.value,
+        "key_type": key.kind,
+        "mode": "ts",
+        "state": stream.state,
+        "clients": stream.clients,
+        "uptime": round(time.monotonic() - stream.started_at, 1),
+        "bytes_in": stream.ring.bytes_in,
+        "clients_cut": stream.ring.lagged,
+    }
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,113 @@
+"""The ring, with plain bytes: no sockets, no clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hlsproxy.ts.broadcast import ClientLagged, Cursor, Ring
+from hlsproxy.ts.packets import JoinPoint
+
+
+def chunk(n: int, size: int = 1000) -> bytes:
+    return bytes([n % 256]) * size
+
+
+async def read_all_now(cursor: Cursor) -> bytes:
+    out = b""
+    while True:
+        try:
+            async with asyncio.timeout(0.01):
+                chunks = await cursor.read()
+        except TimeoutError:
+            return out
+        if chunks is None:
+            return out
+        out += b"".join(bytes(c) for c in chunks)
+
+
+async def test_first_client_gets_the_stream_from_its_start() -> None:
+    ring = Ring(10_000)
+    cursor = ring.attach()
+    ring.publish(chunk(1))
+    ring.publish(chunk(2))
+    assert await read_all_now(cursor) == chunk(1) + chunk(2)
+
+
+async def test_reader_waits_and_wakes_on_publish() -> None:
+    ring = Ring(10_000)
+    cursor = ring.attach()
+    reading = asyncio.ensure_future(cursor.read())
+    await asyncio.sleep(0)
+    assert not reading.done()
+    ring.publish(chunk(7))
+    assert b"".join(bytes(c) for c in (await reading) or []) == chunk(7)
+
+
+async def test_close_drains_then_eof() -> None:
+    ring = Ring(10_000)
+    cursor = ring.attach()
+    ring.publish(chunk(1))
+    ring.close()
+    assert await cursor.read() == [chunk(1)]
+    assert await cursor.read() is None
+
+
+async def test_joiner_starts_at_latest_join_point_with_its_prefix() -> None:
+    ring = Ring(100_000)
+    keep = ring.attach()  # a reader that holds everything in the ring
+    ring.publish(chunk(1), [JoinPoint(0, b"PSI-1")])
+    ring.publish(chunk(2))
+    ring.publish(chunk(3), [JoinPoint(376, b"PSI-3")])
+    ring.publish(chunk(4))
+    joiner = ring.attach()
+    assert await read_all_now(joiner) == b"PSI-3" + chunk(3)[376:] + chunk(4)
+    assert await read_all_now(keep) == chunk(1) + chunk(2) + chunk(3) + chunk(4)
+
+
+async def test_without_laggards_the_ring_keeps_only_since_the_last_join_point() -> None:
+    ring = Ring(1_000_000)
+    cursor = ring.attach()
+    for n in range(10):
+        ring.publish(chunk(n), [JoinPoint(0, b"P")] if n % 4 == 0 else [])
+        await read_all_now(cursor)
+    # chunks 8 and 9 hold the latest join point and what followed it
+    assert ring.held_bytes == 2 * 1000
+
+
+async def test_laggard_is_cut_and_counted_and_others_continue() -> None:
+    cuts: list[str] = []
+    ring = Ring(5_000)
+    slow = ring.attach(lambda: cuts.append("slow"))
+    fast = ring.attach(lambda: cuts.append("fast"))
+    received = b""
+    for n in range(20):
+        ring.publish(chunk(n))
+        received += await read_all_now(fast)
+    assert received == b"".join(chunk(n) for n in range(20))
+    assert cuts == ["slow"]
+    assert ring.lagged == 1
+    with pytest.raises(ClientLagged):
+        await slow.read()
+    assert ring.held_bytes <= 5_000
+
+
+async def test_read_limit_batches_chunks() -> None:
+    ring = Ring(100_000)
+    cursor = ring.attach()
+    for n in range(10):
+        ring.publish(chunk(n))
+    first = await cursor.read(limit=3000)
+    assert first is not None and sum(len(c) for c in first) == 3000
+    rest = await read_all_now(cursor)
+    assert len(rest) == 7000
+
+
+async def test_closed_cursor_does_not_hold_data() -> None:
+    ring = Ring(1_000_000)
+    cursor = ring.attach()
+    cursor.close()
+    for n in range(5):
+        ring.publish(chunk(n), [JoinPoint(0, b"")])
+    assert ring.held_bytes == 1000
