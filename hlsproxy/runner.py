@@ -38,7 +38,7 @@ def run(settings: Settings, demo: DemoOptions | None = None) -> int:
 async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if demo is not None:
-            from .sim import start_engine  # the simulator is only loaded for the demo
+            from .sim import start_engine  # noqa: PLC0415 - only the demo loads the simulator
 
             _, sim_runner, sim_port = await start_engine(bitrate=demo.bitrate)
             stack.push_async_callback(sim_runner.cleanup)

@@ -15,7 +15,9 @@ IH = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
         pytest.param([("id", CID)], ContentKey("content_id", CID), id="id"),
         pytest.param([("content_id", CID)], ContentKey("content_id", CID), id="content_id"),
         pytest.param([("id", CID.upper())], ContentKey("content_id", CID), id="upper-case"),
-        pytest.param([("id", CID), ("content_id", CID)], ContentKey("content_id", CID), id="alias-same"),
+        pytest.param(
+            [("id", CID), ("content_id", CID)], ContentKey("content_id", CID), id="alias-same"
+        ),
         pytest.param([("infohash", IH)], ContentKey("infohash", IH), id="infohash"),
     ],
 )

@@ -110,12 +110,12 @@ class EngineClient:
         pid = str(uuid.uuid4())
         query = [*request.params, request.key.engine_param, ("format", "json"), ("pid", pid)]
         url = engine.base_url + _START_PATH[fmt]
-        async with self._errors("starting the stream"):
-            async with (
-                asyncio.timeout(self._response_timeout),
-                self._http.get(url, params=query, allow_redirects=False) as resp,
-            ):
-                body = await self._json(resp)
+        async with (
+            self._errors("starting the stream"),
+            asyncio.timeout(self._response_timeout),
+            self._http.get(url, params=query, allow_redirects=False) as resp,
+        ):
+            body = await self._json(resp)
         info = _unwrap(body, PlaybackInfo)
         return EngineSession(engine, request, fmt, pid, info)
 
@@ -123,9 +123,7 @@ class EngineClient:
     async def open_stream(self, session: EngineSession) -> AsyncIterator[aiohttp.StreamReader]:
         """The MPEG-TS body of a session; the engine allows one such read at a time."""
         async with contextlib.AsyncExitStack() as stack:
-            async with self._errors("opening the stream"), asyncio.timeout(
-                self._response_timeout
-            ):
+            async with self._errors("opening the stream"), asyncio.timeout(self._response_timeout):
                 resp = await stack.enter_async_context(
                     self._http.get(session.url(session.info.playback_url))
                 )
@@ -134,19 +132,20 @@ class EngineClient:
 
     async def fetch(self, session: EngineSession, engine_url: str) -> aiohttp.ClientResponse:
         """GET a resource the engine named; the caller reads and releases the response."""
-        async with self._errors("fetching from the engine"), asyncio.timeout(
-            self._response_timeout
+        async with (
+            self._errors("fetching from the engine"),
+            asyncio.timeout(self._response_timeout),
         ):
             resp = await self._http.get(session.url(engine_url))
         return resp
 
     async def stat(self, session: EngineSession) -> dict[str, Any]:
-        async with self._errors("reading stream statistics"):
-            async with (
-                asyncio.timeout(self._response_timeout),
-                self._http.get(session.url(session.info.stat_url)) as resp,
-            ):
-                body = await self._json(resp)
+        async with (
+            self._errors("reading stream statistics"),
+            asyncio.timeout(self._response_timeout),
+            self._http.get(session.url(session.info.stat_url)) as resp,
+        ):
+            body = await self._json(resp)
         if body.get("error"):
             raise EngineRejected(str(body["error"]))
         response = body.get("response")
@@ -156,14 +155,14 @@ class EngineClient:
         """Ask the engine to end the session. Never raises: the engine also ends idle
         sessions by itself, so a failed stop is logged, not escalated."""
         try:
-            async with self._errors("stopping the stream"):
-                async with (
-                    asyncio.timeout(self._stop_timeout),
-                    self._http.get(
-                        session.url(session.info.command_url), params={"method": "stop"}
-                    ) as resp,
-                ):
-                    body = await self._json(resp)
+            async with (
+                self._errors("stopping the stream"),
+                asyncio.timeout(self._stop_timeout),
+                self._http.get(
+                    session.url(session.info.command_url), params={"method": "stop"}
+                ) as resp,
+            ):
+                body = await self._json(resp)
         except EngineError as exc:
             log.warning("stop of %s failed: %s", session.request.key, exc.message)
             return False

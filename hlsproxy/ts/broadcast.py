@@ -86,11 +86,9 @@ class Ring:
     def _trim(self) -> None:
         keep_from = self._joins[-1][0] if self._joins else self._first_seq
         if self._cursors:
-            keep_from = min(keep_from, min(c._seq for c in self._cursors))
+            keep_from = min(keep_from, *(c._seq for c in self._cursors))
         evicted = False
-        while len(self._chunks) > 1 and (
-            self._size > self.capacity or self._first_seq < keep_from
-        ):
+        while len(self._chunks) > 1 and (self._size > self.capacity or self._first_seq < keep_from):
             self._size -= len(self._chunks.popleft())
             self._first_seq += 1
             evicted = True

@@ -1,4 +1,4 @@
-"""Wiring: settings in, an aiohttp Application out, with every resource owned by a cleanup context."""
+"""Wiring: settings in, an aiohttp Application out; resources are owned by cleanup contexts."""
 
 from __future__ import annotations
 

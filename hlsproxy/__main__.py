@@ -1,0 +1,5 @@
+import sys
+
+from hlsproxy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,258 @@
+"""The command line: acexy's flags, then logging, then the runner.
+
+This is the only module that reads argv or sets up logging. Flags follow Go's ``flag``
+package, as acexy's do: ``-addr`` or ``--addr``, ``-addr=:9`` or ``-addr :9``, and a bool
+flag alone (``-m3u8``) or with a value (``-m3u8=false``). A flag wins over its
+``ACEXY_*`` variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, cast
+
+from hlsproxy.config import (
+    DEMO_BITRATE_DEFAULT,
+    ConfigError,
+    DemoOptions,
+    Settings,
+    load_settings,
+    options,
+    parse_bool,
+)
+
+PROG = "hlsproxy"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+USAGE = f"usage: {PROG} [flags]   ('{PROG} -help' lists them)"
+
+# Kept in the code rather than read from LICENSE, so an installed wheel can print it.
+LICENSE_TEXT = """\
+MIT License
+
+Copyright (c) 2026 hlsproxy authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
+
+
+class UsageError(Exception):
+    """The command line itself is wrong: an unknown flag, a missing value, a stray word."""
+
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    """Print ``text`` and exit 0 (``-help``, ``-license``)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Run the proxy."""
+
+    settings: Settings
+    demo: DemoOptions | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Given:
+    value: str
+    spelling: str
+
+
+class _Record(argparse.Action):
+    """Keep a flag's raw text and how it was spelt; Settings does the parsing."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        value = self.const if values is None else values
+        setattr(namespace, self.dest, _Given(str(value), option_string or self.option_strings[0]))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# CLI-only flags: (flag, dest, syntax, description, default as shown).
+_DEMO = ("-demo", "cli_demo", "bool", "Run against the built-in simulated AceStream engine.", "")
+_DEMO_BITRATE = (
+    "-demo-bitrate",
+    "cli_demo_bitrate",
+    "size",
+    "Bitrate of the simulated stream in bits/s, with -demo (2M, 800k, 2000000).",
+    DEMO_BITRATE_DEFAULT,
+)
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, dest: str, switch: bool) -> None:
+    names = [flag, f"-{flag}"]
+    if switch:
+        parser.add_argument(
+            *names, dest=dest, action=_Record, nargs="?", const="true", default=argparse.SUPPRESS
+        )
+    else:
+        parser.add_argument(*names, dest=dest, action=_Record, default=argparse.SUPPRESS)
+
+
+def _parser() -> _Parser:
+    # Go's flag package has no abbreviations, and argparse's help would not list env vars.
+    parser = _Parser(prog=PROG, add_help=False, allow_abbrev=False)
+    parser.add_argument("-h", "-help", "--help", dest="cli_help", action="store_true")
+    parser.add_argument("-license", "--license", dest="cli_license", action="store_true")
+    for option in options():
+        _add(parser, option.flag, option.name, option.is_switch)
+    for flag, dest, syntax, _, _ in (_DEMO, _DEMO_BITRATE):
+        _add(parser, flag, dest, syntax == "bool")
+    return parser
+
+
+def _entry(flag: str, syntax: str, description: str, footer: str) -> str:
+    head = f"  {flag}" if syntax == "bool" else f"  {flag} {syntax}"
+    body = textwrap.fill(
+        description, width=92, initial_indent=" " * 8, subsequent_indent=" " * 8
+    )
+    return f"{head}\n{body}\n" + (f"        {footer}\n" if footer else "")
+
+
+def help_text() -> str:
+    """Every flag with its variable and default (the built-in one, never the environment's)."""
+    parts = [
+        f"Usage: {PROG} [flags]\n\n"
+        "A proxy for AceStream engines: MPEG-TS fan-out and HLS, compatible with acexy.\n\n"
+        "A flag may start with - or --, and takes its value as -flag=value or -flag value.\n"
+        "A bool flag alone means true (-m3u8); -m3u8=false turns it off.\n"
+        "A flag wins over its environment variable.\n\n"
+        "Options:\n"
+    ]
+    for option in options():
+        footer = f"env {option.env}, default {option.default}"
+        parts.append(_entry(option.flag, option.syntax, option.description, footer))
+    parts.append("\nOther flags:\n")
+    for flag, _, syntax, description, default in (_DEMO, _DEMO_BITRATE):
+        parts.append(_entry(flag, syntax, description, f"default {default}" if default else ""))
+    parts.append(_entry("-license", "bool", "Print the license and exit.", ""))
+    parts.append(_entry("-help, -h", "bool", "Print this help and exit.", ""))
+    return "".join(parts)
+
+
+def _demo_options(namespace: argparse.Namespace) -> DemoOptions | None:
+    demo: _Given | None = getattr(namespace, "cli_demo", None)
+    bitrate: _Given | None = getattr(namespace, "cli_demo_bitrate", None)
+    enabled = False
+    if demo is not None:
+        try:
+            enabled = parse_bool(demo.value)
+        except ValueError as error:
+            raise ConfigError(demo.spelling, demo.value, str(error)) from None
+    if not enabled:
+        if bitrate is not None:
+            raise UsageError(f"{bitrate.spelling} only applies with -demo")
+        return None
+    if bitrate is None:
+        return DemoOptions.parse(DEMO_BITRATE_DEFAULT)
+    return DemoOptions.parse(bitrate.value, source=bitrate.spelling)
+
+
+def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show | Start:
+    """Turn a command line into what to do; ``env`` defaults to ``os.environ``.
+
+    Raises :class:`UsageError` for a malformed command line and :class:`ConfigError` for a
+    bad value.
+    """
+    namespace, extra = _parser().parse_known_args(list(argv))
+    if extra:
+        word = extra[0]
+        if word.startswith("-") and word != "-":
+            raise UsageError(f"flag provided but not defined: {word.partition('=')[0]}")
+        raise UsageError(f"unexpected argument: {word}")
+    if namespace.cli_help:
+        return Show(help_text())
+    if namespace.cli_license:
+        return Show(LICENSE_TEXT)
+    given: dict[str, _Given] = {
+        option.name: getattr(namespace, option.name)
+        for option in options()
+        if hasattr(namespace, option.name)
+    }
+    settings = load_settings(
+        {name: g.value for name, g in given.items()},
+        env,
+        flag_names={name: g.spelling for name, g in given.items()},
+    )
+    return Start(settings, _demo_options(namespace))
+
+
+_HANDLER_NAME = "hlsproxy.stderr"
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; calling it again replaces the handler, not adds one."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+class _Run(Protocol):
+    def __call__(self, settings: Settings, *, demo: DemoOptions | None) -> int: ...
+
+
+def _runner() -> _Run:
+    # Imported only when starting, so -help, -license and config errors need no server code.
+    module = importlib.import_module("hlsproxy.runner")
+    return cast(_Run, module.run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``hlsproxy`` command; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        command = interpret(args)
+    except UsageError as error:
+        sys.stderr.write(f"{USAGE}\n{PROG}: {error}\n")
+        return 2
+    except ConfigError as error:
+        sys.stderr.write(f"{PROG}: {error}\n")
+        return 2
+    if isinstance(command, Show):
+        sys.stdout.write(command.text)
+        return 0
+    configure_logging(command.settings.log_level)
+    run = _runner()
+    try:
+        return run(command.settings, demo=command.demo)
+    except KeyboardInterrupt:
+        return 130

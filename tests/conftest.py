@@ -1,0 +1,126 @@
+"""Shared fixtures: the simulated engine and proxies in front of it, all on 127.0.0.1.
+
+Every test that uses `proxy` also checks, once its proxies are closed, the promise the
+proxy makes the engine: every session it started was stopped exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from hlsproxy.sim.engine import SimEngine
+
+from hlsproxy.config import load_settings
+from hlsproxy.web.app import create_app
+
+CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
+CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
+
+ProxyFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+def content_id(n: int) -> str:
+    return f"{n:040x}"
+
+
+class RunningSim:
+    def __init__(self, engine: SimEngine, server: TestServer) -> None:
+        self.engine = engine
+        self.server = server
+
+    @property
+    def port(self) -> int:
+        assert self.server.port is not None
+        return self.server.port
+
+    @property
+    def counters(self) -> Any:
+        return self.engine.counters
+
+    @property
+    def faults(self) -> Any:
+        return self.engine.faults
+
+    def stop_calls(self) -> int:
+        return int(self.counters["stop"] + self.counters["stop_unknown"])
+
+
+@pytest.fixture
+def sim_options() -> dict[str, Any]:
+    """Overridden by tests that want another simulated engine."""
+    return {}
+
+
+@pytest.fixture
+async def sim(sim_options: dict[str, Any]) -> AsyncIterator[RunningSim]:
+    engine = SimEngine(**sim_options)
+    server = TestServer(engine.app, host="127.0.0.1")
+    await server.start_server()
+    running = RunningSim(engine, server)
+    yield running
+    await server.close()
+    assert engine.unexpected == [], "the proxy made requests the engine does not know"
+
+
+@pytest.fixture
+async def proxy(sim: RunningSim) -> AsyncIterator[ProxyFactory]:
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(**overrides: str) -> TestClient[Any, Any]:
+        raw = {"host": "127.0.0.1", "port": str(sim.port), **overrides}
+        settings = load_settings(raw, env={})
+        client: TestClient[Any, Any] = TestClient(
+            TestServer(create_app(settings), host="127.0.0.1")
+        )
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    sim.faults.down = False  # let the closing proxy reach the engine to stop its sessions
+    for client in clients:
+        await client.close()
+    assert sim.engine.active() == [], "an engine session outlived the proxy"
+    assert sim.stop_calls() == sim.counters["start"], "stops and starts do not pair up"
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition the test cannot await directly (another process's state)."""
+    async with asyncio.timeout(timeout):
+        while not check():  # noqa: ASYNC110 - state of another component, polled
+            await asyncio.sleep(0.02)
+
+
+def decode_warnings(data: bytes) -> str:
+    """What ffmpeg prints while decoding `data` as MPEG-TS; empty means a clean decode."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.fail("ffmpeg is missing: ./scripts/test installs it")
+    done = subprocess.run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "warning",
+            "-f",
+            "mpegts",
+            "-i",
+            "pipe:0",
+            "-f",
+            "null",
+            "-",
+        ],
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    out = done.stderr.decode(errors="replace").strip()
+    return out or ("" if done.returncode == 0 else f"ffmpeg exit {done.returncode}")
