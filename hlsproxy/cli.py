@@ -9,13 +9,12 @@ flag alone (``-m3u8``) or with a value (``-m3u8=false``). A flag wins over its
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, cast
+from typing import Any, NoReturn
 
 from hlsproxy.config import (
     DEMO_BITRATE_DEFAULT,
@@ -77,6 +76,13 @@ class Start:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """Check the liveness of the proxy these settings describe (container health checks)."""
+
+    settings: Settings
+
+
+@dataclass(frozen=True, slots=True)
 class _Given:
     value: str
     spelling: str
@@ -101,15 +107,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-# CLI-only flags: (flag, dest, syntax, description, default as shown).
-_DEMO = ("-demo", "cli_demo", "bool", "Run against the built-in simulated AceStream engine.", "")
-_DEMO_BITRATE = (
+@dataclass(frozen=True, slots=True)
+class _CliFlag:
+    """A flag that is not a setting: it has no variable and only shapes this run."""
+
+    flag: str
+    dest: str
+    syntax: str
+    description: str
+    default: str = ""
+
+
+_DEMO = _CliFlag(
+    "-demo", "cli_demo", "bool", "Run against the built-in simulated AceStream engine."
+)
+_DEMO_BITRATE = _CliFlag(
     "-demo-bitrate",
     "cli_demo_bitrate",
     "size",
     "Bitrate of the simulated stream in bits/s, with -demo (2M, 800k, 2000000).",
     DEMO_BITRATE_DEFAULT,
 )
+_HEALTHCHECK = _CliFlag(
+    "-healthcheck",
+    "cli_healthcheck",
+    "bool",
+    "Ask the proxy running with these settings whether it is alive; exit 0 if so, else 1.",
+)
+_CLI_FLAGS = (_DEMO, _DEMO_BITRATE, _HEALTHCHECK)
 
 
 def _add(parser: argparse.ArgumentParser, flag: str, dest: str, switch: bool) -> None:
@@ -125,20 +150,18 @@ def _add(parser: argparse.ArgumentParser, flag: str, dest: str, switch: bool) ->
 def _parser() -> _Parser:
     # Go's flag package has no abbreviations, and argparse's help would not list env vars.
     parser = _Parser(prog=PROG, add_help=False, allow_abbrev=False)
-    parser.add_argument("-h", "-help", "--help", dest="cli_help", action="store_true")
+    parser.add_argument("-h", "--h", "-help", "--help", dest="cli_help", action="store_true")
     parser.add_argument("-license", "--license", dest="cli_license", action="store_true")
     for option in options():
         _add(parser, option.flag, option.name, option.is_switch)
-    for flag, dest, syntax, _, _ in (_DEMO, _DEMO_BITRATE):
-        _add(parser, flag, dest, syntax == "bool")
+    for extra in _CLI_FLAGS:
+        _add(parser, extra.flag, extra.dest, extra.syntax == "bool")
     return parser
 
 
 def _entry(flag: str, syntax: str, description: str, footer: str) -> str:
     head = f"  {flag}" if syntax == "bool" else f"  {flag} {syntax}"
-    body = textwrap.fill(
-        description, width=92, initial_indent=" " * 8, subsequent_indent=" " * 8
-    )
+    body = textwrap.fill(description, width=92, initial_indent=" " * 8, subsequent_indent=" " * 8)
     return f"{head}\n{body}\n" + (f"        {footer}\n" if footer else "")
 
 
@@ -150,22 +173,27 @@ def help_text() -> str:
         "A flag may start with - or --, and takes its value as -flag=value or -flag value.\n"
         "A bool flag alone means true (-m3u8); -m3u8=false turns it off.\n"
         "A flag wins over its environment variable.\n\n"
+        "Values: a duration is Go's, such as 300ms, 1.5s, 1m or 1h30m; a size is 4MiB\n"
+        "(4 x 2^20 bytes), 4.2MiB, 4MB or 4M (4,000,000), 512k or a number of bytes; a bool is\n"
+        "true, false, 1, 0, t or f; an address is :8080 (every interface), 127.0.0.1:8080 or\n"
+        "[::]:8080.\n\n"
         "Options:\n"
     ]
     for option in options():
         footer = f"env {option.env}, default {option.default}"
         parts.append(_entry(option.flag, option.syntax, option.description, footer))
     parts.append("\nOther flags:\n")
-    for flag, _, syntax, description, default in (_DEMO, _DEMO_BITRATE):
-        parts.append(_entry(flag, syntax, description, f"default {default}" if default else ""))
+    for extra in _CLI_FLAGS:
+        footer = f"default {extra.default}" if extra.default else ""
+        parts.append(_entry(extra.flag, extra.syntax, extra.description, footer))
     parts.append(_entry("-license", "bool", "Print the license and exit.", ""))
     parts.append(_entry("-help, -h", "bool", "Print this help and exit.", ""))
     return "".join(parts)
 
 
 def _demo_options(namespace: argparse.Namespace) -> DemoOptions | None:
-    demo: _Given | None = getattr(namespace, "cli_demo", None)
-    bitrate: _Given | None = getattr(namespace, "cli_demo_bitrate", None)
+    demo: _Given | None = getattr(namespace, _DEMO.dest, None)
+    bitrate: _Given | None = getattr(namespace, _DEMO_BITRATE.dest, None)
     enabled = False
     if demo is not None:
         try:
@@ -174,25 +202,52 @@ def _demo_options(namespace: argparse.Namespace) -> DemoOptions | None:
             raise ConfigError(demo.spelling, demo.value, str(error)) from None
     if not enabled:
         if bitrate is not None:
-            raise UsageError(f"{bitrate.spelling} only applies with -demo")
+            raise UsageError(f"{bitrate.spelling} only applies with {_DEMO.flag}")
         return None
     if bitrate is None:
         return DemoOptions.parse(DEMO_BITRATE_DEFAULT)
     return DemoOptions.parse(bitrate.value, source=bitrate.spelling)
 
 
-def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show | Start:
+def _takes_value() -> dict[str, bool]:
+    """Every flag's name without dashes, and whether its value may be the next argument."""
+    names = {option.flag[1:]: not option.is_switch for option in options()}
+    for extra in _CLI_FLAGS:
+        names[extra.flag[1:]] = extra.syntax != "bool"
+    names.update({"h": False, "help": False, "license": False})
+    return names
+
+
+def _check_flag_names(argv: Sequence[str]) -> None:
+    # argparse (3.11) still expands a single-dash prefix ("-acestream-h" to "-acestream-host")
+    # despite allow_abbrev=False; Go's flag package, and so acexy, takes only whole names.
+    takes_value = _takes_value()
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            return
+        if not arg.startswith("-") or arg == "-":
+            continue
+        name, equals, _ = arg[2 if arg.startswith("--") else 1 :].partition("=")
+        if not name or name.startswith("-"):
+            raise UsageError(f"bad flag syntax: {arg}")
+        if name not in takes_value:
+            raise UsageError(f"flag provided but not defined: {arg.partition('=')[0]}")
+        if takes_value[name] and not equals:
+            next(args, None)
+
+
+def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show | Start | Probe:
     """Turn a command line into what to do; ``env`` defaults to ``os.environ``.
 
     Raises :class:`UsageError` for a malformed command line and :class:`ConfigError` for a
     bad value.
     """
+    _check_flag_names(argv)
     namespace, extra = _parser().parse_known_args(list(argv))
-    if extra:
-        word = extra[0]
-        if word.startswith("-") and word != "-":
-            raise UsageError(f"flag provided but not defined: {word.partition('=')[0]}")
-        raise UsageError(f"unexpected argument: {word}")
+    stray = [word for word in extra if word != "--"]
+    if stray:
+        raise UsageError(f"unexpected argument: {stray[0]}")
     if namespace.cli_help:
         return Show(help_text())
     if namespace.cli_license:
@@ -207,6 +262,9 @@ def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show
         env,
         flag_names={name: g.spelling for name, g in given.items()},
     )
+    healthcheck: _Given | None = getattr(namespace, _HEALTHCHECK.dest, None)
+    if healthcheck is not None and parse_bool(healthcheck.value):
+        return Probe(settings)
     return Start(settings, _demo_options(namespace))
 
 
@@ -226,16 +284,6 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
 
 
-class _Run(Protocol):
-    def __call__(self, settings: Settings, *, demo: DemoOptions | None) -> int: ...
-
-
-def _runner() -> _Run:
-    # Imported only when starting, so -help, -license and config errors need no server code.
-    module = importlib.import_module("hlsproxy.runner")
-    return cast(_Run, module.run)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``hlsproxy`` command; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -250,8 +298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(command, Show):
         sys.stdout.write(command.text)
         return 0
+    # Imported only when needed, so -help, -license and config errors need no server code.
+    from hlsproxy.runner import probe, run  # noqa: PLC0415
+
+    if isinstance(command, Probe):
+        return probe(command.settings)
     configure_logging(command.settings.log_level)
-    run = _runner()
+
     try:
         return run(command.settings, demo=command.demo)
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import urllib.request
 
 from aiohttp import web
 
@@ -78,3 +79,20 @@ async def _until_signalled() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def probe(settings: Settings, timeout: float = 4.0) -> int:
+    """0 if the proxy listening where `settings` say answers its liveness endpoint, else 1."""
+    host = settings.listen_addr.host
+    if host in (None, "", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{settings.listen_addr.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return 0 if answer.status == 200 else 1
+    except OSError:
+        return 1

@@ -133,8 +133,6 @@ class TsStream:
             await self._stream()
         except asyncio.CancelledError:
             pass  # close() decided, and set the reason
-        except EmptyUpstream:
-            self._end(f"no data from the engine for {self._options.empty_timeout:g}s")
         except ProxyError as exc:
             self._end(exc.message)
             self._fail_ready(exc)
@@ -191,6 +189,9 @@ class TsStream:
                 problem = exc.message
             except (aiohttp.ClientError, OSError):
                 problem = "the engine dropped the stream"
+            except EmptyUpstream:
+                # acexy gave up on a stall; a fresh read often revives a live channel.
+                problem = f"no data from the engine for {self._options.empty_timeout:g}s"
             if self._clock() - opened >= HEALTHY_RUN:
                 failures = 0
             failures += 1

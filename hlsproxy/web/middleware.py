@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import ProxyError, Unavailable
+from ..errors import EngineError, ProxyError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error_body(exc.status, exc.code, exc.message)
         if isinstance(exc, Unavailable):
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        if exc.status >= 500:
+        if isinstance(exc, EngineError):
             log.warning("%s %s: %s", request.method, request.path, exc.message)
         return response
     except web.HTTPException as exc:

@@ -1,0 +1,56 @@
+"""The process as users run it: `hlsproxy --demo`, then SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+import time
+
+import aiohttp
+
+from .conftest import CID
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hlsproxy",
+        "--demo",
+        "-addr",
+        f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        banner = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert f"http://127.0.0.1:{port}" in banner.decode()
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/ace/getstream?id={CID}"
+            async with http.get(url) as resp:
+                assert resp.status == 200
+                assert (await resp.content.readexactly(188))[0] == 0x47
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(5):
+                    await resp.content.read()  # EOF, not a hang
+        assert await asyncio.wait_for(process.wait(), 5) == 0
+        assert time.monotonic() - started < 5
+        log = (await process.stderr.read()).decode()
+        assert "stopped" in log  # the simulated engine saw the session stopped
+        assert "Traceback" not in log
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,714 @@
+"""The simulated engine against shared/reference/acestream-engine-api.md."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+from yarl import URL
+
+from hlsproxy.sim import start_engine
+from hlsproxy.sim.engine import SimEngine, SimSession
+from hlsproxy.sim.media import NULL_PID, PACKET_SIZE, MediaLoop, pad
+
+CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
+CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
+HEX32 = re.compile(r"[0-9a-f]{32}")
+HEX40 = re.compile(r"[0-9a-f]{40}")
+START = {"ts": "/ace/getstream", "hls": "/ace/manifest.m3u8"}
+
+
+class Clock:
+    """The engine's clock, stepped by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+Client = TestClient[Any, Any]
+Sim = Callable[..., Awaitable[tuple[SimEngine, Client]]]
+
+
+@pytest.fixture(scope="module")
+def media() -> MediaLoop:
+    return MediaLoop.load()
+
+
+@pytest.fixture
+async def sim(aiohttp_client: AiohttpClient, media: MediaLoop) -> AsyncIterator[Sim]:
+    engines: list[SimEngine] = []
+
+    async def make(**options: Any) -> tuple[SimEngine, Client]:
+        engine = SimEngine(media, **options)
+        engines.append(engine)
+        return engine, await aiohttp_client(engine.app)
+
+    yield make
+    for engine in engines:
+        assert engine.unexpected == []
+
+
+async def start(
+    client: Client, fmt: str = "ts", *, headers: dict[str, str] | None = None, **params: str
+) -> dict[str, Any]:
+    async with client.get(START[fmt], params={"format": "json", **params}, headers=headers) as r:
+        assert r.status == 200
+        body: dict[str, Any] = await r.json()
+    return body
+
+
+async def started(client: Client, fmt: str = "ts", **params: str) -> dict[str, Any]:
+    body = await start(client, fmt, **params)
+    assert body["error"] is None, body
+    response: dict[str, Any] = body["response"]
+    return response
+
+
+def path(url: str) -> str:
+    return URL(url).path_qs
+
+
+async def read_exactly(resp: aiohttp.ClientResponse, n: int, timeout: float = 5.0) -> bytes:
+    async with asyncio.timeout(timeout):
+        return await resp.content.readexactly(n)
+
+
+def is_ts(data: bytes) -> bool:
+    return len(data) >= PACKET_SIZE and all(
+        data[i] == 0x47 for i in range(0, len(data) - PACKET_SIZE + 1, PACKET_SIZE)
+    )
+
+
+def media_packets(data: bytes) -> bytes:
+    packets = (data[i : i + PACKET_SIZE] for i in range(0, len(data), PACKET_SIZE))
+    return b"".join(p for p in packets if ((p[1] & 0x1F) << 8 | p[2]) != NULL_PID)
+
+
+def playlist_entries(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    lines = text.splitlines()
+    tags = dict(line.split(":", 1) for line in lines if line.startswith("#EXT-X-"))
+    entries = [(line, lines[i + 1]) for i, line in enumerate(lines) if line.startswith("#EXTINF:")]
+    return tags, entries
+
+
+def session(engine: SimEngine, token: str) -> SimSession:
+    (found,) = (s for s in engine.sessions if s.token == token)
+    return found
+
+
+# --- starting ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["ts", "hls"])
+async def test_a_start_answers_the_middleware_envelope(sim: Sim, fmt: str) -> None:
+    engine, client = await sim()
+    body = await start(client, fmt, headers={"Host": "engine.example:6878"}, id=CID, pid="p1")
+    assert set(body) == {"response", "error"}
+    assert body["error"] is None
+    r = body["response"]
+    infohash = hashlib.sha1(CID.encode()).hexdigest()
+    assert r["infohash"] == infohash != CID
+    token = r["playback_url"].split("/")[-1].removesuffix(".m3u8")
+    assert HEX32.fullmatch(token)
+    assert HEX40.fullmatch(r["playback_session_id"])
+    assert r["playback_session_id"] != token
+    base = "http://engine.example:6878/ace"
+    suffix = ".m3u8" if fmt == "hls" else ""
+    kind = "m" if fmt == "hls" else "r"
+    assert r["playback_url"] == f"{base}/{kind}/{infohash}/{token}{suffix}"
+    assert r["stat_url"] == f"{base}/stat/{infohash}/{token}"
+    assert r["command_url"] == f"{base}/cmd/{infohash}/{token}"
+    assert (r["is_live"], r["is_encrypted"], r["client_session_id"]) == (1, 0, -1)
+    (s,) = engine.sessions
+    assert (s.content_id, s.infohash, s.token, s.pid, s.fmt) == (CID, infohash, token, "p1", fmt)
+    assert s.params == {"format": "json", "id": CID, "pid": "p1"}
+    assert engine.counters["start"] == 1
+
+
+async def test_content_can_be_named_every_way_the_engine_knows(sim: Sim) -> None:
+    engine, client = await sim()
+    by_content_id = await started(client, content_id=CID, pid="a")
+    by_id = await started(client, id=CID.upper(), pid="a")
+    assert by_id == by_content_id  # the same content, pid and format: the same session
+    by_infohash = await started(client, infohash=CID2, pid="b")
+    assert by_infohash["infohash"] == CID2
+    by_url = await started(client, url="http://example.test/x.torrent", pid="c")
+    by_magnet = await started(client, magnet="magnet:?xt=urn:btih:abc", pid="d")
+    assert by_url["infohash"] == hashlib.sha1(b"http://example.test/x.torrent").hexdigest()
+    assert by_magnet["infohash"] != by_url["infohash"]
+    # content_id wins over infohash when both are given
+    both = await started(client, content_id=CID, infohash=CID2, pid="a")
+    assert both == by_content_id
+    assert engine.counters["start"] == 4
+    assert engine.counters["start_reused"] == 2
+    assert len(engine.active()) == 4
+
+
+async def test_a_start_without_parameters_is_http_500(sim: Sim) -> None:
+    engine, client = await sim()
+    async with client.get("/ace/getstream") as r:
+        assert r.status == 500
+    assert engine.sessions == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"id": "not-a-content-id"}, {"id": "dead" + CID[4:]}, {"infohash": "DEAD" + CID2[4:]}],
+    ids=["malformed", "unknown-id", "unknown-infohash"],
+)
+async def test_unknown_content_fails_with_http_200_after_a_delay(
+    sim: Sim, params: dict[str, str]
+) -> None:
+    engine, client = await sim(unknown_content_delay=0.2)
+    began = time.monotonic()
+    body = await start(client, **params)
+    assert time.monotonic() - began >= 0.2
+    assert body == {"response": None, "error": "failed to load content"}
+    assert engine.counters["start_failed"] == 1
+    assert engine.sessions == []
+
+
+async def test_redirect_mode_answers_302_to_the_playback_url(sim: Sim) -> None:
+    engine, client = await sim()
+    async with client.get(START["ts"], params={"id": CID}, allow_redirects=False) as r:
+        assert r.status == 302
+        location = r.headers["Location"]
+    (s,) = engine.sessions
+    assert path(location) == f"/ace/r/{s.infohash}/{s.token}"
+    async with client.get(START["ts"], params={"id": "dead" + CID[4:]}) as r:
+        assert r.status == 500
+        assert "failed to load content" in await r.text()
+
+
+# --- MPEG-TS -------------------------------------------------------------------------------
+
+
+async def test_ts_playback_redirects_to_an_endless_live_stream(sim: Sim, media: MediaLoop) -> None:
+    engine, client = await sim(clock=Clock(), time_scale=40.0)
+    r = await started(client, id=CID, pid="a")
+    async with client.get(path(r["playback_url"]), allow_redirects=False) as redirect:
+        assert redirect.status == 302
+        content = path(redirect.headers["Location"])
+    assert re.fullmatch(rf"/content/{r['infohash']}/[0-9a-f]{{32}}", content)
+    async with client.get(content) as stream:
+        assert stream.status == 200
+        assert stream.headers["Content-Type"] == "video/mp2t"
+        # The engine had 3 segments when the channel started: the newest comes at once,
+        # then the next ones in (scaled) real time.
+        expected = media.segment(2) + media.segment(3) + media.segment(4)
+        assert await read_exactly(stream, len(expected)) == expected
+    (s,) = engine.sessions
+    assert s.reads == 1
+    assert engine.counters["playback"] == 1
+    assert engine.counters["content_read"] == 1
+
+
+async def test_after_the_prebuffer_the_stream_is_paced_in_real_time(
+    sim: Sim, media: MediaLoop
+) -> None:
+    _, client = await sim(clock=Clock())
+    r = await started(client, id=CID)
+    async with client.get(path(r["playback_url"])) as stream:
+        await read_exactly(stream, len(media.segment(2)))
+        began = time.monotonic()
+        await read_exactly(stream, len(media.segment(3)) // 4)
+        # a quarter of a 4 s segment takes about 1 s; allow for slicing
+        assert 0.8 <= time.monotonic() - began <= 2.0
+
+
+async def test_a_second_concurrent_reader_gets_garbage(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    async with client.get(path(r["playback_url"])) as first:
+        assert is_ts(await read_exactly(first, 10 * PACKET_SIZE))
+        async with client.get(path(r["playback_url"])) as second:
+            assert second.status == 200
+            async with asyncio.timeout(5):
+                garbage = await second.read()
+        assert len(garbage) > 10 * PACKET_SIZE
+        assert not is_ts(garbage[: 10 * PACKET_SIZE])
+        assert is_ts(await read_exactly(first, 10 * PACKET_SIZE))
+    assert engine.counters["content_read"] == 2
+    assert engine.counters["corrupt_read"] == 1
+    assert engine.sessions[0].reads == 2
+
+
+async def test_a_reader_that_leaves_frees_the_stream_for_the_next(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    async with client.get(path(r["playback_url"])) as first:
+        await read_exactly(first, PACKET_SIZE)
+        assert engine.sessions[0].open_reads == 1
+    await engine.wait_until(lambda: engine.sessions[0].open_reads == 0)
+    async with client.get(path(r["playback_url"])) as second:
+        assert is_ts(await read_exactly(second, 100 * PACKET_SIZE))
+    assert engine.counters["corrupt_read"] == 0
+
+
+async def test_bitrate_pads_the_stream_with_null_packets(sim: Sim, media: MediaLoop) -> None:
+    _, client = await sim(bitrate=2_000_000, clock=Clock(), time_scale=40.0)
+    r = await started(client, id=CID)
+    # 2 Mbit/s for 4 s segments: 1 MB each.
+    expected = pad(media.segment(2), 1_000_000) + pad(media.segment(3), 1_000_000)
+    assert 2_000_000 - 2 * PACKET_SIZE < len(expected) <= 2_000_000
+    async with client.get(path(r["playback_url"])) as stream:
+        assert await read_exactly(stream, len(expected)) == expected
+    assert media_packets(expected) == media.segment(2) + media.segment(3)
+    hls = await started(client, "hls", id=CID2, pid="other")
+    async with client.get(f"/ace/c/{hls['infohash']}/2.ts") as resp:
+        assert await resp.read() == pad(media.segment(2), 1_000_000)
+
+
+# --- supersession --------------------------------------------------------------------------
+
+
+async def test_another_pid_supersedes_and_cuts_the_open_read(sim: Sim) -> None:
+    engine, client = await sim()
+    old = await started(client, id=CID, pid="a")
+    async with client.get(path(old["playback_url"])) as reader:
+        await read_exactly(reader, PACKET_SIZE)
+        new = await started(client, id=CID, pid="b")
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(5):
+                await reader.read()
+    first, second = engine.sessions
+    assert first.superseded and not first.stopped
+    assert engine.active() == [second]
+    assert new["playback_url"] != old["playback_url"]
+    async with client.get(path(old["playback_url"]), allow_redirects=False) as again:
+        assert again.status == 404
+
+
+async def test_a_superseded_hls_session_answers_403(sim: Sim) -> None:
+    engine, client = await sim()
+    old = await started(client, "hls", id=CID, pid="a")
+    async with client.get(path(old["playback_url"])) as r:
+        assert r.status == 200
+    await started(client, "ts", id=CID, pid="a")  # the same pid, another format
+    async with client.get(path(old["playback_url"])) as r:
+        assert r.status == 403
+    assert [s.superseded for s in engine.sessions] == [True, False]
+
+
+async def test_a_pid_serves_one_content_at_a_time(sim: Sim) -> None:
+    engine, client = await sim()
+    await started(client, id=CID, pid="shared")
+    await started(client, id=CID2, pid="shared")
+    assert [s.superseded for s in engine.sessions] == [True, False]
+    await started(client, id=CID, pid="own")
+    assert {s.content_id for s in engine.active()} == {CID, CID2}
+
+
+# --- stop ----------------------------------------------------------------------------------
+
+
+async def test_stop_ends_the_open_read_cleanly(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    async with client.get(path(r["playback_url"])) as reader:
+        await read_exactly(reader, PACKET_SIZE)
+        async with client.get(path(r["command_url"]), params={"method": "stop"}) as stop:
+            assert await stop.json() == {"response": "ok", "error": None}
+        async with asyncio.timeout(5):
+            await reader.read()  # ends without a payload error
+    assert engine.sessions[0].stopped
+    assert engine.active() == []
+    async with client.get(path(r["playback_url"]), allow_redirects=False) as again:
+        assert again.status == 404
+
+
+async def test_a_stop_ends_every_session_of_the_content(sim: Sim) -> None:
+    engine, client = await sim()
+    stale = await started(client, "ts", id=CID, pid="first-proxy")
+    current = await started(client, "hls", id=CID, pid="second-proxy")
+    other = await started(client, "hls", id=CID2, pid="third-proxy")
+    async with client.get(path(current["playback_url"])) as r:
+        assert r.status == 200
+    # The first proxy stops its superseded session: the engine ends the content for everyone.
+    async with client.get(path(stale["command_url"]), params={"method": "stop"}) as r:
+        assert await r.json() == {"response": "ok", "error": None}
+    async with client.get(path(current["playback_url"])) as r:
+        assert r.status == 500
+    async with client.get(path(current["command_url"]), params={"method": "stop"}) as r:
+        assert await r.json() == {"response": None, "error": "unknown playback session id"}
+    assert [s.content_id for s in engine.active()] == [CID2]
+    async with client.get(path(other["playback_url"])) as r:
+        assert r.status == 200
+    assert engine.counters["stop"] == 1
+    assert engine.counters["stop_unknown"] == 1
+
+
+async def test_stop_of_unknown_sessions_and_other_methods(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    command = path(r["command_url"])
+    async with client.get(command, params={"method": "pause"}) as resp:
+        assert await resp.json() == {"response": None, "error": "unknown method"}
+    assert engine.active() != []
+    unknown = {"response": None, "error": "unknown playback session id"}
+    async with client.get(
+        f"/ace/cmd/{r['infohash']}/{'0' * 32}", params={"method": "stop"}
+    ) as resp:
+        assert await resp.json() == unknown
+    assert engine.active() != []
+    async with client.get(command, params={"method": "stop"}) as resp:
+        assert await resp.json() == {"response": "ok", "error": None}
+    async with client.get(command, params={"method": "stop"}) as resp:
+        assert await resp.json() == unknown
+    assert engine.counters["stop"] == 1
+    assert engine.counters["stop_unknown"] == 2
+
+
+# --- stat ----------------------------------------------------------------------------------
+
+
+async def test_stat_goes_from_empty_to_idle_prebuf_then_dl(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    answers = []
+    for _ in range(5):
+        async with client.get(path(r["stat_url"])) as resp:
+            answers.append(await resp.json())
+    assert all(a["error"] is None for a in answers)
+    assert answers[0]["response"] == {}
+    assert [a["response"]["status"] for a in answers[1:]] == ["idle", "prebuf", "dl", "dl"]
+    dl = answers[3]["response"]
+    assert dl["peers"] > 0 and dl["speed_down"] > 0
+    assert dl["is_live"] == 1 and dl["total_progress"] == 0
+    assert (dl["infohash"], dl["playback_session_id"]) == (
+        r["infohash"],
+        r["playback_session_id"],
+    )
+    assert all(isinstance(v, str) for v in dl["livepos"].values())
+    assert {"pos", "first_ts", "last_ts"} <= set(dl["livepos"])
+    for key in ("speed_down", "speed_up", "downloaded", "uploaded", "peers"):
+        assert isinstance(dl[key], int)
+    assert engine.counters["stat"] == 5
+
+
+async def test_stat_of_an_unknown_or_stopped_session(sim: Sim) -> None:
+    _, client = await sim()
+    r = await started(client, id=CID)
+    async with client.get(f"/ace/stat/{r['infohash']}/{'f' * 32}") as resp:
+        assert await resp.json() == {"response": None, "error": "unknown playback session id"}
+    await client.get(path(r["command_url"]), params={"method": "stop"})
+    async with client.get(path(r["stat_url"])) as resp:
+        assert await resp.json() == {"response": None, "error": "unknown playback session id"}
+
+
+# --- HLS -----------------------------------------------------------------------------------
+
+
+async def test_the_hls_playlist_and_its_segments(sim: Sim, media: MediaLoop) -> None:
+    engine, client = await sim(clock=Clock())
+    r = await started(client, "hls", headers=None, id=CID)
+    async with client.get(path(r["playback_url"])) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/vnd.apple.mpegurl"
+        text = await resp.text()
+    assert text.startswith("#EXTM3U\n")
+    assert "#EXT-X-ENDLIST" not in text
+    tags, entries = playlist_entries(text)
+    assert tags == {
+        "#EXT-X-VERSION": "3",
+        "#EXT-X-TARGETDURATION": "5",
+        "#EXT-X-MEDIA-SEQUENCE": "0",
+    }
+    host = URL(r["playback_url"]).authority
+    assert entries == [
+        ("#EXTINF:4.000000,", f"http://{host}/ace/c/{r['infohash']}/{n}.ts") for n in range(3)
+    ]
+    for n in range(3):
+        async with client.get(path(entries[n][1])) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "video/mp2t"
+            assert int(resp.headers["Content-Length"]) == len(media.segment(n))
+            assert await resp.read() == media.segment(n)
+    async with client.get(path(entries[1][1])) as resp:
+        assert await resp.read() == media.segment(1)
+    assert engine.counters["playlist"] == 1
+    assert engine.counters["segment"] == 4
+
+
+async def test_the_window_grows_then_slides_with_the_clock(sim: Sim) -> None:
+    clock = Clock()
+    engine, client = await sim(clock=clock, time_scale=10.0, hls_window=5, hls_initial_window=2)
+    r = await started(client, "hls", id=CID)
+    infohash = r["infohash"]
+
+    async def window() -> tuple[int, list[int]]:
+        async with client.get(path(r["playback_url"])) as resp:
+            tags, entries = playlist_entries(await resp.text())
+        numbers = [int(uri.rsplit("/", 1)[1].removesuffix(".ts")) for _, uri in entries]
+        return int(tags["#EXT-X-MEDIA-SEQUENCE"]), numbers
+
+    assert await window() == (0, [0, 1])
+    clock.advance(0.399)  # 3.99 s of media: the next segment is not complete yet
+    assert await window() == (0, [0, 1])
+    clock.advance(0.001)
+    assert await window() == (0, [0, 1, 2])
+    clock.advance(0.8)
+    assert await window() == (0, [0, 1, 2, 3, 4])
+    clock.advance(0.8)
+    assert await window() == (2, [2, 3, 4, 5, 6])
+    clock.advance(1.6)  # a whole loop of the fixture further
+    assert await window() == (6, [6, 7, 8, 9, 10])
+
+    async def status(n: int) -> int:
+        async with client.get(f"/ace/c/{infohash}/{n}.ts") as resp:
+            return resp.status
+
+    # A few segments behind the window are still served; nothing ahead of the live edge.
+    assert [await status(n) for n in (2, 3, 6, 10, 11)] == [404, 200, 200, 200, 404]
+    assert engine.counters["segment_missing"] == 2
+
+
+async def test_a_new_session_joins_the_channel_at_its_live_edge(sim: Sim) -> None:
+    clock = Clock()
+    _, client = await sim(clock=clock)
+    await started(client, "hls", id=CID, pid="a")
+    clock.advance(40.0)
+    second = await started(client, "hls", id=CID, pid="b")
+    async with client.get(path(second["playback_url"])) as resp:
+        tags, entries = playlist_entries(await resp.text())
+    assert tags["#EXT-X-MEDIA-SEQUENCE"] == "10"
+    assert len(entries) == 3
+
+
+# --- expiry --------------------------------------------------------------------------------
+
+
+async def test_an_unread_session_expires(sim: Sim) -> None:
+    clock = Clock()
+    engine, client = await sim(clock=clock, idle_expiry=0.2)
+    hls = await started(client, "hls", id=CID, pid="a")
+    ts = await started(client, "ts", id=CID2, pid="b")
+    async with client.get(path(ts["playback_url"])) as reader:
+        await read_exactly(reader, PACKET_SIZE)
+        clock.advance(60.0)
+        hls_session = engine.sessions[0]
+        await engine.wait_until(lambda: hls_session.expired)  # the sweep found it
+        assert engine.active() == [engine.sessions[1]]  # the read keeps the other alive
+    async with client.get(path(hls["playback_url"])) as resp:
+        assert resp.status == 404
+    async with client.get(path(hls["stat_url"])) as resp:
+        assert (await resp.json())["error"] == "unknown playback session id"
+    await engine.wait_until(lambda: engine.sessions[1].open_reads == 0)
+    clock.advance(60.0)
+    assert engine.active() == []
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+async def test_fault_error_answers_every_start_with_it(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.error = "engine overloaded"
+    for fmt in ("ts", "hls"):
+        assert await start(client, fmt, id=CID) == {"response": None, "error": "engine overloaded"}
+    assert engine.counters["start_failed"] == 2
+    assert engine.sessions == []
+
+
+async def test_fault_start_delay_holds_the_answer(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.start_delay = 0.3
+    began = time.monotonic()
+    await started(client, id=CID)
+    assert time.monotonic() - began >= 0.3
+
+
+async def test_a_long_start_delay_does_not_hold_up_shutdown(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.start_delay = 60.0
+    request = asyncio.ensure_future(client.get(START["ts"], params={"id": CID}))
+    await engine.wait_until(lambda: len(engine.requests) == 1)
+    began = time.monotonic()
+    await client.close()
+    assert time.monotonic() - began < 3.0
+    with pytest.raises(aiohttp.ClientError):
+        await request
+    assert engine.sessions == []
+
+
+async def test_fault_header_delay_holds_the_stream_headers(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    engine.faults.header_delay = 0.3
+    async with client.get(path(r["playback_url"]), allow_redirects=False) as redirect:
+        content = path(redirect.headers["Location"])
+    began = time.monotonic()
+    async with client.get(content) as stream:
+        assert time.monotonic() - began >= 0.3
+        assert is_ts(await read_exactly(stream, PACKET_SIZE))
+
+
+async def test_fault_stall_sends_n_bytes_then_holds_the_connection(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.stall_after = 100 * PACKET_SIZE
+    r = await started(client, id=CID)
+    async with client.get(path(r["playback_url"])) as stream:
+        assert is_ts(await read_exactly(stream, 100 * PACKET_SIZE))
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await stream.content.readany()
+        async with client.get(path(r["command_url"]), params={"method": "stop"}):
+            pass
+        async with asyncio.timeout(5):
+            assert await stream.read() == b""  # the stop ends the stalled body cleanly
+
+
+async def test_fault_cut_drops_the_read_after_n_bytes(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.cut_after = 100 * PACKET_SIZE + 7
+    r = await started(client, id=CID)
+    received = bytearray()
+    async with client.get(path(r["playback_url"])) as stream:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(5):
+                async for chunk in stream.content.iter_any():
+                    received += chunk
+    assert len(received) == 100 * PACKET_SIZE + 7
+    assert engine.active() == engine.sessions  # the session lives on; only the read is gone
+
+
+async def test_fault_down_drops_every_connection(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.down = True
+    for url in (f"{START['ts']}?id={CID}&format=json", "/webui/api/service?method=get_version"):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with client.get(url) as resp:
+                await resp.read()
+    assert engine.requests == [
+        f"GET {START['ts']}?id={CID}&format=json",
+        "GET /webui/api/service?method=get_version",
+    ]
+    assert engine.sessions == []
+    engine.faults.down = False
+    await started(client, id=CID)
+
+
+# --- the rest of the API ---------------------------------------------------------------------
+
+
+async def test_version_and_status(sim: Sim) -> None:
+    engine, client = await sim()
+    async with client.get("/webui/api/service", params={"method": "get_version"}) as r:
+        assert await r.json() == {
+            "result": {"code": 3020300, "platform": "linux", "version": "3.2.3"},
+            "error": None,
+        }
+    async with client.get("/server/api", params={"api_version": "3", "method": "get_status"}) as r:
+        assert r.status == 200
+        body = await r.json()
+    assert body["result"]["playlist_loaded"] is True
+    assert body["result"]["version"]["version"] == "3.2.3"
+    assert (engine.counters["version"], engine.counters["status"]) == (1, 1)
+
+
+async def test_requests_are_recorded_and_unmatched_ones_flagged(sim: Sim) -> None:
+    engine, client = await sim()
+    await started(client, id=CID)
+    async with client.get("/ace/nonsense?x=1") as r:
+        assert r.status == 404
+    async with client.post("/ace/getstream") as r:
+        assert r.status == 404
+    assert engine.requests == [
+        f"GET /ace/getstream?format=json&id={CID}",
+        "GET /ace/nonsense?x=1",
+        "POST /ace/getstream",
+    ]
+    assert engine.unexpected == ["GET /ace/nonsense?x=1", "POST /ace/getstream"]
+    engine.unexpected.clear()
+
+
+async def test_closing_the_app_ends_open_reads_and_leaves_no_task(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.stall_after = PACKET_SIZE
+    r = await started(client, id=CID)
+    stream = await client.get(path(r["playback_url"]))
+    await read_exactly(stream, PACKET_SIZE)
+    began = time.monotonic()
+    await client.close()
+    assert time.monotonic() - began < 3.0
+    stream.close()
+    pending = [t for t in asyncio.all_tasks() if "sim" in t.get_name()]
+    assert pending == []
+
+
+async def test_closing_the_app_cuts_a_client_that_stopped_reading(sim: Sim) -> None:
+    engine, client = await sim(bitrate=50_000_000)
+    r = await started(client, id=CID)
+    async with client.get(path(r["playback_url"]), allow_redirects=False) as redirect:
+        content = path(redirect.headers["Location"])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(f"GET {content} HTTP/1.1\r\nHost: sim\r\n\r\n".encode())
+    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    # and then never read again: the engine's 25 MB burst fills every buffer on the way
+    began = time.monotonic()
+    await client.close()
+    assert time.monotonic() - began < 3.0
+    writer.close()
+    assert engine.sessions[0].open_reads == 0
+
+
+async def test_start_engine_serves_on_a_free_port() -> None:
+    engine, runner, port = await start_engine(time_scale=2.0)
+    try:
+        assert port > 0 and engine.time_scale == 2.0
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/ace/getstream"
+            async with http.get(url, params={"id": CID, "format": "json"}) as r:
+                body = await r.json()
+            assert body["response"]["playback_url"].startswith(f"http://127.0.0.1:{port}/ace/r/")
+            async with http.get(body["response"]["playback_url"]) as stream:
+                assert is_ts(await read_exactly(stream, 10 * PACKET_SIZE))
+    finally:
+        await runner.cleanup()
+
+
+async def test_python_m_hlsproxy_sim_runs_standalone() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hlsproxy.sim",
+        "--port",
+        "0",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        match = None
+        async with asyncio.timeout(10):
+            while match is None:
+                line = (await process.stderr.readline()).decode()
+                assert line, "the engine exited before it logged its URL"
+                match = re.search(r"engine on (http://127\.0\.0\.1:\d+)", line)
+        async with aiohttp.ClientSession() as http:
+            url = f"{match.group(1)}/webui/api/service?method=get_version"
+            async with http.get(url) as r:
+                assert (await r.json())["result"]["version"] == "3.2.3"
+    finally:
+        process.terminate()
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
