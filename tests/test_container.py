@@ -12,6 +12,7 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from hlsproxy.config import Settings, load_settings, options
+from hlsproxy.docs import BEGIN, END, options_table
 from hlsproxy.runner import probe
 from hlsproxy.web.app import create_app
 
@@ -92,3 +93,13 @@ def test_compose_points_the_proxy_at_the_engine_service() -> None:
     settings = load_settings(env=environment)
     assert settings.port == 6878
     assert settings.listen_addr == Settings().listen_addr
+
+
+def test_readme_starts_with_the_two_commands_and_lists_every_option() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "pip install . && hlsproxy --demo" in first_block
+    assert "./scripts/test" in first_block
+    assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
+    begin, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
+    assert readme[begin:end].strip() == options_table(), "run: python -m hlsproxy.docs"
