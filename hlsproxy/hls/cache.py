@@ -1,0 +1,407 @@
+"""The segment cache: one upstream fetch per key, however many clients ask at once.
+
+A body is either complete (`Cached`, kept for its own TTL within a byte budget) or still
+arriving (`Flight`). The first `get()` for a key registers a flight before it awaits
+anything, so every later `get()` for that key joins it rather than fetching again.
+
+The fetch runs as a task the cache owns, never inside a client's request. Clients only
+wait on the flight's events, which is what `asyncio.shield` would give them: a client
+that disconnects cancels its own wait and nothing else, and the body is still cached for
+the next one. Bytes reach every client as they arrive, from byte 0 for a late joiner.
+
+A failure, before the headers or in the middle of the body, reaches every client of the
+flight and is not cached: the flight leaves the table in the same step as it fails, so
+the next `get()` fetches again. That is also how a caller does negative caching: its
+fetch raises (say `NotFound` for an upstream 404), and the one upstream request answers
+every client that asked meanwhile; nothing about the 404 outlives the flight. A caller
+that wants to remember a 404 for a while keeps that memory itself.
+
+The cache sets no timeout of its own: the fetch and its `Source` carry the upstream's
+(aiohttp's `ClientTimeout`), and a source that raises ends the flight.
+
+A caller serves an entry like this:
+
+    entry = await cache.get(url, fetch, ttl)
+    if isinstance(entry, Cached):
+        ...  # entry.body, with its exact Content-Length
+    else:
+        ...  # headers from entry.content_type and entry.length, then
+        async for chunk in entry.chunks(): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from cachetools import TLRUCache
+
+from ..errors import EngineProtocolError, ShuttingDown, Unavailable
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class Source(Protocol):
+    """An upstream answer whose headers have arrived and whose body is being read."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def length(self) -> int | None:
+        """The announced body length (Content-Length), when the upstream sent one."""
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None:
+        """Release the upstream connection; called once, whether the body was read or not."""
+
+
+Fetch = Callable[[], Awaitable[Source]]
+"""Opens the upstream request. It raises the project's own error when the upstream says no."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """A complete body. `stored_at` and `expires_at` are readings of the cache's clock."""
+
+    body: bytes
+    content_type: str
+    stored_at: float
+    expires_at: float
+
+    def __repr__(self) -> str:
+        return f"<Cached {self.content_type} {len(self.body)} B>"
+
+
+@dataclass(slots=True)
+class CacheStats:
+    hits: int = 0  # get() answered from the cache
+    misses: int = 0  # get() that started an upstream fetch
+    coalesced: int = 0  # get() that joined a fetch already under way
+    errors: int = 0  # fetches that failed (one per fetch, however many waited)
+    aborted: int = 0  # fetches cancelled by drop() or aclose()
+    upstream_fetches: int = 0
+    bytes_fetched: int = 0
+    evicted: int = 0  # removed to make room within the byte budget
+    expired: int = 0  # removed because their TTL ran out
+    oversize: int = 0  # complete bodies served but larger than the whole budget
+    entries: int = 0
+    current_bytes: int = 0
+    flights: int = 0
+
+
+class Flight:
+    """A body still arriving from the upstream, readable by any number of clients."""
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.content_type = ""
+        self.length: int | None = None
+        self.received = 0
+        self._opened = False
+        self._pieces: list[bytes] = []
+        self._cached: Cached | None = None
+        self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Replaced on every change; each waiter has its own future inside Event.wait(), so a
+        # waiter that is cancelled takes nothing from the others.
+        self._changed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        if self._error is not None:
+            state = f"failed {type(self._error).__name__}"
+        elif self._cached is not None:
+            state = "complete"
+        elif self._opened:
+            state = "receiving"
+        else:
+            state = "opening"
+        total = "?" if self.length is None else str(self.length)
+        return f"<Flight {self.key!r} {state} {self.received}/{total} B>"
+
+    @property
+    def settled(self) -> bool:
+        return self._cached is not None or self._error is not None
+
+    async def chunks(self) -> AsyncIterator[bytes | memoryview]:
+        """The body from byte 0: what has arrived at once, then each piece as it comes.
+
+        Raises the upstream's error, after the bytes that arrived before it.
+        """
+        index = 0
+        offset = 0
+        while True:
+            cached = self._cached
+            if cached is not None:
+                # The pieces were joined into one body; serve what this reader has not had.
+                if offset < len(cached.body):
+                    yield memoryview(cached.body)[offset:]
+                return
+            pieces = self._pieces
+            if index < len(pieces):
+                piece = pieces[index]
+                index += 1
+                offset += len(piece)
+                yield piece
+                continue
+            if self._error is not None:
+                raise self._error
+            await self._changed.wait()
+
+    async def result(self) -> Cached:
+        """The complete body, once it has all arrived. Raises the upstream's error."""
+        while not self.settled:
+            await self._changed.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._cached is not None
+        return self._cached
+
+    async def _headers(self) -> None:
+        while not (self._opened or self.settled):
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _open(self, content_type: str, length: int | None) -> None:
+        self.content_type = content_type
+        self.length = length
+        self._opened = True
+        self._notify()
+
+    def _append(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self.received += len(piece)
+        self._notify()
+
+    def _complete(self, cached: Cached) -> None:
+        self._cached = cached
+        self._pieces = []  # readers still on the old list finish from `cached.body`
+        self._notify()
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.settled:
+            self._error = error
+            self._notify()
+
+
+def _expiry(_key: Hashable, value: Cached, _now: float) -> float:
+    return value.expires_at
+
+
+def _size(value: Cached) -> float:
+    return len(value.body)
+
+
+class _Store(TLRUCache[Hashable, Cached, float]):
+    """cachetools' TLRU cache, counting what leaves it on its own."""
+
+    def __init__(self, max_bytes: int, clock: Clock) -> None:
+        super().__init__(max_bytes, _expiry, clock, _size)
+        self.evicted = 0
+        self.expired = 0
+
+    def expire(self, time: float | None = None) -> list[tuple[Hashable, Cached]]:
+        gone = super().expire(time)
+        self.expired += len(gone)
+        return gone
+
+    def popitem(self) -> tuple[Hashable, Cached]:
+        # Only called to make room: TLRUCache expires first, then takes the least recently used.
+        item = super().popitem()
+        self.evicted += 1
+        return item
+
+
+class SegmentCache:
+    def __init__(self, *, max_bytes: int, clock: Clock = time.monotonic) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._store = _Store(max_bytes, clock)
+        self._flights: dict[Hashable, Flight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._counts = CacheStats()
+        self.closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return (
+            f"<SegmentCache {state} {len(self._store)} entries "
+            f"{int(self._store.currsize)}/{self.max_bytes} B {len(self._flights)} flights>"
+        )
+
+    @property
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters."""
+        self._store.expire()
+        return replace(
+            self._counts,
+            evicted=self._store.evicted,
+            expired=self._store.expired,
+            entries=len(self._store),
+            current_bytes=int(self._store.currsize),
+            flights=len(self._flights),
+        )
+
+    def peek(self, key: Hashable) -> Cached | None:
+        """The complete body for `key` if it is cached; no fetch, not counted."""
+        self._store.expire()
+        return self._store.get(key)
+
+    async def get(self, key: Hashable, fetch: Fetch, ttl: float) -> Cached | Flight:
+        """The body for `key`: cached, or a flight (started by this call or joined).
+
+        Returns once the upstream's headers have arrived, so the caller can answer with
+        `content_type` and `length`. Raises the upstream's error if it comes before them.
+        `ttl` applies to the body this call's fetch stores; a joined flight keeps its own.
+        """
+        if self.closed:
+            raise ShuttingDown()
+        cached = self.peek(key)
+        if cached is not None:
+            self._counts.hits += 1
+            return cached
+        flight = self._flights.get(key)
+        if flight is None:
+            self._counts.misses += 1
+            flight = self._launch(key, fetch, ttl)
+        else:
+            self._counts.coalesced += 1
+        await flight._headers()
+        if flight._error is not None:
+            raise flight._error
+        return flight._cached or flight
+
+    def prefetch(self, key: Hashable, fetch: Fetch, ttl: float) -> Flight | None:
+        """Start fetching `key` unless it is cached or already coming; nobody waits for it.
+
+        Returns the flight for `key`, or None when it is cached or the cache is closed.
+        """
+        if self.closed or self.peek(key) is not None:
+            return None
+        return self._flights.get(key) or self._launch(key, fetch, ttl)
+
+    def drop(self, predicate: Callable[[Hashable], bool]) -> int:
+        """Forget every entry and cancel every flight whose key matches; how many there were.
+
+        The clients of a cancelled flight get `Unavailable`.
+        """
+        self._store.expire()
+        keys = [key for key in self._store if predicate(key)]
+        for key in keys:
+            # TLRUCache raises KeyError for an entry that expired since expire() above.
+            with contextlib.suppress(KeyError):
+                del self._store[key]
+        flights = [flight for key, flight in self._flights.items() if predicate(key)]
+        for flight in flights:
+            self._abort(flight, Unavailable("the segment's stream was stopped"))
+        return len(keys) + len(flights)
+
+    async def aclose(self) -> None:
+        """Cancel every flight and wait for its task; clients of a flight get `ShuttingDown`.
+
+        Idempotent. The cached bodies are released.
+        """
+        self.closed = True
+        for flight in list(self._flights.values()):
+            self._abort(flight, ShuttingDown())
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._store.clear()
+
+    def _launch(self, key: Hashable, fetch: Fetch, ttl: float) -> Flight:
+        # Registered before anything awaits: a get() in the same loop iteration joins it.
+        flight = Flight(key)
+        self._flights[key] = flight
+        self._counts.upstream_fetches += 1
+        task = asyncio.get_running_loop().create_task(
+            self._fly(flight, fetch, ttl), name=f"segment fetch {key!r}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        flight._task = task
+        return flight
+
+    def _abort(self, flight: Flight, error: Exception) -> None:
+        # One synchronous step: clients see the error and a new get() starts afresh even
+        # if the task has not reached its next await yet (or has never run at all).
+        self._forget(flight)
+        if not flight.settled:
+            self._counts.aborted += 1
+        flight._fail(error)
+        if flight._task is not None:
+            flight._task.cancel()
+
+    def _forget(self, flight: Flight) -> None:
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+
+    async def _fly(self, flight: Flight, fetch: Fetch, ttl: float) -> None:
+        source: Source | None = None
+        try:
+            source = await fetch()
+            flight._open(source.content_type, source.length)
+            async for piece in source.chunks():
+                if not piece:
+                    continue
+                flight._append(piece)
+                self._counts.bytes_fetched += len(piece)
+                if source.length is not None and flight.received > source.length:
+                    raise EngineProtocolError(
+                        f"the upstream sent more than the {source.length} bytes it announced"
+                    )
+            if source.length is not None and flight.received != source.length:
+                raise EngineProtocolError(
+                    f"the upstream body ended after {flight.received} of {source.length} bytes"
+                )
+            self._land(flight, ttl)
+        except asyncio.CancelledError:
+            flight._fail(Unavailable("the segment fetch was cancelled"))
+            raise
+        except Exception as error:
+            self._counts.errors += 1
+            flight._fail(error)
+        finally:
+            self._forget(flight)
+            if source is not None:
+                await self._close(source)
+
+    @staticmethod
+    async def _close(source: Source) -> None:
+        # The body is settled by now either way; a connection that will not close cleanly
+        # changes nothing for the clients.
+        try:
+            await source.close()
+        except Exception:
+            log.debug("closing an upstream source failed", exc_info=True)
+
+    def _land(self, flight: Flight, ttl: float) -> None:
+        now = self._clock()
+        cached = Cached(
+            body=b"".join(flight._pieces),
+            content_type=flight.content_type,
+            stored_at=now,
+            expires_at=now + ttl,
+        )
+        # The body is stored, the flight leaves the table and its clients learn the end in
+        # one step, so no get() can find neither.
+        if len(cached.body) > self.max_bytes:
+            self._counts.oversize += 1
+        else:
+            self._store[flight.key] = cached
+        self._forget(flight)
+        flight._complete(cached)
