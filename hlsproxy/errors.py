@@ -9,13 +9,15 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
     │   ├── BadRequest (400)
     │   ├── Unauthorized (401)
     │   ├── Forbidden (403)
-    │   └── NotFound (404)
+    │   ├── NotFound (404)
+    │   └── Conflict (409)
     ├── Unavailable (503, Retry-After)
     │   └── ShuttingDown (503)
     └── EngineError (502)
         ├── EngineUnreachable (502)
         ├── EngineRejected (502)       the engine answered with an "error" field
         ├── EngineProtocolError (502)  the engine answered something we cannot read
+        ├── EngineStatus (502)         a resource answered an unexpected HTTP status
         └── EngineTimeout (504)
 """
 
@@ -58,6 +60,11 @@ class NotFound(ClientError):
     code = "not_found"
 
 
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+
+
 class Unavailable(ProxyError):
     status = 503
     code = "unavailable"
@@ -91,6 +98,14 @@ class EngineRejected(EngineError):
 
 class EngineProtocolError(EngineError):
     code = "engine_protocol_error"
+
+
+class EngineStatus(EngineError):
+    code = "engine_status"
+
+    def __init__(self, upstream_status: int) -> None:
+        super().__init__(f"the engine answered HTTP {upstream_status}")
+        self.upstream_status = upstream_status
 
 
 class EngineTimeout(EngineError):

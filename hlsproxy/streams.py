@@ -12,17 +12,22 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from .content import ContentKey, StreamRequest
-from .errors import ShuttingDown, Unavailable
+from .errors import Conflict, ShuttingDown, Unavailable
 
 log = logging.getLogger(__name__)
+
+Mode = Literal["ts", "hls"]
 
 
 class Stream(Protocol):
     @property
     def key(self) -> ContentKey: ...
+
+    @property
+    def mode(self) -> Mode: ...
 
     @property
     def closing(self) -> bool:
@@ -56,7 +61,7 @@ class Registry(Generic[S]):
 
     def __init__(
         self,
-        factory: Callable[[StreamRequest, S | None], S],
+        factory: Callable[[StreamRequest, Mode, S | None], S],
         *,
         max_streams: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -83,19 +88,30 @@ class Registry(Generic[S]):
         stream = self._streams.get(key)
         return None if stream is None or stream.closing else stream
 
-    def open(self, request: StreamRequest) -> S:
+    def find(self, key: ContentKey, mode: Mode) -> S | None:
+        stream = self.get(key)
+        return stream if stream is not None and stream.mode == mode else None
+
+    def open(self, request: StreamRequest, mode: Mode) -> S:
         """The live stream of this content, created if there is none. Never awaits, so two
         concurrent first requests cannot both create one."""
         if self._shut:
             raise ShuttingDown
         current = self._streams.get(request.key)
         if current is not None and not current.closing:
+            if current.mode != mode:
+                # A second engine session of another format would end the first one's.
+                raise Conflict(
+                    f"this content is playing as {current.mode.upper()} on this proxy; "
+                    f"ask for it as {current.mode.upper()} or once it has stopped"
+                )
             return current
         self._make_room()
         # A stream still ending hands over to its successor, which waits until the old
         # engine session is stopped: the engine's stop would end the new session too.
-        stream = self._factory(request, current)
+        stream = self._factory(request, mode, current)
         self._streams[request.key] = stream
+        self.poke()  # its deadline is new to the sweeper
         log.debug("stream %s created (%d live)", request.key, len(self._streams))
         return stream
 

@@ -24,6 +24,7 @@ from ..errors import (
     EngineError,
     EngineProtocolError,
     EngineRejected,
+    EngineStatus,
     EngineTimeout,
     EngineUnreachable,
 )
@@ -130,14 +131,26 @@ class EngineClient:
                 _check_media(resp)
             yield resp.content
 
-    async def fetch(self, session: EngineSession, engine_url: str) -> aiohttp.ClientResponse:
-        """GET a resource the engine named; the caller reads and releases the response."""
+    async def fetch(
+        self, session: EngineSession, engine_url: str, byte_range: tuple[int, int] | None = None
+    ) -> EngineResource:
+        """Open a resource the engine named (a playlist, a segment); its headers have arrived.
+
+        `byte_range` is (offset, length). Raises EngineStatus for an answer other than 200/206.
+        """
+        headers = {}
+        if byte_range is not None:
+            offset, length = byte_range
+            headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         async with (
             self._errors("fetching from the engine"),
             asyncio.timeout(self._response_timeout),
         ):
-            resp = await self._http.get(session.url(engine_url))
-        return resp
+            resp = await self._http.get(session.url(engine_url), headers=headers)
+        if resp.status not in (200, 206):
+            resp.release()
+            raise EngineStatus(resp.status)
+        return EngineResource(resp, self._response_timeout)
 
     async def stat(self, session: EngineSession) -> dict[str, Any]:
         async with (
@@ -197,6 +210,55 @@ class EngineClient:
         if not isinstance(body, dict):
             raise EngineProtocolError("the engine answered JSON of an unexpected shape")
         return body
+
+
+class EngineResource:
+    """A resource the engine is sending: what the segment cache reads (hls.cache.Source)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, read_timeout: float) -> None:
+        self._response = response
+        self._read_timeout = read_timeout
+
+    def __repr__(self) -> str:
+        return f"<EngineResource {self._response.status} {self.content_type} {self.length}>"
+
+    @property
+    def content_type(self) -> str:
+        return self._response.content_type
+
+    @property
+    def length(self) -> int | None:
+        return self._response.content_length
+
+    @property
+    def url(self) -> str:
+        """Where the resource was found, after redirects: the base for its relative URIs."""
+        return str(self._response.url)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        while True:
+            try:
+                async with asyncio.timeout(self._read_timeout):
+                    chunk = await content.readany()
+            except TimeoutError as exc:
+                raise EngineTimeout("the engine stopped sending mid-answer") from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise EngineUnreachable("the engine dropped the connection mid-answer") from exc
+            if not chunk:
+                return
+            yield chunk
+
+    async def read(self, limit: int) -> bytes:
+        body = bytearray()
+        async for chunk in self.chunks():
+            body += chunk
+            if len(body) > limit:
+                raise EngineProtocolError("the engine's answer is larger than expected")
+        return bytes(body)
+
+    async def close(self) -> None:
+        self._response.release()
 
 
 def _unwrap(body: dict[str, Any], model: type[M]) -> M:

@@ -20,6 +20,7 @@ import aiohttp
 from ..content import ContentKey, StreamRequest
 from ..engine.client import Engine, EngineClient, EngineSession
 from ..errors import EngineError, ProxyError, ShuttingDown
+from ..streams import Stream
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner, TsScanner
 
@@ -56,7 +57,7 @@ class TsStream:
         engine: Engine,
         client: EngineClient,
         options: TsOptions,
-        predecessor: TsStream | None = None,
+        predecessor: Stream | None = None,
         on_idle: Callable[[], None] = lambda: None,
         on_closed: Callable[[TsStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
@@ -87,6 +88,10 @@ class TsStream:
     @property
     def key(self) -> ContentKey:
         return self.request.key
+
+    @property
+    def mode(self) -> Literal["ts"]:
+        return "ts"
 
     @property
     def closing(self) -> bool:

@@ -10,10 +10,12 @@ from aiohttp import web
 from ..config import Settings
 from ..content import StreamRequest
 from ..engine.client import Engine, EngineClient
-from ..streams import Registry
+from ..hls.cache import SegmentCache
+from ..hls.channel import HlsOptions, HlsStream
+from ..streams import Mode, Registry
 from ..ts.stream import TsOptions, TsStream
-from . import middleware, routes
-from .keys import SETTINGS, TS_STREAMS
+from . import hls_routes, middleware, routes
+from .keys import SEGMENTS, SETTINGS, STREAMS, AnyStream
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -24,6 +26,7 @@ def create_app(settings: Settings) -> web.Application:
     # Live streams never end by themselves: end them before aiohttp waits for handlers.
     app.on_shutdown.append(_end_streams)
     routes.setup(app)
+    hls_routes.setup(app)
     return app
 
 
@@ -43,7 +46,26 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             linger=settings.linger,
         )
 
-        def new_stream(request: StreamRequest, predecessor: TsStream | None) -> TsStream:
+        hls_options = HlsOptions(
+            stream_timeout=settings.m3u8_stream_timeout,
+            prefetch=settings.hls_prefetch,
+            public_url=settings.public_url,
+        )
+        segments = SegmentCache(max_bytes=settings.hls_cache_size)
+
+        def new_stream(
+            request: StreamRequest, mode: Mode, predecessor: AnyStream | None
+        ) -> AnyStream:
+            if mode == "hls":
+                return HlsStream(
+                    request,
+                    engine=engine,
+                    client=client,
+                    cache=segments,
+                    options=hls_options,
+                    predecessor=predecessor,
+                    on_closed=registry.discard,
+                )
             return TsStream(
                 request,
                 engine=engine,
@@ -54,14 +76,16 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
                 on_closed=registry.discard,
             )
 
-        registry: Registry[TsStream] = Registry(new_stream, max_streams=settings.max_streams)
+        registry: Registry[AnyStream] = Registry(new_stream, max_streams=settings.max_streams)
         registry.start()
-        app[TS_STREAMS] = registry
+        app[STREAMS] = registry
+        app[SEGMENTS] = segments
         try:
             yield
         finally:
             await registry.aclose()
+            await segments.aclose()
 
 
 async def _end_streams(app: web.Application) -> None:
-    await app[TS_STREAMS].aclose()
+    await app[STREAMS].aclose()

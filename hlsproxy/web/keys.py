@@ -5,8 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config import Settings
+from ..hls.cache import SegmentCache
+from ..hls.channel import HlsStream
 from ..streams import Registry
 from ..ts.stream import TsStream
 
+AnyStream = TsStream | HlsStream
+
 SETTINGS = web.AppKey("settings", Settings)
-TS_STREAMS = web.AppKey("ts_streams", Registry[TsStream])
+STREAMS = web.AppKey("streams", Registry[AnyStream])
+SEGMENTS = web.AppKey("segments", SegmentCache)

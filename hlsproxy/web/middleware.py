@@ -36,7 +36,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         response = error_body(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-        for name in ("Allow", "Retry-After"):
+        for name in ("Allow", "Retry-After", "Content-Range"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response

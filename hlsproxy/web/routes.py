@@ -12,7 +12,8 @@ from ..content import ContentKey, parse_stream_request
 from ..errors import NotFound
 from ..ts.broadcast import ClientLagged
 from ..ts.stream import TsStream
-from .keys import SETTINGS, TS_STREAMS
+from . import hls_routes
+from .keys import SETTINGS, STREAMS, AnyStream
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def setup(app: web.Application) -> None:
 
 async def getstream(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
+    if settings.m3u8:
+        return await hls_routes.manifest(request)
     stream_request = parse_stream_request(
         request.query.items(), allow_remote=settings.allow_remote_content
     )
@@ -44,7 +47,8 @@ async def getstream(request: web.Request) -> web.StreamResponse:
         # IPTV apps probe with HEAD before playing; that must not cost an engine session.
         await response.prepare(request)
         return response
-    stream = request.app[TS_STREAMS].open(stream_request)
+    stream = request.app[STREAMS].open(stream_request, "ts")
+    assert isinstance(stream, TsStream)
     return await _serve_ts(request, response, stream)
 
 
@@ -80,7 +84,7 @@ async def _serve_ts(
 
 
 async def status(request: web.Request) -> web.Response:
-    registry = request.app[TS_STREAMS]
+    registry = request.app[STREAMS]
     query = request.query
     if "id" not in query and "infohash" not in query and "content_id" not in query:
         return web.json_response({"streams": len(registry)})
@@ -91,17 +95,21 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(_stream_status(key, stream))
 
 
-def _stream_status(key: ContentKey, stream: TsStream) -> dict[str, object]:
-    return {
+def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
+    common: dict[str, object] = {
         "stream_id": key.value,
         "key_type": key.kind,
-        "mode": "ts",
+        "mode": stream.mode,
         "state": stream.state,
-        "clients": stream.clients,
         "uptime": round(time.monotonic() - stream.started_at, 1),
-        "bytes_in": stream.ring.bytes_in,
-        "clients_cut": stream.ring.lagged,
     }
+    if isinstance(stream, TsStream):
+        return common | {
+            "clients": stream.clients,
+            "bytes_in": stream.ring.bytes_in,
+            "clients_cut": stream.ring.lagged,
+        }
+    return common | {"requests": stream.requests}
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,0 +1,344 @@
+"""One content as HLS: its engine session, its rewritten playlists, and the resources they name.
+
+Only resources that a playlist of this session named can be fetched: a client names a
+resource by an opaque token, never by a URL, so it cannot make the proxy fetch anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ..content import ContentKey, StreamRequest
+from ..engine.client import Engine, EngineClient, EngineResource, EngineSession
+from ..errors import (
+    EngineError,
+    EngineProtocolError,
+    EngineStatus,
+    NotFound,
+    ProxyError,
+    ShuttingDown,
+)
+from ..streams import Stream
+from .cache import Cached, Flight, SegmentCache
+from .playlist import PlaylistInfo, Uri, end_playlist, looks_like_playlist, read_playlist
+from .playlist import rewrite_playlist as rewrite
+
+log = logging.getLogger(__name__)
+
+State = Literal["starting", "live", "closing", "closed"]
+
+MAX_PLAYLIST_BYTES = 4 << 20
+# Kept when the upstream path has one; players (ffmpeg 7.1+) check segment extensions.
+MEDIA_EXTENSIONS = frozenset(
+    {
+        ".ts",
+        ".m4s",
+        ".mp4",
+        ".m4a",
+        ".m4v",
+        ".aac",
+        ".mp3",
+        ".ac3",
+        ".ec3",
+        ".vtt",
+        ".webvtt",
+        ".key",
+        ".json",
+        ".cmfv",
+        ".cmfa",
+    }
+)
+DEFAULT_EXTENSION = {
+    "segment": ".ts",
+    "part": ".ts",
+    "init": ".mp4",
+    "key": ".key",
+    "playlist": ".m3u8",
+    "other": ".json",
+}
+# Statuses with which the engine says the session is over: stopped (500) or superseded (403).
+SESSION_OVER = frozenset({403, 404, 410, 500})
+DEFAULT_TARGET = 6.0
+
+
+@dataclass(frozen=True, slots=True)
+class HlsOptions:
+    stream_timeout: float
+    prefetch: int
+    public_url: str = ""
+
+
+@dataclass(slots=True)
+class _Playlist:
+    text: str
+    info: PlaylistInfo
+    fetched_at: float
+
+    @property
+    def target(self) -> float:
+        return self.info.target_duration or DEFAULT_TARGET
+
+    @property
+    def ttl(self) -> float:
+        if self.info.ended or self.info.playlist_type == "VOD":
+            return 3600.0
+        # Never longer than half a target duration: players refresh about once per target.
+        return max(0.5, self.target / 2)
+
+
+def path_key(key: ContentKey) -> str:
+    """The content key as it appears in resource paths, so a load balancer can hash on it."""
+    if key.kind in ("content_id", "infohash"):
+        return f"{'id' if key.kind == 'content_id' else 'infohash'}/{key.value}"
+    return f"{key.kind}/{hashlib.sha1(key.value.encode()).hexdigest()}"
+
+
+class HlsStream:
+    def __init__(
+        self,
+        request: StreamRequest,
+        *,
+        engine: Engine,
+        client: EngineClient,
+        cache: SegmentCache,
+        options: HlsOptions,
+        predecessor: Stream | None = None,
+        on_closed: Callable[[HlsStream], None] = lambda _: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.request = request
+        self.engine = engine
+        self.state: State = "starting"
+        self.reason: str | None = None
+        self.started_at = clock()
+        self.requests = 0
+        self._client = client
+        self._cache = cache
+        self._options = options
+        self._predecessor = predecessor
+        self._on_closed = on_closed
+        self._clock = clock
+        self._last_used = self.started_at
+        self._prefix = f"{options.public_url}/ace/hls/{path_key(request.key)}/"
+        self._session: EngineSession | None = None
+        # token -> what it names; only these can be fetched
+        self._names: dict[str, tuple[Uri, float]] = {}
+        self._playlists: dict[str, _Playlist] = {}  # upstream URL -> last good copy
+        self._refreshes: dict[str, asyncio.Task[_Playlist]] = {}
+        self._segment_ttl = 60.0
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"hls-stream-{request.key}")
+
+    def __repr__(self) -> str:
+        return f"<HlsStream {self.key} {self.state} names={len(self._names)}>"
+
+    @property
+    def key(self) -> ContentKey:
+        return self.request.key
+
+    @property
+    def mode(self) -> Literal["hls"]:
+        return "hls"
+
+    @property
+    def closing(self) -> bool:
+        return self.state in ("closing", "closed")
+
+    def idle_deadline(self) -> float | None:
+        if self.closing:
+            return None
+        return self._last_used + self._options.stream_timeout
+
+    def touch(self) -> None:
+        self._last_used = self._clock()
+        self.requests += 1
+
+    def close(self, reason: str) -> None:
+        if self.closing:
+            return
+        self.state = "closing"
+        self.reason = reason
+        self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def ready(self) -> None:
+        await asyncio.shield(self._ready)
+
+    async def playlist(self, token: str | None = None) -> str:
+        """The rewritten playlist: the session's own (token None) or one it named."""
+        self.touch()
+        await self.ready()
+        assert self._session is not None
+        if token is None:
+            url = self._session.info.playback_url
+        else:
+            uri = self._lookup(token)
+            if uri.kind != "playlist":
+                raise NotFound("no such playlist")
+            url = uri.url
+        current = self._playlists.get(url)
+        if current is not None and self._clock() - current.fetched_at < current.ttl:
+            return current.text
+        refresh = self._refreshes.get(url)
+        if refresh is None:
+            refresh = asyncio.create_task(self._refresh(url), name=f"hls-playlist-{self.key}")
+            # Its waiters may all leave; the outcome is then nobody's to report.
+            refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._refreshes[url] = refresh
+        return (await asyncio.shield(refresh)).text
+
+    async def resource(self, token: str) -> Cached | Flight:
+        """A segment, key or init section that a playlist of this session named."""
+        self.touch()
+        await self.ready()
+        uri = self._lookup(token)
+        if uri.kind == "playlist":
+            raise NotFound("that is a playlist")
+        return await self._cache.get((self.key, token), lambda: self._open(uri), self._segment_ttl)
+
+    def _lookup(self, token: str) -> Uri:
+        named = self._names.get(token)
+        if named is None:
+            raise NotFound("no such resource in this stream's playlists")
+        return named[0]
+
+    async def _open(self, uri: Uri) -> EngineResource:
+        assert self._session is not None
+        byte_range = None
+        if uri.byterange is not None:
+            byte_range = (uri.byterange.offset, uri.byterange.length)
+        try:
+            return await self._client.fetch(self._session, uri.url, byte_range)
+        except EngineStatus as exc:
+            if exc.upstream_status == 404:
+                raise NotFound("the engine no longer has this segment") from exc
+            raise
+
+    async def _refresh(self, url: str) -> _Playlist:
+        assert self._session is not None
+        last = self._playlists.get(url)
+        try:
+            resource = await self._client.fetch(self._session, url)
+            try:
+                body = await resource.read(MAX_PLAYLIST_BYTES)
+                base = resource.url
+            finally:
+                await resource.close()
+            if not looks_like_playlist(body):
+                raise EngineProtocolError("the engine's playlist is not a playlist")
+            text = body.decode("utf-8", errors="replace")
+            try:
+                info = read_playlist(text, base)
+                playlist = _Playlist(rewrite(text, base, self._name), info, self._clock())
+            except ValueError as exc:
+                raise EngineProtocolError("the engine's playlist cannot be read") from exc
+        except EngineError as exc:
+            return self._after_failure(url, last, exc)
+        finally:
+            self._refreshes.pop(url, None)
+        self._playlists[url] = playlist
+        self._after_refresh(playlist)
+        return playlist
+
+    def _after_failure(self, url: str, last: _Playlist | None, exc: EngineError) -> _Playlist:
+        if last is None:
+            raise exc
+        age = self._clock() - last.fetched_at
+        over = isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
+        if over or age > 2 * last.target:
+            if not over:
+                raise exc
+            # The session is over: tell players the stream ended instead of a loop of errors.
+            ended = _Playlist(end_playlist(last.text), last.info, last.fetched_at)
+            self._playlists[url] = ended
+            return ended
+        log.info("stream %s: serving the last playlist through a blip (%s)", self.key, exc.message)
+        return last
+
+    def _after_refresh(self, playlist: _Playlist) -> None:
+        info = playlist.info
+        if info.multivariant:
+            return
+        # A segment that left the playlist stays fetchable for its duration plus the
+        # playlist's (RFC 8216 6.2.2); slow clients get slack on top.
+        self._segment_ttl = max(30.0, info.duration + 3 * playlist.target)
+        horizon = playlist.fetched_at - 2 * self._segment_ttl
+        for token in [t for t, (_, seen) in self._names.items() if seen < horizon]:
+            del self._names[token]
+        for segment in info.segments[len(info.segments) - self._options.prefetch :]:
+            token = self._token(segment.url, segment.byterange)
+            named = self._names.get(token)
+            if named is not None:
+                fetch = functools.partial(self._open, named[0])
+                self._cache.prefetch((self.key, token), fetch, self._segment_ttl)
+
+    def _token(self, url: str, byterange: object) -> str:
+        digest = hashlib.blake2b(f"{url} {byterange}".encode(), digest_size=10).hexdigest()
+        ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+        return digest + ext if ext in MEDIA_EXTENSIONS else digest
+
+    def _name(self, uri: Uri) -> str:
+        token = self._token(uri.url, uri.byterange)
+        if "." not in token:
+            token += DEFAULT_EXTENSION[uri.kind]
+        elif uri.kind == "playlist":
+            token = token.rsplit(".", 1)[0] + ".m3u8"
+        self._names[token] = (uri, self._clock())
+        return self._prefix + token
+
+    async def _run(self) -> None:
+        try:
+            if self._predecessor is not None:
+                await self._predecessor.wait_closed()
+            self._predecessor = None
+            start = asyncio.ensure_future(self._client.start(self.engine, self.request, "hls"))
+            try:
+                self._session = await asyncio.shield(start)
+            except asyncio.CancelledError:
+                with contextlib.suppress(ProxyError):
+                    self._session = await start
+                raise
+            self.state = "live"
+            self._ready.set_result(None)
+            await asyncio.Event().wait()  # lives until close() cancels it
+        except asyncio.CancelledError:
+            pass
+        except ProxyError as exc:
+            self.reason = exc.message
+            self._fail_ready(exc)
+        finally:
+            self.state = "closing"
+            self._fail_ready(
+                ShuttingDown() if self.reason == "shutdown" else EngineError("the stream ended")
+            )
+            for task in self._refreshes.values():
+                task.cancel()
+            for task in list(self._refreshes.values()):
+                with contextlib.suppress(BaseException):
+                    await task
+            self._cache.drop(lambda k: isinstance(k, tuple) and k[0] == self.key)
+            session, self._session = self._session, None
+            if session is not None:
+                await self._client.stop(session)
+            self.state = "closed"
+            self._closed.set()
+            log.info("stream %s (hls) ended: %s", self.key, self.reason)
+            self._on_closed(self)
+
+    def _fail_ready(self, exc: ProxyError) -> None:
+        if not self._ready.done():
+            self._ready.set_exception(exc)
+            self._ready.exception()

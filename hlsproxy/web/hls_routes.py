@@ -1,0 +1,145 @@
+"""HLS over HTTP: playlists and the resources they name, with the headers real players need."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from aiohttp import web
+
+from ..content import parse_stream_request
+from ..errors import BadRequest, NotFound
+from ..hls.cache import Cached, Flight
+from ..hls.channel import HlsStream, path_key
+from .keys import SETTINGS, STREAMS
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MEDIA_TYPES = {
+    ".ts": "video/mp2t",
+    ".m4s": "video/mp4",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".cmfv": "video/mp4",
+    ".m4a": "audio/mp4",
+    ".cmfa": "audio/mp4",
+    ".aac": "audio/aac",
+    ".mp3": "audio/mpeg",
+    ".ac3": "audio/ac3",
+    ".ec3": "audio/eac3",
+    ".vtt": "text/vtt",
+    ".webvtt": "text/vtt",
+    ".key": "application/octet-stream",
+    ".json": "application/json",
+}
+# Live playlists change every target duration: a cached copy would freeze players.
+PLAYLIST_HEADERS = {"Cache-Control": "no-cache"}
+# A resource URL names immutable bytes for as long as it exists.
+RESOURCE_HEADERS = {"Cache-Control": "public, max-age=86400, immutable", "Accept-Ranges": "bytes"}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_TOKEN = re.compile(r"[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/ace/manifest.m3u8", manifest)
+    app.router.add_get("/ace/hls/{kind}/{value}/{token}", hls_resource)
+    for path in (
+        "/ace/manifest.m3u8",
+        "/ace/hls/{kind}/{value}/{token}",
+        "/ace/getstream",
+        "/ace/getstream/",
+        "/ace/status",
+    ):
+        app.router.add_route("OPTIONS", path, preflight)
+
+
+async def manifest(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    stream_request = parse_stream_request(
+        request.query.items(), allow_remote=settings.allow_remote_content
+    )
+    if request.method == "HEAD":
+        return web.Response(content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS)
+    stream = request.app[STREAMS].open(stream_request, "hls")
+    assert isinstance(stream, HlsStream)
+    return _playlist_response(await stream.playlist())
+
+
+async def hls_resource(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    if not _TOKEN.fullmatch(token):
+        raise NotFound("no such resource")
+    stream = _find(request, request.match_info["kind"], request.match_info["value"])
+    if token.endswith(".m3u8"):
+        return _playlist_response(await stream.playlist(token))
+    found = await stream.resource(token)
+    content_type = MEDIA_TYPES.get(posixpath.splitext(token)[1], found.content_type)
+    if isinstance(found, Flight) and (request.method == "HEAD" or "Range" in request.headers):
+        found = await found.result()
+    if isinstance(found, Cached):
+        return _cached_response(request, found.body, content_type)
+    return await _stream_flight(request, found, content_type)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+            "Access-Control-Allow-Headers": "Range",
+            "Access-Control-Max-Age": "86400",
+        },
+    )
+
+
+def _find(request: web.Request, kind: str, value: str) -> HlsStream:
+    wanted = f"{kind}/{value}"
+    for stream in request.app[STREAMS].streams():
+        if isinstance(stream, HlsStream) and not stream.closing and path_key(stream.key) == wanted:
+            return stream
+    raise NotFound("this stream is not playing; reload its playlist")
+
+
+def _playlist_response(text: str) -> web.Response:
+    return web.Response(
+        text=text, content_type=PLAYLIST_TYPE, charset="utf-8", headers=PLAYLIST_HEADERS
+    )
+
+
+def _cached_response(request: web.Request, body: bytes, content_type: str) -> web.Response:
+    header = request.headers.get("Range")
+    if header is None:
+        return web.Response(body=body, content_type=content_type, headers=RESOURCE_HEADERS)
+    start, end = _parse_range(header, len(body))
+    headers = {**RESOURCE_HEADERS, "Content-Range": f"bytes {start}-{end}/{len(body)}"}
+    return web.Response(
+        status=206, body=body[start : end + 1], content_type=content_type, headers=headers
+    )
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int]:
+    match = _RANGE.fullmatch(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        raise BadRequest("only a single bytes=start-end range is supported")
+    first, last = match.groups()
+    if first == "":  # a suffix: the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+async def _stream_flight(
+    request: web.Request, flight: Flight, content_type: str
+) -> web.StreamResponse:
+    """A coalesced miss: bytes go out as the engine sends them, not once it has finished."""
+    response = web.StreamResponse(headers=RESOURCE_HEADERS)
+    response.content_type = content_type
+    if flight.length is not None:
+        response.content_length = flight.length
+    await response.prepare(request)
+    async for chunk in flight.chunks():
+        await response.write(chunk)
+    await response.write_eof()
+    return response
