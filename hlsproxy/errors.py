@@ -9,8 +9,7 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
     │   ├── BadRequest (400)
     │   ├── Unauthorized (401)
     │   ├── Forbidden (403)
-    │   ├── NotFound (404)
-    │   └── Conflict (409)
+    │   └── NotFound (404)
     ├── Unavailable (503, Retry-After)
     │   └── ShuttingDown (503)
     └── EngineError (502)
@@ -58,11 +57,6 @@ class Forbidden(ClientError):
 class NotFound(ClientError):
     status = 404
     code = "not_found"
-
-
-class Conflict(ClientError):
-    status = 409
-    code = "conflict"
 
 
 class Unavailable(ProxyError):

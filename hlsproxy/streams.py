@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable
 from typing import Generic, Literal, Protocol, TypeVar
 
 from .content import ContentKey, StreamRequest
-from .errors import Conflict, ShuttingDown, Unavailable
+from .errors import ShuttingDown, Unavailable
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["ts", "hls"]
+MODES: tuple[Mode, ...] = ("ts", "hls")
 
 
 class Stream(Protocol):
@@ -61,7 +62,7 @@ class Registry(Generic[S]):
 
     def __init__(
         self,
-        factory: Callable[[StreamRequest, Mode, S | None], S],
+        factory: Callable[[StreamRequest, Mode, list[S], S | None], S],
         *,
         max_streams: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -69,7 +70,7 @@ class Registry(Generic[S]):
         self._factory = factory
         self._max_streams = max_streams
         self._clock = clock
-        self._streams: dict[ContentKey, S] = {}
+        self._streams: dict[tuple[ContentKey, Mode], S] = {}
         self._closing: set[S] = set()
         self._poked = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -79,40 +80,39 @@ class Registry(Generic[S]):
         return f"<Registry {len(self._streams)} streams, {len(self._closing)} closing>"
 
     def __len__(self) -> int:
-        return len(self._streams)
+        """How many contents are playing."""
+        return len({key for (key, _), s in self._streams.items() if not s.closing})
 
     def streams(self) -> list[S]:
         return list(self._streams.values())
 
     def get(self, key: ContentKey) -> S | None:
-        stream = self._streams.get(key)
-        return None if stream is None or stream.closing else stream
+        """The content's live stream; its MPEG-TS one when it plays in both formats."""
+        return self.find(key, "ts") or self.find(key, "hls")
 
     def find(self, key: ContentKey, mode: Mode) -> S | None:
-        stream = self.get(key)
-        return stream if stream is not None and stream.mode == mode else None
+        stream = self._streams.get((key, mode))
+        return None if stream is None or stream.closing else stream
 
     def open(self, request: StreamRequest, mode: Mode) -> S:
-        """The live stream of this content, created if there is none. Never awaits, so two
-        concurrent first requests cannot both create one."""
+        """The live stream of this content in this format, created if there is none. Never
+        awaits, so two concurrent first requests cannot both create one."""
         if self._shut:
             raise ShuttingDown
-        current = self._streams.get(request.key)
-        if current is not None and not current.closing:
-            if current.mode != mode:
-                # A second engine session of another format would end the first one's.
-                raise Conflict(
-                    f"this content is playing as {current.mode.upper()} on this proxy; "
-                    f"ask for it as {current.mode.upper()} or once it has stopped"
-                )
+        key = request.key
+        current = self.find(key, mode)
+        if current is not None:
             return current
-        self._make_room()
-        # A stream still ending hands over to its successor, which waits until the old
-        # engine session is stopped: the engine's stop would end the new session too.
-        stream = self._factory(request, mode, current)
-        self._streams[request.key] = stream
+        partner = self.find(key, "hls" if mode == "ts" else "ts")
+        if partner is None:
+            self._make_room()
+        # Streams of this content still ending hand over to the new one, which waits until
+        # their engine sessions are stopped: a stop would end the new session too.
+        ending = [s for m in MODES if (s := self._streams.get((key, m))) and s.closing]
+        stream = self._factory(request, mode, ending, partner)
+        self._streams[(key, mode)] = stream
         self.poke()  # its deadline is new to the sweeper
-        log.debug("stream %s created (%d live)", request.key, len(self._streams))
+        log.debug("stream %s (%s) created (%d playing)", key, mode, len(self))
         return stream
 
     def poke(self) -> None:
@@ -122,8 +122,8 @@ class Registry(Generic[S]):
     def discard(self, stream: S) -> None:
         """Called by a stream once it has fully ended."""
         self._closing.discard(stream)
-        if self._streams.get(stream.key) is stream:
-            del self._streams[stream.key]
+        if self._streams.get((stream.key, stream.mode)) is stream:
+            del self._streams[(stream.key, stream.mode)]
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="hlsproxy-sweeper")
@@ -150,9 +150,9 @@ class Registry(Generic[S]):
                 log.warning("%d streams did not end within %gs", len(pending), timeout)
 
     def _make_room(self) -> None:
-        live = [s for s in self._streams.values() if not s.closing]
-        if not self._max_streams or len(live) < self._max_streams:
+        if not self._max_streams or len(self) < self._max_streams:
             return
+        live = [s for s in self._streams.values() if not s.closing]
         idle = [s for s in live if s.idle_deadline() is not None]
         if not idle:
             raise Unavailable(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CID, CID2, ProxyFactory, RunningSim, eventually
+from .conftest import CID, CID2, ProxyFactory, RunningSim, decode_warnings, eventually
 
 MANIFEST = f"/ace/manifest.m3u8?id={CID}"
 
@@ -193,3 +193,39 @@ async def test_ffmpeg_reads_the_proxied_hls_without_warnings(
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0
     assert stderr.decode().strip() == ""
+
+
+async def test_ts_clients_of_an_hls_content_ride_its_session(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy()
+    text = await (await client.get(MANIFEST)).text()
+    async with client.get("/ace/getstream", params={"id": CID}) as ts:
+        assert ts.status == 200
+        data = await asyncio.wait_for(ts.content.readexactly(600 * 188), 20)
+        # the HLS client is not knocked off
+        again = await client.get(uri_lines(text)[-1])
+        assert again.status == 200
+    assert sim.counters["start"] == 1
+    (session,) = sim.engine.sessions
+    assert session.fmt == "hls" and not session.superseded
+    assert sim.counters["content_read"] == 0
+    assert decode_warnings(data) == ""
+
+
+async def test_an_hls_client_takes_over_a_ts_content_without_cutting_its_clients(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy()
+    async with client.get("/ace/getstream", params={"id": CID}) as ts:
+        await asyncio.wait_for(ts.content.readexactly(300 * 188), 20)
+        async with client.get(MANIFEST) as hls:
+            assert hls.status == 200
+            assert (await hls.text()).startswith("#EXTM3U")
+        # the TS client goes on, now fed from the HLS session
+        before = sim.counters["segment"]
+        await asyncio.wait_for(ts.content.readexactly(3000 * 188), 30)
+        assert sim.counters["segment"] > before
+    assert [s.fmt for s in sim.engine.sessions] == ["ts", "hls"]
+    assert not any(s.superseded for s in sim.engine.sessions)
+    assert sim.counters["corrupt_read"] == 0

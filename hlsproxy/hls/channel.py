@@ -13,7 +13,7 @@ import hashlib
 import logging
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -28,7 +28,6 @@ from ..errors import (
     ProxyError,
     ShuttingDown,
 )
-from ..streams import Stream
 from .cache import Cached, Flight, SegmentCache
 from .playlist import PlaylistInfo, Uri, end_playlist, looks_like_playlist, read_playlist
 from .playlist import rewrite_playlist as rewrite
@@ -96,6 +95,15 @@ class _Playlist:
         return max(0.5, self.target / 2)
 
 
+def _token(kind: str, url: str, byterange: object) -> str:
+    """An opaque, stable name for a resource: the same URI always gets the same token."""
+    digest = hashlib.blake2b(f"{url} {byterange}".encode(), digest_size=10).hexdigest()
+    if kind == "playlist":
+        return digest + ".m3u8"
+    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+    return digest + (ext if ext in MEDIA_EXTENSIONS else DEFAULT_EXTENSION[kind])
+
+
 def path_key(key: ContentKey) -> str:
     """The content key as it appears in resource paths, so a load balancer can hash on it."""
     if key.kind in ("content_id", "infohash"):
@@ -112,7 +120,7 @@ class HlsStream:
         client: EngineClient,
         cache: SegmentCache,
         options: HlsOptions,
-        predecessor: Stream | None = None,
+        waits: Sequence[Callable[[], Awaitable[None]]] = (),
         on_closed: Callable[[HlsStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -125,7 +133,7 @@ class HlsStream:
         self._client = client
         self._cache = cache
         self._options = options
-        self._predecessor = predecessor
+        self._waits = list(waits)
         self._on_closed = on_closed
         self._clock = clock
         self._last_used = self.started_at
@@ -279,31 +287,36 @@ class HlsStream:
         for token in [t for t, (_, seen) in self._names.items() if seen < horizon]:
             del self._names[token]
         for segment in info.segments[len(info.segments) - self._options.prefetch :]:
-            token = self._token(segment.url, segment.byterange)
+            token = _token("segment", segment.url, segment.byterange)
             named = self._names.get(token)
             if named is not None:
                 fetch = functools.partial(self._open, named[0])
                 self._cache.prefetch((self.key, token), fetch, self._segment_ttl)
 
-    def _token(self, url: str, byterange: object) -> str:
-        digest = hashlib.blake2b(f"{url} {byterange}".encode(), digest_size=10).hexdigest()
-        ext = posixpath.splitext(urlsplit(url).path)[1].lower()
-        return digest + ext if ext in MEDIA_EXTENSIONS else digest
+    async def segments(self) -> tuple[float, list[tuple[int, str]]]:
+        """The session's target duration and its live segments as (media sequence, token),
+        for feeding MPEG-TS clients from this session."""
+        await self.playlist()
+        assert self._session is not None
+        current = self._playlists[self._session.info.playback_url]
+        if current.info.multivariant:
+            raise EngineProtocolError("the engine's playlist has variants; pick one to play")
+        return current.target, [
+            (segment.sequence, _token("segment", segment.url, segment.byterange))
+            for segment in current.info.segments
+        ]
 
     def _name(self, uri: Uri) -> str:
-        token = self._token(uri.url, uri.byterange)
-        if "." not in token:
-            token += DEFAULT_EXTENSION[uri.kind]
-        elif uri.kind == "playlist":
-            token = token.rsplit(".", 1)[0] + ".m3u8"
+        token = _token(uri.kind, uri.url, uri.byterange)
         self._names[token] = (uri, self._clock())
         return self._prefix + token
 
     async def _run(self) -> None:
         try:
-            if self._predecessor is not None:
-                await self._predecessor.wait_closed()
-            self._predecessor = None
+            # Other sessions of this content end first: the engine allows one at a time.
+            for wait in self._waits:
+                await wait()
+            self._waits.clear()
             start = asyncio.ensure_future(self._client.start(self.engine, self.request, "hls"))
             try:
                 self._session = await asyncio.shield(start)

@@ -11,18 +11,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 
 from ..content import ContentKey, StreamRequest
 from ..engine.client import Engine, EngineClient, EngineSession
 from ..errors import EngineError, ProxyError, ShuttingDown
-from ..streams import Stream
+from ..hls.feed import EmptyFeed, concatenated
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner, TsScanner
+
+if TYPE_CHECKING:
+    from ..hls.channel import HlsStream
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,8 @@ class TsStream:
         engine: Engine,
         client: EngineClient,
         options: TsOptions,
-        predecessor: Stream | None = None,
+        waits: Sequence[Callable[[], Awaitable[None]]] = (),
+        partner: HlsStream | None = None,
         on_idle: Callable[[], None] = lambda: None,
         on_closed: Callable[[TsStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
@@ -72,7 +76,11 @@ class TsStream:
         self.reason: str | None = None
         self._client = client
         self._options = options
-        self._predecessor = predecessor
+        self._waits = list(waits)
+        self._partner = partner
+        self._handed_over = asyncio.Event()
+        self._released = asyncio.Event()  # set while this stream holds no engine session
+        self._released.set()
         self._on_idle = on_idle
         self._on_closed = on_closed
         self._clock = clock
@@ -129,12 +137,22 @@ class TsStream:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    def hand_over(self, hls: HlsStream) -> None:
+        """The content is now wanted as HLS too: give up this stream's own engine session
+        and feed the clients from the HLS session's segments instead."""
+        self._partner = hls
+        self._handed_over.set()
+
+    async def wait_released(self) -> None:
+        """Until this stream holds no engine session (the HLS session may then start)."""
+        await self._released.wait()
+
     async def _run(self) -> None:
         try:
-            if self._predecessor is not None:
-                await self._predecessor.wait_closed()
-                self._predecessor = None
-            await self._start_session()
+            # Other sessions of this content end first: the engine allows one at a time.
+            for wait in self._waits:
+                await wait()
+            self._waits.clear()
             await self._stream()
         except asyncio.CancelledError:
             pass  # close() decided, and set the reason
@@ -165,6 +183,7 @@ class TsStream:
         self.state = "closing"
 
     async def _start_session(self) -> None:
+        self._released.clear()
         # A start in flight is not abandoned on close: the engine would keep a session
         # nobody can stop. Let it land, then the caller's cleanup stops it.
         start = asyncio.ensure_future(self._client.start(self.engine, self.request, "ts"))
@@ -174,27 +193,45 @@ class TsStream:
             with contextlib.suppress(ProxyError):
                 self._session = await start
             raise
+        except ProxyError:
+            self._released.set()
+            raise
 
     async def _stop_session(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             await self._client.stop(session)
+        self._released.set()
 
     async def _stream(self) -> None:
         failures = 0
         while True:
-            assert self._session is not None
             opened = self._clock()
+            partner = self._partner
             try:
-                await self._pump(self._session)
-                problem = "the engine ended the stream"
+                if partner is not None and not partner.closing:
+                    await self._stop_session()  # the HLS session now plays the content
+                    await self._ride(partner)
+                    problem = "the HLS session ended"
+                else:
+                    self._partner = None
+                    self._handed_over.clear()
+                    if self._session is None or failures > 1:
+                        # Reopening the same playback URL did not help: start afresh. The old
+                        # session is stopped first, as a stop ends every session of the content.
+                        await self._stop_session()
+                        await self._start_session()
+                    assert self._session is not None
+                    if not await self._own(self._session):
+                        continue  # handed over to an HLS session: not a failure
+                    problem = "the engine ended the stream"
             except EngineError as exc:
                 if not self._ready.done():
                     raise
                 problem = exc.message
             except (aiohttp.ClientError, OSError):
                 problem = "the engine dropped the stream"
-            except EmptyUpstream:
+            except (EmptyUpstream, EmptyFeed):
                 # acexy gave up on a stall; a fresh read often revives a live channel.
                 problem = f"no data from the engine for {self._options.empty_timeout:g}s"
             if self._clock() - opened >= HEALTHY_RUN:
@@ -204,11 +241,42 @@ class TsStream:
                 raise EngineError(f"{problem}; gave up after {self._options.retries} retries")
             log.info("stream %s: %s; retry %d", self.key, problem, failures)
             await asyncio.sleep(min(0.25 * 2**failures, 4.0))
-            if failures > 1:
-                # Reopening the same playback URL did not help: start afresh. The old
-                # session is stopped first, as a stop ends every session of the content.
-                await self._stop_session()
-                await self._start_session()
+
+    async def _own(self, session: EngineSession) -> bool:
+        """Read our own engine session until it ends (True) or is handed over (False)."""
+        pump = asyncio.create_task(self._pump(session), name=f"ts-pump-{self.key}")
+        handover = asyncio.create_task(self._handed_over.wait())
+        try:
+            await asyncio.wait({pump, handover}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            handover.cancel()
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+        if pump.cancelled():
+            return False
+        pump.result()  # raises what ended the read
+        return True
+
+    async def _ride(self, hls: HlsStream) -> None:
+        await hls.ready()
+        aligner = PacketAligner()
+        scanner = TsScanner()
+        feed = concatenated(hls, empty_timeout=self._options.empty_timeout)
+        try:
+            async for chunk in feed:
+                packets = aligner.feed(bytes(chunk))
+                if packets:
+                    self._mark_live()
+                    self.ring.publish(packets, scanner.scan(packets))
+        finally:
+            await feed.aclose()
+
+    def _mark_live(self) -> None:
+        if not self._ready.done():
+            self.state = "live"
+            self._ready.set_result(None)
 
     async def _pump(self, session: EngineSession) -> None:
         aligner = PacketAligner()
@@ -216,9 +284,7 @@ class TsStream:
         ring = self.ring
         loop = asyncio.get_running_loop()
         async with self._client.open_stream(session) as body:
-            if not self._ready.done():
-                self.state = "live"
-                self._ready.set_result(None)
+            self._mark_live()
             pending: list[bytes] = []
             size = 0
             flush_at = 0.0

@@ -54,27 +54,37 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         segments = SegmentCache(max_bytes=settings.hls_cache_size)
 
         def new_stream(
-            request: StreamRequest, mode: Mode, predecessor: AnyStream | None
+            request: StreamRequest, mode: Mode, ending: list[AnyStream], partner: AnyStream | None
         ) -> AnyStream:
-            if mode == "hls":
-                return HlsStream(
+            """One engine session per content, whatever the formats its clients ask for:
+            HLS plays from the engine's HLS session, and when a content is wanted in both
+            formats its MPEG-TS clients are fed that session's segments."""
+            waits = [stream.wait_closed for stream in ending]
+            if mode == "ts":
+                return TsStream(
                     request,
                     engine=engine,
                     client=client,
-                    cache=segments,
-                    options=hls_options,
-                    predecessor=predecessor,
+                    options=options,
+                    waits=waits,
+                    partner=partner if isinstance(partner, HlsStream) else None,
+                    on_idle=registry.poke,
                     on_closed=registry.discard,
                 )
-            return TsStream(
+            if isinstance(partner, TsStream):
+                waits.append(partner.wait_released)
+            hls = HlsStream(
                 request,
                 engine=engine,
                 client=client,
-                options=options,
-                predecessor=predecessor,
-                on_idle=registry.poke,
+                cache=segments,
+                options=hls_options,
+                waits=waits,
                 on_closed=registry.discard,
             )
+            if isinstance(partner, TsStream):
+                partner.hand_over(hls)
+            return hls
 
         registry: Registry[AnyStream] = Registry(new_stream, max_streams=settings.max_streams)
         registry.start()
