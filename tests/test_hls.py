@@ -229,3 +229,48 @@ async def test_an_hls_client_takes_over_a_ts_content_without_cutting_its_clients
     assert [s.fmt for s in sim.engine.sessions] == ["ts", "hls"]
     assert not any(s.superseded for s in sim.engine.sessions)
     assert sim.counters["corrupt_read"] == 0
+
+
+@pytest.mark.parametrize("sim_options", [{"idle_expiry": 1.0}], ids=["engine-expires-in-1s"])
+async def test_an_ended_session_gets_endlist_not_errors(
+    proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
+) -> None:
+    client = await proxy(hls_prefetch="0")
+    first = await (await client.get(MANIFEST)).text()
+    assert "#EXT-X-ENDLIST" not in first
+    # Past the engine's own expiry and the playlist's TTL (half a target duration).
+    await asyncio.sleep(2.6)
+    assert sim.engine.active() == []
+    async with client.get(MANIFEST) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert uri_lines(text) == uri_lines(first)
+
+
+@pytest.mark.parametrize("sim_options", [{"time_scale": 4.0}], ids=["4x"])
+async def test_live_viewers_cost_one_fetch_per_segment_and_few_playlist_fetches(
+    proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
+) -> None:
+    client = await proxy(hls_prefetch="0")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def viewer() -> int:
+        seen: set[str] = set()
+        while loop.time() - started < 6.0:
+            text = await (await client.get(MANIFEST)).text()
+            for uri in uri_lines(text)[-3:]:
+                if uri not in seen:
+                    seen.add(uri)
+                    assert (await client.get(uri)).status == 200
+            await asyncio.sleep(0.5)  # a player's reload interval
+        return len(seen)
+
+    seen = await asyncio.gather(*(viewer() for _ in range(50)))
+    elapsed = loop.time() - started
+    fetched = engine_segments(sim)
+    assert max(fetched.values()) == 1, fetched
+    assert len(fetched) >= max(seen) > 3
+    target = 5.0  # the simulated engine's EXT-X-TARGETDURATION
+    assert sim.counters["playlist"] <= 2 * (elapsed / target) + 1
