@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar, cast
 
 from .content import ContentKey, StreamRequest
 from .errors import ShuttingDown, Unavailable
@@ -119,9 +119,9 @@ class Registry(Generic[S]):
         """Something changed a deadline: let the sweeper look again."""
         self._poked.set()
 
-    def discard(self, stream: S) -> None:
+    def discard(self, stream: Stream) -> None:
         """Called by a stream once it has fully ended."""
-        self._closing.discard(stream)
+        self._closing.discard(cast(S, stream))
         if self._streams.get((stream.key, stream.mode)) is stream:
             del self._streams[(stream.key, stream.mode)]
 

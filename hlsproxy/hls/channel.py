@@ -7,7 +7,6 @@ resource by an opaque token, never by a URL, so it cannot make the proxy fetch a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
@@ -19,22 +18,20 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..content import ContentKey, StreamRequest
-from ..engine.client import Engine, EngineClient, EngineResource, EngineSession
+from ..engine.client import Engine, EngineClient, EngineResource
 from ..errors import (
     EngineError,
     EngineProtocolError,
     EngineStatus,
     NotFound,
-    ProxyError,
-    ShuttingDown,
 )
+from ..lifecycle import EngineStream
 from .cache import Cached, Flight, SegmentCache
 from .playlist import PlaylistInfo, Uri, end_playlist, looks_like_playlist, read_playlist
 from .playlist import rewrite_playlist as rewrite
 
 log = logging.getLogger(__name__)
 
-State = Literal["starting", "live", "closing", "closed"]
 
 MAX_PLAYLIST_BYTES = 4 << 20
 # Kept when the upstream path has one; players (ffmpeg 7.1+) check segment extensions.
@@ -111,7 +108,7 @@ def path_key(key: ContentKey) -> str:
     return f"{key.kind}/{hashlib.sha1(key.value.encode()).hexdigest()}"
 
 
-class HlsStream:
+class HlsStream(EngineStream):
     def __init__(
         self,
         request: StreamRequest,
@@ -121,47 +118,30 @@ class HlsStream:
         cache: SegmentCache,
         options: HlsOptions,
         waits: Sequence[Callable[[], Awaitable[None]]] = (),
-        on_closed: Callable[[HlsStream], None] = lambda _: None,
+        on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.request = request
-        self.engine = engine
-        self.state: State = "starting"
-        self.reason: str | None = None
-        self.started_at = clock()
+        super().__init__(
+            request, engine=engine, client=client, waits=waits, on_closed=on_closed, clock=clock
+        )
         self.requests = 0
-        self._client = client
         self._cache = cache
         self._options = options
-        self._waits = list(waits)
-        self._on_closed = on_closed
-        self._clock = clock
         self._last_used = self.started_at
         self._prefix = f"{options.public_url}/ace/hls/{path_key(request.key)}/"
-        self._session: EngineSession | None = None
         # token -> what it names; only these can be fetched
         self._names: dict[str, tuple[Uri, float]] = {}
         self._playlists: dict[str, _Playlist] = {}  # upstream URL -> last good copy
         self._refreshes: dict[str, asyncio.Task[_Playlist]] = {}
         self._segment_ttl = 60.0
-        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._closed = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"hls-stream-{request.key}")
+        self._launch()
 
     def __repr__(self) -> str:
         return f"<HlsStream {self.key} {self.state} names={len(self._names)}>"
 
     @property
-    def key(self) -> ContentKey:
-        return self.request.key
-
-    @property
     def mode(self) -> Literal["hls"]:
         return "hls"
-
-    @property
-    def closing(self) -> bool:
-        return self.state in ("closing", "closed")
 
     def idle_deadline(self) -> float | None:
         if self.closing:
@@ -171,19 +151,6 @@ class HlsStream:
     def touch(self) -> None:
         self._last_used = self._clock()
         self.requests += 1
-
-    def close(self, reason: str) -> None:
-        if self.closing:
-            return
-        self.state = "closing"
-        self.reason = reason
-        self._task.cancel()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
-    async def ready(self) -> None:
-        await asyncio.shield(self._ready)
 
     async def playlist(self, token: str | None = None) -> str:
         """The rewritten playlist: the session's own (token None) or one it named."""
@@ -311,47 +278,14 @@ class HlsStream:
         self._names[token] = (uri, self._clock())
         return self._prefix + token
 
-    async def _run(self) -> None:
-        try:
-            # Other sessions of this content end first: the engine allows one at a time.
-            for wait in self._waits:
-                await wait()
-            self._waits.clear()
-            start = asyncio.ensure_future(self._client.start(self.engine, self.request, "hls"))
-            try:
-                self._session = await asyncio.shield(start)
-            except asyncio.CancelledError:
-                with contextlib.suppress(ProxyError):
-                    self._session = await start
-                raise
-            self.state = "live"
-            self._ready.set_result(None)
-            await asyncio.Event().wait()  # lives until close() cancels it
-        except asyncio.CancelledError:
-            pass
-        except ProxyError as exc:
-            self.reason = exc.message
-            self._fail_ready(exc)
-        finally:
-            self.state = "closing"
-            self._fail_ready(
-                ShuttingDown() if self.reason == "shutdown" else EngineError("the stream ended")
-            )
-            for task in self._refreshes.values():
-                task.cancel()
-            for task in list(self._refreshes.values()):
-                with contextlib.suppress(BaseException):
-                    await task
-            self._cache.drop(lambda k: isinstance(k, tuple) and k[0] == self.key)
-            session, self._session = self._session, None
-            if session is not None:
-                await self._client.stop(session)
-            self.state = "closed"
-            self._closed.set()
-            log.info("stream %s (hls) ended: %s", self.key, self.reason)
-            self._on_closed(self)
+    async def _serve(self) -> None:
+        await self._start_session()
+        self._mark_live()
+        await asyncio.Event().wait()  # the session lives until close() cancels this
 
-    def _fail_ready(self, exc: ProxyError) -> None:
-        if not self._ready.done():
-            self._ready.set_exception(exc)
-            self._ready.exception()
+    async def _teardown(self) -> None:
+        refreshes = list(self._refreshes.values())
+        for task in refreshes:
+            task.cancel()
+        await asyncio.gather(*refreshes, return_exceptions=True)
+        self._cache.drop(lambda k: isinstance(k, tuple) and k[0] == self.key)

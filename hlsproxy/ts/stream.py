@@ -1,8 +1,7 @@
-"""One content as MPEG-TS: its engine session, and the single upstream read that fills its ring.
+"""One content as MPEG-TS: the single upstream read that fills its ring, and its clients.
 
-The stream's task owns the engine session from start to stop, so the stop happens exactly
-once, in one place, whatever ended the stream: the last client leaving (after the linger),
-an empty upstream, exhausted retries, or shutdown.
+The upstream is the stream's own engine session, or, when the content also plays as HLS,
+that HLS session's segments (the engine allows one session per content).
 """
 
 from __future__ import annotations
@@ -17,10 +16,11 @@ from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 
-from ..content import ContentKey, StreamRequest
+from ..content import StreamRequest
 from ..engine.client import Engine, EngineClient, EngineSession
-from ..errors import EngineError, ProxyError, ShuttingDown
+from ..errors import EngineError
 from ..hls.feed import EmptyFeed, concatenated
+from ..lifecycle import EngineStream
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner, TsScanner
 
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from ..hls.channel import HlsStream
 
 log = logging.getLogger(__name__)
-
-State = Literal["starting", "live", "closing", "closed"]
 
 # Chunks this large keep the per-client write cost low; the flush delay bounds the
 # latency a small read can add while the chunk fills.
@@ -52,7 +50,7 @@ class EmptyUpstream(Exception):
     pass
 
 
-class TsStream:
+class TsStream(EngineStream):
     def __init__(
         self,
         request: StreamRequest,
@@ -63,47 +61,28 @@ class TsStream:
         waits: Sequence[Callable[[], Awaitable[None]]] = (),
         partner: HlsStream | None = None,
         on_idle: Callable[[], None] = lambda: None,
-        on_closed: Callable[[TsStream], None] = lambda _: None,
+        on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.request = request
-        self.engine = engine
+        super().__init__(
+            request, engine=engine, client=client, waits=waits, on_closed=on_closed, clock=clock
+        )
         self.ring = Ring(options.ring_bytes)
-        self.state: State = "starting"
         self.clients = 0
-        self.started_at = clock()
         self.bytes_out = 0
-        self.reason: str | None = None
-        self._client = client
         self._options = options
-        self._waits = list(waits)
         self._partner = partner
         self._handed_over = asyncio.Event()
-        self._released = asyncio.Event()  # set while this stream holds no engine session
-        self._released.set()
         self._on_idle = on_idle
-        self._on_closed = on_closed
-        self._clock = clock
         self._idle_since: float | None = self.started_at
-        self._session: EngineSession | None = None
-        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._closed = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"ts-stream-{request.key}")
+        self._launch()
 
     def __repr__(self) -> str:
-        return f"<TsStream {self.request.key} {self.state} clients={self.clients} {self.ring!r}>"
-
-    @property
-    def key(self) -> ContentKey:
-        return self.request.key
+        return f"<TsStream {self.key} {self.state} clients={self.clients} {self.ring!r}>"
 
     @property
     def mode(self) -> Literal["ts"]:
         return "ts"
-
-    @property
-    def closing(self) -> bool:
-        return self.state in ("closing", "closed")
 
     def idle_deadline(self) -> float | None:
         if self._idle_since is None or self.closing:
@@ -123,87 +102,16 @@ class TsStream:
             self._idle_since = self._clock()
             self._on_idle()
 
-    async def ready(self) -> None:
-        """Wait until the engine streams; raise the engine's failure if it does not."""
-        await asyncio.shield(self._ready)
-
-    def close(self, reason: str) -> None:
-        if self.closing:
-            return
-        self.state = "closing"
-        self.reason = reason
-        self._task.cancel()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
     def hand_over(self, hls: HlsStream) -> None:
         """The content is now wanted as HLS too: give up this stream's own engine session
         and feed the clients from the HLS session's segments instead."""
         self._partner = hls
         self._handed_over.set()
 
-    async def wait_released(self) -> None:
-        """Until this stream holds no engine session (the HLS session may then start)."""
-        await self._released.wait()
+    async def _teardown(self) -> None:
+        self.ring.close()
 
-    async def _run(self) -> None:
-        try:
-            # Other sessions of this content end first: the engine allows one at a time.
-            for wait in self._waits:
-                await wait()
-            self._waits.clear()
-            await self._stream()
-        except asyncio.CancelledError:
-            pass  # close() decided, and set the reason
-        except ProxyError as exc:
-            self._end(exc.message)
-            self._fail_ready(exc)
-        finally:
-            self.state = "closing"
-            self.ring.close()
-            self._fail_ready(
-                ShuttingDown() if self.reason == "shutdown" else EngineError("the stream ended")
-            )
-            await self._stop_session()
-            self.state = "closed"
-            self._closed.set()
-            log.info("stream %s ended: %s", self.key, self.reason)
-            self._on_closed(self)
-
-    def _fail_ready(self, exc: ProxyError) -> None:
-        if not self._ready.done():
-            self._ready.set_exception(exc)
-            # Clients may all have left; nobody else is owed this exception.
-            self._ready.exception()
-
-    def _end(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.state = "closing"
-
-    async def _start_session(self) -> None:
-        self._released.clear()
-        # A start in flight is not abandoned on close: the engine would keep a session
-        # nobody can stop. Let it land, then the caller's cleanup stops it.
-        start = asyncio.ensure_future(self._client.start(self.engine, self.request, "ts"))
-        try:
-            self._session = await asyncio.shield(start)
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProxyError):
-                self._session = await start
-            raise
-        except ProxyError:
-            self._released.set()
-            raise
-
-    async def _stop_session(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await self._client.stop(session)
-        self._released.set()
-
-    async def _stream(self) -> None:
+    async def _serve(self) -> None:
         failures = 0
         while True:
             opened = self._clock()
@@ -272,11 +180,6 @@ class TsStream:
                     self.ring.publish(packets, scanner.scan(packets))
         finally:
             await feed.aclose()
-
-    def _mark_live(self) -> None:
-        if not self._ready.done():
-            self.state = "live"
-            self._ready.set_result(None)
 
     async def _pump(self, session: EngineSession) -> None:
         aligner = PacketAligner()
