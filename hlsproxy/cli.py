@@ -25,9 +25,10 @@ from hlsproxy.config import (
     options,
     parse_bool,
 )
+from hlsproxy.logs import TEXT_FORMAT, formatter
 
 PROG = "hlsproxy"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = TEXT_FORMAT
 USAGE = f"usage: {PROG} [flags]   ('{PROG} -help' lists them)"
 
 # Kept in the code rather than read from LICENSE, so an installed wheel can print it.
@@ -271,7 +272,7 @@ def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show
 _HANDLER_NAME = "hlsproxy.stderr"
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, kind: str = "text") -> None:
     """Log to stderr at ``level``; calling it again replaces the handler, not adds one."""
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -279,7 +280,7 @@ def configure_logging(level: str) -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(formatter(kind))
     root.addHandler(handler)
     root.setLevel(level)
 
@@ -303,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if isinstance(command, Probe):
         return probe(command.settings)
-    configure_logging(command.settings.log_level)
+    configure_logging(command.settings.log_level, command.settings.log_format)
 
     try:
         return run(command.settings, demo=command.demo)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlsplit
 
@@ -333,7 +334,45 @@ def _url_validator(*, allow_path: bool, expected: str) -> PlainValidator:
     return PlainValidator(validate)
 
 
+def parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma- or space-separated CIDR networks (a bare address is a /32 or /128)."""
+    expected = "CIDR networks separated by commas, such as 192.168.1.0/24,127.0.0.1"
+    networks = []
+    for part in text.replace(",", " ").split():
+        try:
+            networks.append(ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(expected) from None
+    return tuple(networks)
+
+
+def _validate_networks(value: object) -> tuple[IPv4Network | IPv6Network, ...]:
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, str):
+        return parse_networks(value)
+    raise ValueError("CIDR networks separated by commas")
+
+
+def _validate_log_format(value: object) -> Literal["text", "json"]:
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text == "text":
+        return "text"
+    if text == "json":
+        return "json"
+    raise ValueError("text or json")
+
+
 GoBool = Annotated[bool, PlainValidator(_validate_bool), _Syntax("bool")]
+Networks = Annotated[
+    tuple[IPv4Network | IPv6Network, ...],
+    PlainValidator(_validate_networks),
+    PlainSerializer(lambda v: ",".join(map(str, v)), return_type=str),
+    _Syntax("networks"),
+]
+LogFormat = Annotated[
+    Literal["text", "json"], PlainValidator(_validate_log_format), _Syntax("format")
+]
 Port = Annotated[int, PlainValidator(_validate_port), _Syntax("port")]
 ListenAddr = Annotated[
     ListenAddress,
@@ -544,6 +583,34 @@ class Settings(BaseSettings):
         env="ACEXY_MAX_STREAMS_PER_ENGINE",
         flag="-max-streams-per-engine",
         help="Most streams the orchestrator may place on one engine (1 or more).",
+    )
+
+    access_token: SecretStr = _option(
+        SecretStr(""),
+        env="ACEXY_ACCESS_TOKEN",
+        flag="-access-token",
+        help="When set, every request must carry it: ?token=... in the URL (kept in rewritten "
+        "playlists) or an Authorization: Bearer header. Never logged.",
+    )
+    allow_networks: Networks = _option(
+        "",
+        env="ACEXY_ALLOW_NETWORKS",
+        flag="-allow-networks",
+        help="When set, only clients from these networks are served (CIDR, comma-separated); "
+        "others get 403.",
+    )
+    access_log: GoBool = _option(
+        False,
+        env="ACEXY_ACCESS_LOG",
+        flag="-access-log",
+        help="Log one line per request: client, method, path (without the query), status, "
+        "bytes and time.",
+    )
+    log_format: LogFormat = _option(
+        "text",
+        env="ACEXY_LOG_FORMAT",
+        flag="-log-format",
+        help="Log lines as text, or as one JSON object per line for log collectors.",
     )
 
     @property

@@ -18,6 +18,8 @@ _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
 _REMOTE: tuple[KeyType, ...] = ("url", "magnet", "direct_url")
 # The engine picks these itself from what we send; a client's value would collide with ours.
 _OURS = frozenset({"format", "pid", "sid"})
+# The proxy's own access token: never passed on, never logged.
+_PRIVATE = frozenset({"token"})
 _KEYS = frozenset({"id", "content_id", "infohash", *_REMOTE})
 
 
@@ -59,6 +61,8 @@ def parse_stream_request(
             if found.get(kind, value) != value:
                 raise BadRequest(f"{name} is given twice with different values")
             found[kind] = value
+        elif name in _PRIVATE:
+            continue
         elif name in _OURS:
             if name != "format":
                 log.info("dropping the client's %s=%s: the proxy picks its own", name, value)

@@ -123,6 +123,7 @@ class EngineStream(abc.ABC):
         except ProxyError:
             self._released.set()
             raise
+        log.info("%s stream %s started on %s", self.mode, self.key, self.engine)
         return self._session
 
     async def _stop_session(self) -> None:
@@ -152,5 +153,11 @@ class EngineStream(abc.ABC):
             await self._stop_session()
             self.state = "closed"
             self._closed.set()
-            log.info("%s stream %s ended: %s", self.mode, self.key, self.reason)
+            log.info(
+                "%s stream %s ended after %.0fs: %s",
+                self.mode,
+                self.key,
+                self._clock() - self.started_at,
+                self.reason,
+            )
             self._on_closed(self)

@@ -271,6 +271,9 @@ DEFAULTS = {
     "orch_url": "",
     "container_id": "",
     "max_streams_per_engine": 1,
+    "allow_networks": (),
+    "access_log": False,
+    "log_format": "text",
 }
 
 
@@ -280,8 +283,9 @@ def test_default(field: str, value: object) -> None:
 
 
 def test_every_field_has_a_tested_default() -> None:
-    assert set(Settings.model_fields) == {*DEFAULTS, "orch_apikey"}
+    assert set(Settings.model_fields) == {*DEFAULTS, "orch_apikey", "access_token"}
     assert load_settings(env={}).orch_apikey.get_secret_value() == ""
+    assert load_settings(env={}).access_token.get_secret_value() == ""
 
 
 def test_engine_url() -> None:
@@ -553,6 +557,10 @@ TABLE = [
         "-max-streams-per-engine",
         "1",
     ),
+    ("access_token", "ACEXY_ACCESS_TOKEN", "-access-token", '""'),
+    ("allow_networks", "ACEXY_ALLOW_NETWORKS", "-allow-networks", '""'),
+    ("access_log", "ACEXY_ACCESS_LOG", "-access-log", "false"),
+    ("log_format", "ACEXY_LOG_FORMAT", "-log-format", "text"),
 ]
 
 
@@ -583,7 +591,11 @@ def test_shown_default_is_the_real_default(option: object) -> None:
 
 
 def test_switches_are_the_bool_options() -> None:
-    assert {o.flag for o in options() if o.is_switch} == {"-m3u8", "-allow-remote-content"}
+    assert {o.flag for o in options() if o.is_switch} == {
+        "-m3u8",
+        "-allow-remote-content",
+        "-access-log",
+    }
 
 
 # --- demo options -------------------------------------------------------------------------
@@ -601,3 +613,31 @@ def test_demo_bitrate_rejects(text: str) -> None:
     with pytest.raises(ConfigError) as caught:
         DemoOptions.parse(text, source="--demo-bitrate")
     assert (caught.value.source, caught.value.value) == ("--demo-bitrate", text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ()),
+        ("192.168.1.0/24", ("192.168.1.0/24",)),
+        ("192.168.1.0/24, 10.0.0.0/8", ("192.168.1.0/24", "10.0.0.0/8")),
+        ("127.0.0.1 ::1", ("127.0.0.1/32", "::1/128")),
+    ],
+    ids=["empty", "one", "comma", "bare-addresses"],
+)
+def test_allow_networks(text: str, expected: tuple[str, ...]) -> None:
+    networks = load_settings({"allow_networks": text}, env={}).allow_networks
+    assert tuple(map(str, networks)) == expected
+
+
+@pytest.mark.parametrize("text", ["192.168.1.0/33", "lan", "10.0.0.0/8;"], ids=str)
+def test_bad_allow_networks_name_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError, match="ACEXY_ALLOW_NETWORKS") as info:
+        load_settings(env={"ACEXY_ALLOW_NETWORKS": text})
+    assert "CIDR" in str(info.value)
+
+
+def test_access_token_never_shows() -> None:
+    settings = load_settings(env={"ACEXY_ACCESS_TOKEN": "s3cret-token"})
+    assert settings.access_token.get_secret_value() == "s3cret-token"
+    assert "s3cret-token" not in repr(settings) and "s3cret-token" not in str(settings)

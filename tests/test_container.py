@@ -102,4 +102,6 @@ def test_readme_starts_with_the_two_commands_and_lists_every_option() -> None:
     assert "./scripts/test" in first_block
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
     begin, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    assert readme[begin:end].strip() == options_table(), "run: python -m hlsproxy.docs"
+    assert readme[begin:end].strip() == options_table(), (
+        "run: python -m hlsproxy.docs --update README.md"
+    )

@@ -15,11 +15,19 @@ from ..hls.channel import HlsOptions, HlsStream
 from ..streams import Mode, Registry
 from ..ts.stream import TsOptions, TsStream
 from . import hls_routes, middleware, routes
+from .access import access_control
 from .keys import SEGMENTS, SETTINGS, STREAMS, AnyStream
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[middleware.errors])
+    guard = access_control(settings)
+    app = web.Application(
+        middlewares=[
+            *([middleware.access_log] if settings.access_log else []),
+            middleware.errors,
+            *([guard] if guard is not None else []),
+        ]
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_streams)
     app.on_response_prepare.append(middleware.add_cors)

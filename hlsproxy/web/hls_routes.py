@@ -11,6 +11,7 @@ from ..content import parse_stream_request
 from ..errors import BadRequest, NotFound
 from ..hls.cache import Cached, Flight
 from ..hls.channel import HlsStream, path_key
+from .access import carry_token
 from .keys import SETTINGS, STREAMS
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -61,7 +62,7 @@ async def manifest(request: web.Request) -> web.StreamResponse:
         return web.Response(content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS)
     stream = request.app[STREAMS].open(stream_request, "hls")
     assert isinstance(stream, HlsStream)
-    return _playlist_response(await stream.playlist())
+    return _playlist_response(request, await stream.playlist())
 
 
 async def hls_resource(request: web.Request) -> web.StreamResponse:
@@ -70,7 +71,7 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
         raise NotFound("no such resource")
     stream = _find(request, request.match_info["kind"], request.match_info["value"])
     if token.endswith(".m3u8"):
-        return _playlist_response(await stream.playlist(token))
+        return _playlist_response(request, await stream.playlist(token))
     found = await stream.resource(token)
     content_type = MEDIA_TYPES.get(posixpath.splitext(token)[1], found.content_type)
     if isinstance(found, Flight) and (request.method == "HEAD" or "Range" in request.headers):
@@ -99,9 +100,12 @@ def _find(request: web.Request, kind: str, value: str) -> HlsStream:
     raise NotFound("this stream is not playing; reload its playlist")
 
 
-def _playlist_response(text: str) -> web.Response:
+def _playlist_response(request: web.Request, text: str) -> web.Response:
     return web.Response(
-        text=text, content_type=PLAYLIST_TYPE, charset="utf-8", headers=PLAYLIST_HEADERS
+        text=carry_token(text, request),
+        content_type=PLAYLIST_TYPE,
+        charset="utf-8",
+        headers=PLAYLIST_HEADERS,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -10,6 +12,7 @@ from aiohttp.typedefs import Handler
 from ..errors import EngineError, ProxyError, Unavailable
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("hlsproxy.access")
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -46,3 +49,26 @@ async def add_cors(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: reaches streamed answers and aiohttp's own errors too."""
     for name, value in CORS_HEADERS.items():
         response.headers.setdefault(name, value)
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request. The path is logged without its query: it may hold a token."""
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499  # the client went away first (nginx's convention)
+        raise
+    finally:
+        access.info(
+            '%s "%s %s" %d %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            status,
+            time.monotonic() - started,
+        )

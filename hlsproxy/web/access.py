@@ -1,0 +1,70 @@
+"""Who may use the proxy: an optional shared token and an optional list of client networks.
+
+Both are checked before any handler runs, so a refused request costs no engine session.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from ..config import Settings
+from ..errors import Forbidden, Unauthorized
+
+TOKEN_PARAM = "token"
+# Probes must work whatever the policy: a container's health check has no token.
+OPEN_PATHS = frozenset({"/healthz"})
+_PROXY_URI = re.compile(r"(/ace/hls/[^\s\"?]+)")
+
+
+def access_control(settings: Settings) -> Middleware | None:
+    token = settings.access_token.get_secret_value()
+    networks = settings.allow_networks
+    if not token and not networks:
+        return None
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS or request.method == "OPTIONS":
+            return await handler(request)
+        if networks and not _allowed(request.remote, networks):
+            raise Forbidden("this proxy does not serve your network")
+        if token and not hmac.compare_digest(presented_token(request).encode(), token.encode()):
+            raise Unauthorized(
+                "this proxy needs its token: add ?token=... to the URL "
+                "or send an Authorization: Bearer header"
+            )
+        return await handler(request)
+
+    return check
+
+
+def presented_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.query.get(TOKEN_PARAM, "")
+
+
+def carry_token(playlist: str, request: web.Request) -> str:
+    """Add the client's ?token= to every proxy URI of a playlist, so that a player that
+    knows only the playlist URL can fetch what it names."""
+    token = request.query.get(TOKEN_PARAM)
+    if not token:
+        return playlist
+    return _PROXY_URI.sub(rf"\1?{TOKEN_PARAM}={quote(token, safe='')}", playlist)
+
+
+def _allowed(remote: str | None, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    try:
+        address = ip_address(remote or "")
+    except ValueError:
+        return False
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
