@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from .content import ContentKey, StreamRequest
@@ -22,6 +23,18 @@ from .errors import EngineError, ProxyError, ShuttingDown
 log = logging.getLogger(__name__)
 
 State = Literal["starting", "live", "closing", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What a stream has done so far, for status and metrics."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    clients: int = 0
+    clients_cut: int = 0
+    playlist_fetches: int = 0
+    last_data_at: float | None = None
 
 
 class EngineStream(abc.ABC):
@@ -58,6 +71,9 @@ class EngineStream(abc.ABC):
     @abc.abstractmethod
     def idle_deadline(self) -> float | None:
         """When the stream should end for want of clients, or None while it has some."""
+
+    @abc.abstractmethod
+    def figures(self) -> Figures: ...
 
     @property
     def key(self) -> ContentKey:

@@ -66,6 +66,7 @@ class Registry(Generic[S]):
         *,
         max_streams: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        on_ended: Callable[[S], None] = lambda _: None,
     ) -> None:
         self._factory = factory
         self._max_streams = max_streams
@@ -75,6 +76,7 @@ class Registry(Generic[S]):
         self._poked = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._shut = False
+        self._on_ended = on_ended
 
     def __repr__(self) -> str:
         return f"<Registry {len(self._streams)} streams, {len(self._closing)} closing>"
@@ -121,9 +123,11 @@ class Registry(Generic[S]):
 
     def discard(self, stream: Stream) -> None:
         """Called by a stream once it has fully ended."""
-        self._closing.discard(cast(S, stream))
+        ended = cast(S, stream)
+        self._closing.discard(ended)
         if self._streams.get((stream.key, stream.mode)) is stream:
             del self._streams[(stream.key, stream.mode)]
+        self._on_ended(ended)
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="hlsproxy-sweeper")

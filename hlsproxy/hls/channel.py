@@ -25,7 +25,7 @@ from ..errors import (
     EngineStatus,
     NotFound,
 )
-from ..lifecycle import EngineStream
+from ..lifecycle import EngineStream, Figures
 from .cache import Cached, Flight, SegmentCache
 from .playlist import PlaylistInfo, Uri, end_playlist, looks_like_playlist, read_playlist
 from .playlist import rewrite_playlist as rewrite
@@ -125,6 +125,10 @@ class HlsStream(EngineStream):
             request, engine=engine, client=client, waits=waits, on_closed=on_closed, clock=clock
         )
         self.requests = 0
+        self.bytes_in = 0  # playlists; segments are counted by the shared cache
+        self.bytes_out = 0
+        self.playlist_fetches = 0
+        self.last_data_at: float | None = None
         self._cache = cache
         self._options = options
         self._last_used = self.started_at
@@ -147,6 +151,19 @@ class HlsStream(EngineStream):
         if self.closing:
             return None
         return self._last_used + self._options.stream_timeout
+
+    def figures(self) -> Figures:
+        return Figures(
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            clients=self.requests,
+            playlist_fetches=self.playlist_fetches,
+            last_data_at=self.last_data_at,
+        )
+
+    def served(self, size: int) -> None:
+        """A segment, key or init section of `size` bytes went to a client."""
+        self.bytes_out += size
 
     def touch(self) -> None:
         self._last_used = self._clock()
@@ -212,6 +229,9 @@ class HlsStream(EngineStream):
                 base = resource.url
             finally:
                 await resource.close()
+            self.playlist_fetches += 1
+            self.bytes_in += len(body)
+            self.last_data_at = self._clock()
             if not looks_like_playlist(body):
                 raise EngineProtocolError("the engine's playlist is not a playlist")
             text = body.decode("utf-8", errors="replace")

@@ -10,6 +10,7 @@ recent join point (PAT, PMT, keyframe).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -35,6 +36,7 @@ class Ring:
         self._changed = asyncio.Event()
         self.closed = False
         self.bytes_in = 0
+        self.last_publish: float | None = None
         self.lagged = 0
 
     @property
@@ -52,6 +54,10 @@ class Ring:
     def held_bytes(self) -> int:
         return self._size
 
+    def sent_to_readers(self) -> int:
+        """Bytes taken so far by the clients reading now."""
+        return sum(cursor.sent for cursor in self._cursors)
+
     def publish(self, chunk: bytes, joins: Sequence[JoinPoint] = ()) -> None:
         if self.closed or not chunk:
             return
@@ -59,6 +65,7 @@ class Ring:
         self._chunks.append(chunk)
         self._size += len(chunk)
         self.bytes_in += len(chunk)
+        self.last_publish = time.monotonic()
         for join in joins:
             self._joins.append((seq, join.offset, join.prefix))
             self._last_prefix = join.prefix

@@ -20,7 +20,7 @@ from ..content import StreamRequest
 from ..engine.client import Engine, EngineClient, EngineSession
 from ..errors import EngineError
 from ..hls.feed import EmptyFeed, concatenated
-from ..lifecycle import EngineStream
+from ..lifecycle import EngineStream, Figures
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner, TsScanner
 
@@ -101,6 +101,15 @@ class TsStream(EngineStream):
         if self.clients == 0:
             self._idle_since = self._clock()
             self._on_idle()
+
+    def figures(self) -> Figures:
+        return Figures(
+            bytes_in=self.ring.bytes_in,
+            bytes_out=self.bytes_out + self.ring.sent_to_readers(),
+            clients=self.clients,
+            clients_cut=self.ring.lagged,
+            last_data_at=self.ring.last_publish,
+        )
 
     def hand_over(self, hls: HlsStream) -> None:
         """The content is now wanted as HLS too: give up this stream's own engine session

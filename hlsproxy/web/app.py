@@ -16,7 +16,8 @@ from ..streams import Mode, Registry
 from ..ts.stream import TsOptions, TsStream
 from . import hls_routes, middleware, routes
 from .access import access_control
-from .keys import SEGMENTS, SETTINGS, STREAMS, AnyStream
+from .keys import METRICS, SEGMENTS, SETTINGS, STREAMS, AnyStream
+from .metrics import Metrics
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> web.Application:
         ]
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_streams)
     app.on_response_prepare.append(middleware.add_cors)
     # Live streams never end by themselves: end them before aiohttp waits for handlers.
@@ -94,7 +96,11 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
                 partner.hand_over(hls)
             return hls
 
-        registry: Registry[AnyStream] = Registry(new_stream, max_streams=settings.max_streams)
+        metrics = app[METRICS]
+        registry: Registry[AnyStream] = Registry(
+            new_stream, max_streams=settings.max_streams, on_ended=metrics.stream_ended
+        )
+        metrics.watch(registry.streams, segments)
         registry.start()
         app[STREAMS] = registry
         app[SEGMENTS] = segments

@@ -12,7 +12,7 @@ from ..errors import BadRequest, NotFound
 from ..hls.cache import Cached, Flight
 from ..hls.channel import HlsStream, path_key
 from .access import carry_token
-from .keys import SETTINGS, STREAMS
+from .keys import METRICS, SETTINGS, STREAMS
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MEDIA_TYPES = {
@@ -62,7 +62,8 @@ async def manifest(request: web.Request) -> web.StreamResponse:
         return web.Response(content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS)
     stream = request.app[STREAMS].open(stream_request, "hls")
     assert isinstance(stream, HlsStream)
-    return _playlist_response(request, await stream.playlist())
+    with request.app[METRICS].time("playlist"):
+        return _playlist_response(request, await stream.playlist())
 
 
 async def hls_resource(request: web.Request) -> web.StreamResponse:
@@ -71,13 +72,19 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
         raise NotFound("no such resource")
     stream = _find(request, request.match_info["kind"], request.match_info["value"])
     if token.endswith(".m3u8"):
-        return _playlist_response(request, await stream.playlist(token))
-    found = await stream.resource(token)
+        with request.app[METRICS].time("playlist"):
+            return _playlist_response(request, await stream.playlist(token))
+    with request.app[METRICS].time("segment"):
+        found = await stream.resource(token)
     content_type = MEDIA_TYPES.get(posixpath.splitext(token)[1], found.content_type)
     if isinstance(found, Flight) and (request.method == "HEAD" or "Range" in request.headers):
         found = await found.result()
     if isinstance(found, Cached):
-        return _cached_response(request, found.body, content_type)
+        response = _cached_response(request, found.body, content_type)
+        if request.method != "HEAD":
+            stream.served(response.content_length or 0)
+        return response
+    stream.served(found.length or 0)
     return await _stream_flight(request, found, content_type)
 
 

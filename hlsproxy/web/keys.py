@@ -9,9 +9,11 @@ from ..hls.cache import SegmentCache
 from ..hls.channel import HlsStream
 from ..streams import Registry
 from ..ts.stream import TsStream
+from .metrics import Metrics
 
 AnyStream = TsStream | HlsStream
 
 SETTINGS = web.AppKey("settings", Settings)
 STREAMS = web.AppKey("streams", Registry[AnyStream])
 SEGMENTS = web.AppKey("segments", SegmentCache)
+METRICS = web.AppKey("metrics", Metrics)

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import EngineError, ProxyError, Unavailable
+from .keys import METRICS
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("hlsproxy.access")
@@ -33,6 +34,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if isinstance(exc, Unavailable):
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         if isinstance(exc, EngineError):
+            request.app[METRICS].engine_errors.labels(exc.code).inc()
             log.warning("%s %s: %s", request.method, request.path, exc.message)
         return response
     except web.HTTPException as exc:

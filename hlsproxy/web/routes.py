@@ -13,7 +13,7 @@ from ..errors import NotFound
 from ..ts.broadcast import ClientLagged
 from ..ts.stream import TsStream
 from . import hls_routes
-from .keys import SETTINGS, STREAMS, AnyStream
+from .keys import METRICS, SETTINGS, STREAMS, AnyStream
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/ace/getstream/", getstream)
     app.router.add_get("/ace/status", status)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
 
 
 async def getstream(request: web.Request) -> web.StreamResponse:
@@ -110,6 +111,10 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
             "clients_cut": stream.ring.lagged,
         }
     return common | {"requests": stream.requests}
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[METRICS].render()
 
 
 async def healthz(request: web.Request) -> web.Response:

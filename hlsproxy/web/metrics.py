@@ -1,0 +1,182 @@
+"""Prometheus metrics at /metrics.
+
+Most figures are read from live state when Prometheus scrapes, so the hot path (every
+chunk to every client) pays nothing; ended streams hand their totals over first. Labels
+are bounded: mode, route, reason, error code. Never a client, a content or a URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..hls.cache import SegmentCache
+from ..lifecycle import EngineStream, Figures
+from ..streams import MODES
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def end_cause(reason: str | None) -> str:
+    """A stream's free-text end reason, as one of a few label values."""
+    if reason in ("idle", "shutdown"):
+        return reason
+    if reason and reason.startswith("make room"):
+        return "make_room"
+    return "engine_error"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "hlsproxy_request_seconds",
+            "Time to answer a request (to the first byte of a streamed body).",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.engine_errors = Counter(
+            "hlsproxy_engine_errors",
+            "Engine failures that reached a client, by error code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self._ended: Tally[tuple[str, str]] = Tally()
+        self._ended_totals: dict[str, Tally[str]] = {mode: Tally() for mode in MODES}
+
+    def stream_ended(self, stream: EngineStream) -> None:
+        self._ended[(stream.mode, end_cause(stream.reason))] += 1
+        totals = self._ended_totals[stream.mode]
+        figures = stream.figures()
+        totals["bytes_in"] += figures.bytes_in
+        totals["bytes_out"] += figures.bytes_out
+        totals["clients_cut"] += figures.clients_cut
+        totals["playlist_fetches"] += figures.playlist_fetches
+
+    def watch(self, streams: Callable[[], Iterable[EngineStream]], cache: SegmentCache) -> None:
+        self.registry.register(_Live(self, streams, cache))
+
+    def time(self, route: str) -> _Timer:
+        return _Timer(self.latency.labels(route).observe)
+
+    def render(self) -> web.Response:
+        response = web.Response(body=generate_latest(self.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+
+class _Timer:
+    def __init__(self, observe: Callable[[float], None]) -> None:
+        self._observe = observe
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._observe(time.perf_counter() - self._started)
+
+
+class _Live(Collector):
+    def __init__(
+        self,
+        metrics: Metrics,
+        streams: Callable[[], Iterable[EngineStream]],
+        cache: SegmentCache,
+    ) -> None:
+        self._metrics = metrics
+        self._streams = streams
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        live: dict[str, list[Figures]] = {mode: [] for mode in MODES}
+        for stream in self._streams():
+            if not stream.closing:
+                live[stream.mode].append(stream.figures())
+        ended = self._metrics._ended_totals
+
+        active = GaugeMetricFamily("hlsproxy_streams", "Streams playing.", labels=["mode"])
+        clients = GaugeMetricFamily(
+            "hlsproxy_clients",
+            "MPEG-TS clients connected (ts); HLS requests served by live streams (hls).",
+            labels=["mode"],
+        )
+        bytes_in = CounterMetricFamily(
+            "hlsproxy_upstream_bytes", "Bytes read from engines.", labels=["mode"]
+        )
+        bytes_out = CounterMetricFamily(
+            "hlsproxy_client_bytes", "Bytes sent to clients.", labels=["mode"]
+        )
+        for mode in MODES:
+            figures = live[mode]
+            active.add_metric([mode], len(figures))
+            clients.add_metric([mode], sum(f.clients for f in figures))
+            bytes_in.add_metric([mode], ended[mode]["bytes_in"] + sum(f.bytes_in for f in figures))
+            bytes_out.add_metric(
+                [mode], ended[mode]["bytes_out"] + sum(f.bytes_out for f in figures)
+            )
+        yield from (active, clients, bytes_in, bytes_out)
+
+        cut = CounterMetricFamily(
+            "hlsproxy_clients_cut", "MPEG-TS clients disconnected for falling behind."
+        )
+        cut.add_metric([], ended["ts"]["clients_cut"] + sum(f.clients_cut for f in live["ts"]))
+        yield cut
+
+        stats = self._cache.stats
+        fetches = CounterMetricFamily(
+            "hlsproxy_upstream_fetches", "HLS fetches from engines.", labels=["kind"]
+        )
+        fetches.add_metric(["segment"], stats.upstream_fetches)
+        fetches.add_metric(
+            ["playlist"],
+            ended["hls"]["playlist_fetches"] + sum(f.playlist_fetches for f in live["hls"]),
+        )
+        yield fetches
+        lookups = CounterMetricFamily(
+            "hlsproxy_cache_requests", "Segment cache lookups by outcome.", labels=["outcome"]
+        )
+        lookups.add_metric(["hit"], stats.hits)
+        lookups.add_metric(["miss"], stats.misses)
+        lookups.add_metric(["coalesced"], stats.coalesced)
+        yield lookups
+        removed = CounterMetricFamily(
+            "hlsproxy_cache_evictions", "Segments removed from the cache.", labels=["why"]
+        )
+        removed.add_metric(["budget"], stats.evicted)
+        removed.add_metric(["expired"], stats.expired)
+        yield removed
+        held = GaugeMetricFamily("hlsproxy_cache_bytes", "Bytes held by the segment cache.")
+        held.add_metric([], stats.current_bytes)
+        yield held
+        fetched = CounterMetricFamily(
+            "hlsproxy_cache_fetched_bytes", "Segment bytes fetched from engines."
+        )
+        fetched.add_metric([], stats.bytes_fetched)
+        yield fetched
+
+        sessions = CounterMetricFamily(
+            "hlsproxy_streams_started",
+            "Streams started; each holds one engine session unless it rides another format's.",
+            labels=["mode"],
+        )
+        ended_sessions = CounterMetricFamily(
+            "hlsproxy_streams_ended",
+            "Streams ended (their engine sessions stopped), by reason; engine_error = failed.",
+            labels=["mode", "reason"],
+        )
+        for (ended_mode, cause), n in sorted(self._metrics._ended.items()):
+            ended_sessions.add_metric([ended_mode, cause], n)
+        for mode in MODES:
+            done = sum(n for (m, _), n in self._metrics._ended.items() if m == mode)
+            sessions.add_metric([mode], done + len(live[mode]))
+        yield sessions
+        yield ended_sessions
