@@ -97,20 +97,30 @@ async def status(request: web.Request) -> web.Response:
 
 
 def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
-    common: dict[str, object] = {
+    figures = stream.figures()
+    now = time.monotonic()
+    status: dict[str, object] = {
         "stream_id": key.value,
         "key_type": key.kind,
         "mode": stream.mode,
         "state": stream.state,
-        "uptime": round(time.monotonic() - stream.started_at, 1),
+        # Which engine, by position only: clients never learn an engine's address.
+        "engine": "default",
+        "started_at": round(time.time() - (now - stream.started_at), 3),
+        "uptime": round(now - stream.started_at, 1),
+        "bytes_in": figures.bytes_in,
+        "bytes_out": figures.bytes_out,
+        "last_data_age": None
+        if figures.last_data_at is None
+        else round(now - figures.last_data_at, 1),
     }
     if isinstance(stream, TsStream):
-        return common | {
-            "clients": stream.clients,
-            "bytes_in": stream.ring.bytes_in,
-            "clients_cut": stream.ring.lagged,
-        }
-    return common | {"requests": stream.requests}
+        status["clients"] = figures.clients
+        status["clients_cut"] = figures.clients_cut
+    else:
+        status["requests"] = figures.clients
+        status["playlist_fetches"] = figures.playlist_fetches
+    return status
 
 
 async def metrics(request: web.Request) -> web.Response:
