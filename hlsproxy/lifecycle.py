@@ -18,7 +18,8 @@ from typing import Literal
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient, EngineSession, Format
-from .errors import EngineError, ProxyError, ShuttingDown
+from .engine.pool import EndReason, EnginePool
+from .errors import EngineError, EngineTimeout, EngineUnreachable, ProxyError, ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,15 @@ class EngineStream(abc.ABC):
         self,
         request: StreamRequest,
         *,
-        engine: Engine,
+        pool: EnginePool,
         client: EngineClient,
         waits: Sequence[Callable[[], Awaitable[None]]] = (),
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.request = request
-        self.engine = engine
+        self.engine: Engine | None = None  # while it holds an engine session
+        self._pool = pool
         self.state: State = "starting"
         self.reason: str | None = None
         self._client = client
@@ -127,26 +129,54 @@ class EngineStream(abc.ABC):
 
     async def _start_session(self) -> EngineSession:
         self._released.clear()
+        try:
+            engine = await self._pool.acquire(self.key)
+        except BaseException:
+            self._released.set()
+            raise
         # A start in flight is not abandoned on close: the engine would keep a session
         # nobody can stop. Let it land, then the stream's cleanup stops it.
-        start = asyncio.ensure_future(self._client.start(self.engine, self.request, self.mode))
+        start = asyncio.ensure_future(self._client.start(engine, self.request, self.mode))
         try:
             self._session = await asyncio.shield(start)
         except asyncio.CancelledError:
             with contextlib.suppress(ProxyError):
                 self._session = await start
+            if self._session is None:
+                self._pool.release(engine, self.key)
+            else:
+                self.engine = engine
+                self._pool.session_started(self._session)
             raise
-        except ProxyError:
+        except ProxyError as exc:
+            if isinstance(exc, EngineUnreachable | EngineTimeout):
+                self._pool.engine_failed(engine)
+            self._pool.release(engine, self.key)
             self._released.set()
             raise
-        log.info("%s stream %s started on %s", self.mode, self.key, self.engine)
+        self.engine = engine
+        self._pool.session_started(self._session)
+        log.info("%s stream %s started on %s", self.mode, self.key, engine)
         return self._session
 
-    async def _stop_session(self) -> None:
+    async def _stop_session(self, reason: EndReason | None = None) -> None:
         session, self._session = self._session, None
+        engine, self.engine = self.engine, None
         if session is not None:
             await self._client.stop(session)
+            self._pool.session_ended(session, reason or self._end_reason())
+        if engine is not None:
+            self._pool.release(engine, self.key)
         self._released.set()
+
+    def _end_reason(self) -> EndReason:
+        if self.reason == "shutdown":
+            return "shutdown"
+        if self.reason == "idle" or (self.reason or "").startswith("make room"):
+            return "stream_timeout" if self.mode == "hls" else "client_disconnected"
+        if (self.reason or "").startswith("no data"):
+            return "empty_timeout"
+        return "engine_error"
 
     async def _run(self) -> None:
         try:

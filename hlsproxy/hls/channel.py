@@ -18,7 +18,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..content import ContentKey, StreamRequest
-from ..engine.client import Engine, EngineClient, EngineResource
+from ..engine.client import EngineClient, EngineResource
+from ..engine.pool import EnginePool
 from ..errors import (
     EngineError,
     EngineProtocolError,
@@ -113,7 +114,7 @@ class HlsStream(EngineStream):
         self,
         request: StreamRequest,
         *,
-        engine: Engine,
+        pool: EnginePool,
         client: EngineClient,
         cache: SegmentCache,
         options: HlsOptions,
@@ -122,7 +123,7 @@ class HlsStream(EngineStream):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
-            request, engine=engine, client=client, waits=waits, on_closed=on_closed, clock=clock
+            request, pool=pool, client=client, waits=waits, on_closed=on_closed, clock=clock
         )
         self.requests = 0
         self.bytes_in = 0  # playlists; segments are counted by the shared cache

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 
 from ..content import StreamRequest
-from ..engine.client import Engine, EngineClient, EngineSession
-from ..errors import EngineError
+from ..engine.client import EngineClient, EngineSession
+from ..engine.pool import EnginePool
+from ..errors import EngineError, EngineTimeout, EngineUnreachable
 from ..hls.feed import EmptyFeed, concatenated
 from ..lifecycle import EngineStream, Figures
 from .broadcast import Cursor, Ring
@@ -55,7 +56,7 @@ class TsStream(EngineStream):
         self,
         request: StreamRequest,
         *,
-        engine: Engine,
+        pool: EnginePool,
         client: EngineClient,
         options: TsOptions,
         waits: Sequence[Callable[[], Awaitable[None]]] = (),
@@ -65,7 +66,7 @@ class TsStream(EngineStream):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
-            request, engine=engine, client=client, waits=waits, on_closed=on_closed, clock=clock
+            request, pool=pool, client=client, waits=waits, on_closed=on_closed, clock=clock
         )
         self.ring = Ring(options.ring_bytes)
         self.clients = 0
@@ -127,7 +128,8 @@ class TsStream(EngineStream):
             partner = self._partner
             try:
                 if partner is not None and not partner.closing:
-                    await self._stop_session()  # the HLS session now plays the content
+                    # The HLS session now plays the content.
+                    await self._stop_session("client_disconnected")
                     await self._ride(partner)
                     problem = "the HLS session ended"
                 else:
@@ -143,6 +145,8 @@ class TsStream(EngineStream):
                         continue  # handed over to an HLS session: not a failure
                     problem = "the engine ended the stream"
             except EngineError as exc:
+                if isinstance(exc, EngineUnreachable | EngineTimeout) and self.engine:
+                    self._pool.engine_failed(self.engine)
                 if not self._ready.done():
                     raise
                 problem = exc.message

@@ -10,6 +10,7 @@ from aiohttp import web
 from ..config import Settings
 from ..content import StreamRequest
 from ..engine.client import Engine, EngineClient
+from ..engine.pool import FixedEngine
 from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions, HlsStream
 from ..streams import Mode, Registry
@@ -48,7 +49,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         connector=connector, timeout=timeout, auto_decompress=False
     ) as http:
         client = EngineClient(http, response_timeout=settings.no_response_timeout)
-        engine = Engine(settings.scheme, settings.host, settings.port)
+        pool = FixedEngine(Engine(settings.scheme, settings.host, settings.port))
         options = TsOptions(
             ring_bytes=settings.buffer_size,
             empty_timeout=settings.empty_timeout,
@@ -73,7 +74,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             if mode == "ts":
                 return TsStream(
                     request,
-                    engine=engine,
+                    pool=pool,
                     client=client,
                     options=options,
                     waits=waits,
@@ -85,7 +86,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
                 waits.append(partner.wait_released)
             hls = HlsStream(
                 request,
-                engine=engine,
+                pool=pool,
                 client=client,
                 cache=segments,
                 options=hls_options,

@@ -1,0 +1,59 @@
+"""Where streams get their engine: one fixed engine, or a pool an orchestrator runs."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from ..content import ContentKey
+from .client import Engine, EngineSession
+
+EndReason = Literal[
+    "client_disconnected", "stream_timeout", "empty_timeout", "engine_error", "shutdown"
+]
+
+
+class EnginePool(Protocol):
+    async def acquire(self, key: ContentKey) -> Engine:
+        """The engine for a content's new session; raises Unavailable when none has room."""
+        ...
+
+    def release(self, engine: Engine, key: ContentKey) -> None:
+        """The content's session on `engine` is over."""
+        ...
+
+    def session_started(self, session: EngineSession) -> None:
+        """Report a new session; never delays the caller."""
+        ...
+
+    def session_ended(self, session: EngineSession, reason: EndReason) -> None:
+        """Report a session's end, exactly once per started session; never delays the caller."""
+        ...
+
+    def engine_failed(self, engine: Engine) -> None:
+        """The engine stopped answering: avoid it until the pool learns otherwise."""
+        ...
+
+
+class FixedEngine:
+    """The one engine of ACEXY_HOST and ACEXY_PORT."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __repr__(self) -> str:
+        return f"<FixedEngine {self.engine}>"
+
+    async def acquire(self, key: ContentKey) -> Engine:
+        return self.engine
+
+    def release(self, engine: Engine, key: ContentKey) -> None:
+        pass
+
+    def session_started(self, session: EngineSession) -> None:
+        pass
+
+    def session_ended(self, session: EngineSession, reason: EndReason) -> None:
+        pass
+
+    def engine_failed(self, engine: Engine) -> None:
+        pass

@@ -1,0 +1,656 @@
+"""The status page and the player page, read back the way a browser would parse them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import pytest
+
+from hlsproxy.throughput import Sample
+from hlsproxy.web.status_page import (
+    EngineRow,
+    StatusSnapshot,
+    StreamRow,
+    format_age,
+    format_bitrate,
+    format_duration,
+    format_percent,
+    render_player_page,
+    render_status_page,
+    render_throughput_graph,
+)
+
+CID = "0123456789abcdef0123456789abcdef01234567"
+EVIL = '<script>alert("x")</script>'
+EVIL_ATTR = "\"'><img src=x onerror=alert(1)>"
+
+# --- a small DOM ---------------------------------------------------------------------------------
+
+VOID = frozenset({"meta", "link", "br", "img", "input", "hr", "source", "wbr"})
+
+
+@dataclasses.dataclass
+class Node:
+    tag: str
+    attrs: dict[str, str | None]
+    children: list[Node] = dataclasses.field(default_factory=list)
+    text_parts: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """All text inside, as a browser's textContent."""
+        return "".join(self.text_parts)
+
+    def iter(self, tag: str | None = None) -> list[Node]:
+        found = [self] if tag in (None, self.tag) else []
+        for child in self.children:
+            found.extend(child.iter(tag))
+        return found
+
+    def attr(self, name: str) -> str:
+        value = self.attrs.get(name)
+        assert value is not None, f"<{self.tag}> has no {name}"
+        return value
+
+    def classes(self) -> set[str]:
+        return set((self.attrs.get("class") or "").split())
+
+
+class TreeBuilder(HTMLParser):
+    """Builds a tree and fails on a mismatched end tag: the page's own tags must balance."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = Node(tag, dict(attrs))
+        self.stack[-1].children.append(node)
+        if tag == "br":
+            self.handle_data("\n")
+        if tag not in VOID:
+            self.stack.append(node)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.stack[-1].children.append(Node(tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        assert tag not in VOID, f"</{tag}>"
+        assert self.stack[-1].tag == tag, f"</{tag}> closes <{self.stack[-1].tag}>"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        for node in self.stack:
+            node.text_parts.append(data)
+
+
+def parse_fragment(markup: str) -> Node:
+    builder = TreeBuilder()
+    builder.feed(markup)
+    builder.close()
+    assert builder.stack == [builder.root], [n.tag for n in builder.stack]
+    return builder.root
+
+
+def parse(page: str) -> Node:
+    """A whole document: one HTML5 doctype, then balanced tags."""
+    assert page.startswith("<!doctype html>")
+    root = parse_fragment(page)
+    (html,) = [n for n in root.children if n.tag == "html"]
+    assert [n.tag for n in html.children] == ["head", "body"]
+    return root
+
+
+def svg_of(page: str) -> ET.Element:
+    """The inline SVG, parsed as the XML it must also be."""
+    match = re.search(r"<svg\b.*?</svg>", page, re.DOTALL)
+    assert match, "no <svg> in the page"
+    return ET.fromstring(match.group(0))
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def stream(**overrides: object) -> StreamRow:
+    fields: dict[str, object] = {
+        "key": CID,
+        "key_type": "content_id",
+        "mode": "hls",
+        "state": "live",
+        "engine": "engine 127.0.0.1:6878",
+        "clients": 3,
+        "uptime": 3725.0,
+        "bitrate_in": 4_200_000.0,
+        "bitrate_out": 12_600_000.0,
+        "cache_hit_ratio": 0.87,
+        "last_data_age": 0.4,
+        "player_url": f"/player?id={CID}",
+        "stream_url": f"/ace/manifest.m3u8?id={CID}",
+    }
+    fields.update(overrides)
+    return StreamRow(**fields)  # type: ignore[arg-type]
+
+
+def engine(**overrides: object) -> EngineRow:
+    fields: dict[str, object] = {
+        "label": "engine 127.0.0.1:6878",
+        "address": "127.0.0.1:6878",
+        "health": "healthy",
+        "streams": 1,
+        "capacity": 4,
+    }
+    fields.update(overrides)
+    return EngineRow(**fields)  # type: ignore[arg-type]
+
+
+def history(n: int, *, step: float = 5.0) -> tuple[Sample, ...]:
+    return tuple(
+        Sample(at=1000 + i * step, bits_in=1e6 * (1 + i % 4), bits_out=2e6 * (1 + i % 3))
+        for i in range(n)
+    )
+
+
+def snapshot(**overrides: object) -> StatusSnapshot:
+    fields: dict[str, object] = {
+        "version": "1.2.3",
+        "uptime": 90061.0,
+        "refresh_seconds": 5,
+        "streams": (stream(),),
+        "engines": (engine(),),
+        "history": history(12),
+    }
+    fields.update(overrides)
+    return StatusSnapshot(**fields)  # type: ignore[arg-type]
+
+
+def summary(doc: Node) -> dict[str, str]:
+    """The header's figures, name to value."""
+    (dl,) = [n for n in doc.iter("dl") if "summary" in n.classes()]
+    return {
+        words(item.iter("dt")[0].text): words(item.iter("dd")[0].text)
+        for item in dl.children
+        if item.tag == "div"
+    }
+
+
+def stream_rows(doc: Node) -> list[dict[str, Node]]:
+    """Each stream row's cells by column name."""
+    (section,) = [s for s in doc.iter("section") if s.iter("h2")[0].text == "Streams"]
+    tables = section.iter("table")
+    if not tables:
+        return []
+    head = [words(th.text) for th in tables[0].iter("th")]
+    rows = tables[0].iter("tbody")[0].iter("tr")
+    result = []
+    for row in rows:
+        cells = row.iter("td")
+        assert [c.attr("data-label") for c in cells] == head
+        result.append(dict(zip(head, cells, strict=True)))
+    return result
+
+
+# --- human units ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bits", "text"),
+    [
+        (0, "0 bit/s"),
+        (999, "999 bit/s"),
+        (999.6, "1.0 kbit/s"),
+        (1_000, "1.0 kbit/s"),
+        (850_000, "850 kbit/s"),
+        (99_940, "99.9 kbit/s"),
+        (99_960, "100 kbit/s"),
+        (999_960, "1.0 Mbit/s"),
+        (4_200_000, "4.2 Mbit/s"),
+        (12_640_000, "12.6 Mbit/s"),
+        (1_500_000_000, "1.5 Gbit/s"),
+        (-5, "0 bit/s"),
+        (math.nan, "—"),
+        (math.inf, "—"),
+    ],
+    ids=str,
+)
+def test_bitrates_read_as_network_speeds(bits: float, text: str) -> None:
+    assert format_bitrate(bits) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (45.9, "45s"),
+        (60, "1m 00s"),
+        (307, "5m 07s"),
+        (3725, "1h 02m"),
+        (86399, "23h 59m"),
+        (90061, "1d 01h"),
+        (-3, "0s"),
+        (math.nan, "—"),
+    ],
+    ids=str,
+)
+def test_durations_show_their_two_largest_units(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [(None, "—"), (0.0, "0 %"), (0.87, "87 %"), (0.996, "100 %"), (1.0, "100 %"), (1.5, "100 %")],
+    ids=str,
+)
+def test_ratios_show_as_percentages(ratio: float | None, text: str) -> None:
+    assert format_percent(ratio) == text
+
+
+@pytest.mark.parametrize(
+    ("age", "text"),
+    [(None, "—"), (0.0, "0.0s ago"), (0.44, "0.4s ago"), (59.9, "59.9s ago"), (125, "2m 05s ago")],
+    ids=str,
+)
+def test_ages_say_how_long_ago(age: float | None, text: str) -> None:
+    assert format_age(age) == text
+
+
+# --- the status page -----------------------------------------------------------------------------
+
+
+def test_a_stream_shows_every_field_in_human_units() -> None:
+    page = render_status_page(snapshot())
+    doc = parse(page)
+
+    (row,) = stream_rows(doc)
+    cells = {name: words(cell.text) for name, cell in row.items()}
+    assert cells == {
+        "Stream": f"{CID} content_id",
+        "Mode": "HLS",
+        "State": "live",
+        "Engine": "engine 127.0.0.1:6878",
+        "Clients": "3",
+        "Uptime": "1h 02m",
+        "In": "4.2 Mbit/s",
+        "Out": "12.6 Mbit/s",
+        "Cache hits": "87 %",
+        "Last data": "0.4s ago",
+        "Links": f"Play /ace/manifest.m3u8?id={CID}",
+    }
+    links = {words(a.text): a.attr("href") for a in row["Links"].iter("a")}
+    assert links == {
+        "Play": f"/player?id={CID}",
+        f"/ace/manifest.m3u8?id={CID}": f"/ace/manifest.m3u8?id={CID}",
+    }
+    assert row["Stream"].iter("a")[0].attr("href") == f"/player?id={CID}"
+
+
+def test_the_header_sums_up_the_streams() -> None:
+    rows = (
+        stream(clients=2, bitrate_in=1_000_000.0, bitrate_out=2_000_000.0),
+        stream(key="b" * 40, clients=0, bitrate_in=500_000.0, bitrate_out=0.0, mode="ts"),
+        stream(key="c" * 40, clients=5, bitrate_in=2_500_000.0, bitrate_out=12_500_000.0),
+    )
+    doc = parse(render_status_page(snapshot(streams=rows)))
+
+    assert summary(doc) == {
+        "Version": "1.2.3",
+        "Uptime": "1d 01h",
+        "Streams": "3",
+        "Clients": "7",
+        "In": "4.0 Mbit/s",
+        "Out": "14.5 Mbit/s",
+    }
+    assert words(doc.iter("title")[0].text) == "hlsproxy · 3 streams"
+
+
+def test_many_streams_each_get_a_row_in_the_given_order() -> None:
+    rows = tuple(
+        stream(key=f"{i:040x}", mode="ts" if i % 2 else "hls", clients=i, uptime=i * 61.0)
+        for i in range(60)
+    )
+    doc = parse(render_status_page(snapshot(streams=rows)))
+
+    parsed = stream_rows(doc)
+    assert [words(r["Stream"].iter("a")[0].text) for r in parsed] == [r.key for r in rows]
+    assert [words(r["Mode"].text) for r in parsed] == ["HLS", "TS"] * 30
+    assert [words(r["Clients"].text) for r in parsed] == [str(i) for i in range(60)]
+    assert words(parsed[59]["Uptime"].text) == "59m 59s"
+    assert summary(doc)["Clients"] == str(sum(range(60)))
+
+
+def test_no_streams_says_so_and_how_to_start_one() -> None:
+    page = render_status_page(snapshot(streams=(), history=()))
+    doc = parse(page)
+
+    assert stream_rows(doc) == []
+    text = words(doc.text)
+    assert "No streams playing" in text
+    for url in ("/ace/getstream?id=", "/ace/manifest.m3u8?id=", "/player?id="):
+        assert url in text
+    assert summary(doc)["Streams"] == "0"
+    assert summary(doc)["In"] == "0 bit/s"
+    assert words(doc.iter("title")[0].text) == "hlsproxy · 0 streams"
+
+
+def test_none_values_show_as_a_dash_and_old_data_is_flagged() -> None:
+    rows = (
+        stream(mode="ts", cache_hit_ratio=None, last_data_age=None),
+        stream(key="d" * 40, last_data_age=42.0),
+    )
+    parsed = stream_rows(parse(render_status_page(snapshot(streams=rows))))
+
+    assert words(parsed[0]["Cache hits"].text) == "—"
+    assert words(parsed[0]["Last data"].text) == "—"
+    assert not parsed[0]["Last data"].iter("span")
+    (flag,) = parsed[1]["Last data"].iter("span")
+    assert "stale" in flag.classes()
+    assert words(flag.text) == "42.0s ago"
+
+
+@pytest.mark.parametrize("state", ["starting", "live", "closing", "<b>odd</b>"])
+def test_a_state_is_a_badge_with_a_class_from_a_closed_set(state: str) -> None:
+    (row,) = stream_rows(parse(render_status_page(snapshot(streams=(stream(state=state),)))))
+    (badge,) = row["State"].iter("span")
+    assert words(badge.text) == state
+    expected = state if state in ("starting", "live", "closing") else "other"
+    assert badge.classes() == {"badge", f"state-{expected}"}
+
+
+def test_strings_from_data_are_text_never_markup() -> None:
+    bad = stream(
+        key=EVIL,
+        key_type=EVIL_ATTR,
+        mode=EVIL,
+        state=EVIL_ATTR,
+        engine=EVIL,
+        player_url=f"/player?id={EVIL_ATTR}",
+        stream_url=f"/ace/getstream?id={EVIL}",
+    )
+    snap = snapshot(
+        version=EVIL,
+        streams=(bad,),
+        engines=(engine(label=EVIL, address=EVIL_ATTR, health=EVIL),),
+    )
+    page = render_status_page(snap)
+    doc = parse(page)
+
+    assert doc.iter("script") == []
+    assert doc.iter("img") == []
+    assert "<script>" not in page
+    assert "<img" not in page
+    (row,) = stream_rows(doc)
+    # Each value comes back whole, as text or as an attribute value.
+    assert words(row["Stream"].iter("a")[0].text) == words(EVIL)
+    assert EVIL_ATTR.strip() in row["Stream"].text
+    assert words(row["Engine"].text) == words(EVIL)
+    assert row["Stream"].iter("a")[0].attr("href") == f"/player?id={EVIL_ATTR}"
+    stream_link = row["Links"].iter("a")[1]
+    assert stream_link.attr("href") == f"/ace/getstream?id={EVIL}"
+    assert summary(doc)["Version"] == words(EVIL)
+    engine_cells = [words(td.text) for td in doc.iter("tbody")[1].iter("td")]
+    assert engine_cells[:3] == [words(EVIL), words(EVIL_ATTR), words(EVIL)]
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x"])
+def test_a_link_with_a_script_scheme_is_shown_but_not_linked(url: str) -> None:
+    (row,) = stream_rows(
+        parse(render_status_page(snapshot(streams=(stream(player_url=url, stream_url=url),))))
+    )
+    assert [a.attr("href") for a in row["Stream"].iter("a") + row["Links"].iter("a")] == []
+    assert url.strip() in row["Links"].text
+
+
+def test_engines_show_health_and_load() -> None:
+    engines = (
+        engine(label="main", streams=1, capacity=4),
+        engine(label="full", health="unhealthy", streams=4, capacity=4),
+        engine(label="open", health="unknown", streams=7, capacity=None),
+        engine(label="none", health="healthy", streams=0, capacity=0),
+    )
+    doc = parse(render_status_page(snapshot(engines=engines)))
+
+    (section,) = [s for s in doc.iter("section") if s.iter("h2")[0].text == "Engines"]
+    rows = section.iter("tbody")[0].iter("tr")
+    cells = [[words(td.text) for td in row.iter("td")] for row in rows]
+    assert cells == [
+        ["main", "127.0.0.1:6878", "healthy", "1 / 4"],
+        ["full", "127.0.0.1:6878", "unhealthy", "4 / 4"],
+        ["open", "127.0.0.1:6878", "unknown", "7 streams, no limit"],
+        ["none", "127.0.0.1:6878", "healthy", "0 / 0"],
+    ]
+    bars = [n for n in section.iter("span") if "load" in n.classes()]
+    assert [b.children[0].attr("style") for b in bars] == ["width:25%", "width:100%", "width:100%"]
+    assert ["full" in b.classes() for b in bars] == [False, True, True]
+    badges = [row.iter("td")[2].iter("span")[0].classes() for row in rows]
+    assert badges == [
+        {"badge", "health-healthy"},
+        {"badge", "health-unhealthy"},
+        {"badge", "health-unknown"},
+        {"badge", "health-healthy"},
+    ]
+
+
+def test_no_engines_is_said_plainly() -> None:
+    doc = parse(render_status_page(snapshot(engines=())))
+    (section,) = [s for s in doc.iter("section") if s.iter("h2")[0].text == "Engines"]
+    assert section.iter("table") == []
+    assert "No engines" in section.text
+
+
+@pytest.mark.parametrize("seconds", [1, 5, 30])
+def test_the_page_refreshes_itself(seconds: int) -> None:
+    doc = parse(render_status_page(snapshot(refresh_seconds=seconds)))
+    refresh = [m for m in doc.iter("meta") if m.attrs.get("http-equiv") == "refresh"]
+    assert [m.attr("content") for m in refresh] == [str(seconds)]
+
+
+def test_a_refresh_of_zero_turns_reloading_off() -> None:
+    doc = parse(render_status_page(snapshot(refresh_seconds=0)))
+    assert [m for m in doc.iter("meta") if m.attrs.get("http-equiv") == "refresh"] == []
+
+
+def test_the_page_fits_phones_and_follows_the_colour_scheme() -> None:
+    page = render_status_page(snapshot())
+    doc = parse(page)
+    metas = {m.attrs.get("name"): m.attrs.get("content") for m in doc.iter("meta")}
+    assert metas["viewport"] == "width=device-width, initial-scale=1"
+    (style,) = doc.iter("style")
+    assert "@media (prefers-color-scheme: dark)" in style.text
+    assert re.search(r"@media \(max-width: \d+px\)", style.text)
+
+
+@pytest.mark.parametrize(
+    "snap",
+    [snapshot(), snapshot(streams=(), engines=(), history=())],
+    ids=["busy", "empty"],
+)
+def test_the_page_loads_nothing_from_anywhere(snap: StatusSnapshot) -> None:
+    page = render_status_page(snap)
+    doc = parse(page)
+
+    assert "http://" not in page
+    assert "https://" not in page
+    assert doc.iter("link") == []
+    assert doc.iter("script") == []
+    assert doc.iter("img") == []
+    assert doc.iter("iframe") == []
+    assert [n.tag for n in doc.iter() if "src" in n.attrs] == []
+    style = doc.iter("style")[0].text
+    assert "url(" not in style
+    assert "@import" not in style
+    assert "@font-face" not in style
+    # The only links go to the proxy's own pages.
+    assert all(a.attr("href").startswith("/") for a in doc.iter("a"))
+
+
+# --- the graph -----------------------------------------------------------------------------------
+
+
+def numbers(element: ET.Element) -> list[float]:
+    values: list[float] = []
+    for name in ("x", "y", "x1", "y1", "x2", "y2", "cx", "cy"):
+        if name in element.attrib:
+            values.append(float(element.attrib[name]))
+    for pair in element.attrib.get("points", "").split():
+        values.extend(float(v) for v in pair.split(","))
+    return values
+
+
+def assert_inside_view(svg: ET.Element) -> None:
+    _, _, width, height = (float(v) for v in svg.attrib["viewBox"].split())
+    for element in svg.iter():
+        for value in numbers(element):
+            assert math.isfinite(value), ET.tostring(element)
+        xs_ys = numbers(element)
+        if element.tag in ("polyline", "circle", "line"):
+            assert all(0 <= v <= max(width, height) for v in xs_ys), ET.tostring(element)
+
+
+def svg_texts(svg: ET.Element) -> list[str]:
+    return [words("".join(t.itertext())) for t in svg.iter("text")]
+
+
+def legend(page: str) -> list[str]:
+    (figure,) = parse_fragment(page).iter("figure")
+    (caption,) = figure.iter("figcaption")
+    assert figure.children[0] is caption
+    return [words(item.text) for item in caption.children]
+
+
+def test_the_graph_draws_both_series_over_the_history() -> None:
+    samples = history(12)
+    svg = svg_of(render_status_page(snapshot(history=samples)))
+
+    assert_inside_view(svg)
+    lines = {p.attrib["class"]: p.attrib["points"].split() for p in svg.iter("polyline")}
+    assert set(lines) == {"in", "out"}
+    assert all(len(points) == 12 for points in lines.values())
+    # Time runs left to right, and the higher rate sits higher on the page.
+    xs = [float(p.split(",")[0]) for p in lines["in"]]
+    assert xs == sorted(xs) and xs[0] < xs[-1]
+    ys_in = [float(p.split(",")[1]) for p in lines["in"]]
+    assert ys_in[3] < ys_in[0]  # 4 Mbit/s above 1 Mbit/s
+    # Peaks in the legend; the scale tops out at a round figure above the peak.
+    assert legend(render_status_page(snapshot(history=samples))) == [
+        "In, from engines · peak 4.0 Mbit/s",
+        "Out, to clients · peak 6.0 Mbit/s",
+    ]
+    texts = svg_texts(svg)
+    assert {"0", "5.0 Mbit/s", "10.0 Mbit/s"} <= set(texts)
+    assert {"55s ago", "now"} <= set(texts)
+    assert svg.find("title") is not None
+
+
+def test_the_graph_with_no_samples_draws_an_empty_frame() -> None:
+    page = render_status_page(snapshot(history=()))
+    svg = svg_of(page)
+    assert_inside_view(svg)
+    assert legend(page) == ["In, from engines · peak 0 bit/s", "Out, to clients · peak 0 bit/s"]
+    assert list(svg.iter("polyline")) == []
+    assert list(svg.iter("circle")) == []
+    assert "No samples yet" in svg_texts(svg)
+
+
+def test_the_graph_with_one_sample_marks_a_point() -> None:
+    svg = svg_of(render_throughput_graph([Sample(at=5.0, bits_in=3e6, bits_out=1e6)]))
+    assert_inside_view(svg)
+    assert list(svg.iter("polyline")) == []
+    circles = {c.attrib["class"]: c for c in svg.iter("circle")}
+    assert set(circles) == {"in", "out"}
+    assert float(circles["in"].attrib["cy"]) < float(circles["out"].attrib["cy"])
+    assert legend(render_throughput_graph([Sample(at=5.0, bits_in=3e6, bits_out=1e6)])) == [
+        "In, from engines · peak 3.0 Mbit/s",
+        "Out, to clients · peak 1.0 Mbit/s",
+    ]
+
+
+def test_the_graph_of_an_idle_proxy_lies_on_the_zero_line() -> None:
+    samples = [Sample(at=float(t), bits_in=0.0, bits_out=0.0) for t in range(5)]
+    svg = svg_of(render_throughput_graph(samples))
+    assert_inside_view(svg)
+    zero = next(
+        float(line.attrib["y1"]) for line in svg.iter("line") if line.attrib["class"] == "axis"
+    )
+    for polyline in svg.iter("polyline"):
+        assert {float(p.split(",")[1]) for p in polyline.attrib["points"].split()} == {zero}
+
+
+def test_the_graph_shrugs_off_impossible_samples() -> None:
+    samples = [
+        Sample(at=0.0, bits_in=math.nan, bits_out=-5.0),
+        Sample(at=1.0, bits_in=math.inf, bits_out=1e6),
+        Sample(at=1.0, bits_in=2e6, bits_out=1e6),
+    ]
+    svg = svg_of(render_throughput_graph(samples))
+    assert_inside_view(svg)
+    assert "nan" not in ET.tostring(svg, encoding="unicode").lower()
+
+
+# --- the player page -----------------------------------------------------------------------------
+
+HLS_URL = f"/ace/manifest.m3u8?id={CID}"
+TS_URL = f"/ace/getstream?id={CID}"
+
+
+def test_the_player_plays_hls_in_a_muted_inline_video() -> None:
+    page = render_player_page(title=CID, hls_url=HLS_URL, ts_url=TS_URL)
+    doc = parse(page)
+
+    (video,) = doc.iter("video")
+    for flag in ("controls", "autoplay", "muted", "playsinline"):
+        assert flag in video.attrs
+    assert video.attr("data-hls") == HLS_URL
+    (script,) = doc.iter("script")
+    assert "src" not in script.attrs
+    assert 'canPlayType("application/vnd.apple.mpegurl")' in script.text
+    assert "video.dataset.hls" in script.text
+    assert words(doc.iter("h1")[0].text) == CID
+
+
+def test_the_player_offers_the_mpeg_ts_url_for_vlc_and_mpv() -> None:
+    doc = parse(render_player_page(title=CID, hls_url=HLS_URL, ts_url=TS_URL))
+
+    (notice,) = [n for n in doc.iter("div") if n.attrs.get("id") == "notice"]
+    assert "hidden" in notice.attrs
+    assert "VLC or mpv" in words(notice.text)
+    # The script writes why playback failed here, as text.
+    assert [n.attrs.get("id") for n in notice.iter("p")].count("reason") == 1
+    assert [a.attr("href") for a in notice.iter("a")] == [TS_URL]
+    hrefs = {a.attr("href") for a in doc.iter("a")}
+    assert {HLS_URL, TS_URL, "/"} <= hrefs
+
+
+def test_the_player_publishes_its_state_on_video_events() -> None:
+    (script,) = parse(render_player_page(title="x", hls_url=HLS_URL, ts_url=TS_URL)).iter("script")
+    js = script.text
+    assert re.search(r"window\.playerState = \{playing: \w+, currentTime: [\w.]+, error: \w+\}", js)
+    for event in ("playing", "pause", "waiting", "ended", "timeupdate", "error"):
+        assert f'"{event}"' in js
+
+
+def test_the_player_page_escapes_its_data_and_loads_nothing() -> None:
+    page = render_player_page(title=EVIL, hls_url=f"/m.m3u8?id={EVIL_ATTR}", ts_url=f"/t?{EVIL}")
+    doc = parse(page)
+
+    assert len(doc.iter("script")) == 1
+    assert doc.iter("img") == []
+    assert words(doc.iter("h1")[0].text) == words(EVIL)
+    assert doc.iter("video")[0].attr("data-hls") == f"/m.m3u8?id={EVIL_ATTR}"
+    assert f"/t?{EVIL}" in {a.attr("href") for a in doc.iter("a")}
+    assert "http://" not in page
+    assert "https://" not in page
+    assert [n.tag for n in doc.iter() if "src" in n.attrs] == []
+    assert doc.iter("link") == []
+
+
+def test_the_player_never_hands_a_script_url_to_the_video() -> None:
+    doc = parse(render_player_page(title="x", hls_url="javascript:alert(1)", ts_url=TS_URL))
+    assert doc.iter("video")[0].attr("data-hls") == ""
