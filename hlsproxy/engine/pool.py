@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..content import ContentKey
@@ -10,6 +11,17 @@ from .client import Engine, EngineSession
 EndReason = Literal[
     "client_disconnected", "stream_timeout", "empty_timeout", "engine_error", "shutdown"
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolEngine:
+    """One engine as the status page shows it."""
+
+    label: str
+    address: str
+    health: str
+    sessions: int
+    capacity: int | None
 
 
 class EnginePool(Protocol):
@@ -33,12 +45,16 @@ class EnginePool(Protocol):
         """The engine stopped answering: avoid it until the pool learns otherwise."""
         ...
 
+    def engines(self) -> list[PoolEngine]: ...
+
 
 class FixedEngine:
     """The one engine of ACEXY_HOST and ACEXY_PORT."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._sessions = 0
+        self._failed = False
 
     def __repr__(self) -> str:
         return f"<FixedEngine {self.engine}>"
@@ -50,10 +66,15 @@ class FixedEngine:
         pass
 
     def session_started(self, session: EngineSession) -> None:
-        pass
+        self._sessions += 1
+        self._failed = False
 
     def session_ended(self, session: EngineSession, reason: EndReason) -> None:
-        pass
+        self._sessions -= 1
 
     def engine_failed(self, engine: Engine) -> None:
-        pass
+        self._failed = True
+
+    def engines(self) -> list[PoolEngine]:
+        health = "unhealthy" if self._failed else "healthy" if self._sessions else "unknown"
+        return [PoolEngine("engine", str(self.engine), health, self._sessions, None)]

@@ -126,6 +126,8 @@ class HlsStream(EngineStream):
             request, pool=pool, client=client, waits=waits, on_closed=on_closed, clock=clock
         )
         self.requests = 0
+        self.lookups = 0
+        self.hits = 0
         self.bytes_in = 0  # playlists; segments are counted by the shared cache
         self.bytes_out = 0
         self.playlist_fetches = 0
@@ -200,7 +202,10 @@ class HlsStream(EngineStream):
         uri = self._lookup(token)
         if uri.kind == "playlist":
             raise NotFound("that is a playlist")
-        return await self._cache.get((self.key, token), lambda: self._open(uri), self._segment_ttl)
+        found = await self._cache.get((self.key, token), lambda: self._open(uri), self._segment_ttl)
+        self.lookups += 1
+        self.hits += isinstance(found, Cached)
+        return found
 
     def _lookup(self, token: str) -> Uri:
         named = self._names.get(token)

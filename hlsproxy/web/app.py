@@ -15,9 +15,9 @@ from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions, HlsStream
 from ..streams import Mode, Registry
 from ..ts.stream import TsOptions, TsStream
-from . import hls_routes, middleware, routes
+from . import hls_routes, middleware, routes, status
 from .access import access_control
-from .keys import METRICS, SEGMENTS, SETTINGS, STREAMS, AnyStream
+from .keys import METRICS, POOL, SEGMENTS, SETTINGS, STREAMS, AnyStream
 from .metrics import Metrics
 
 
@@ -38,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_end_streams)
     routes.setup(app)
     hls_routes.setup(app)
+    status.setup(app, lambda app: app[POOL])
     return app
 
 
@@ -104,6 +105,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         metrics.watch(registry.streams, segments)
         registry.start()
         app[STREAMS] = registry
+        app[POOL] = pool
         app[SEGMENTS] = segments
         try:
             yield

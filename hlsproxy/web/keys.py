@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config import Settings
+from ..engine.pool import EnginePool
 from ..hls.cache import SegmentCache
 from ..hls.channel import HlsStream
 from ..streams import Registry
@@ -17,3 +18,4 @@ SETTINGS = web.AppKey("settings", Settings)
 STREAMS = web.AppKey("streams", Registry[AnyStream])
 SEGMENTS = web.AppKey("segments", SegmentCache)
 METRICS = web.AppKey("metrics", Metrics)
+POOL = web.AppKey("pool", EnginePool)

@@ -1,0 +1,178 @@
+"""The status page at / and the player page at /player: live figures, sampled for the graph."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from ..content import parse_stream_request
+from ..engine.pool import EnginePool
+from ..hls.channel import HlsStream
+from ..lifecycle import EngineStream
+from ..throughput import RateMeter, Throughput
+from .keys import SETTINGS, STREAMS
+from .status_page import (
+    EngineRow,
+    StatusSnapshot,
+    StreamRow,
+    render_player_page,
+    render_status_page,
+)
+
+SAMPLE_EVERY = 2.0
+REFRESH_SECONDS = 5
+
+
+def _version() -> str:
+    try:
+        return version("hlsproxy")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class StatusBoard:
+    """Samples the streams' byte counters, so the page can show rates and a graph."""
+
+    def __init__(
+        self,
+        streams: Callable[[], Iterable[EngineStream]],
+        pool: EnginePool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._streams = streams
+        self._pool = pool
+        self._clock = clock
+        self._started = clock()
+        self._throughput = Throughput(interval=5.0, keep=600.0)
+        self._meters: dict[int, RateMeter] = {}
+        self._total_in = 0
+        self._total_out = 0
+        self._seen: dict[int, tuple[int, int]] = {}
+        self.version = _version()
+
+    def sample(self) -> None:
+        now = self._clock()
+        live = [s for s in self._streams() if not s.closing]
+        meters: dict[int, RateMeter] = {}
+        seen: dict[int, tuple[int, int]] = {}
+        for stream in live:
+            figures = stream.figures()
+            meter = self._meters.get(id(stream)) or RateMeter(window=10.0)
+            meter.update(now, figures.bytes_in, figures.bytes_out)
+            meters[id(stream)] = meter
+            # Totals only grow: count what each stream added since the last sample.
+            last_in, last_out = self._seen.get(id(stream), (0, 0))
+            self._total_in += max(0, figures.bytes_in - last_in)
+            self._total_out += max(0, figures.bytes_out - last_out)
+            seen[id(stream)] = (figures.bytes_in, figures.bytes_out)
+        self._meters, self._seen = meters, seen
+        self._throughput.record(now, self._total_in, self._total_out)
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    def snapshot(self) -> StatusSnapshot:
+        now = self._clock()
+        rows = []
+        for stream in sorted(self._streams(), key=lambda s: s.started_at):
+            if stream.closing:
+                continue
+            figures = stream.figures()
+            meter = self._meters.get(id(stream))
+            rate_in, rate_out = meter.rate(now) if meter else (0.0, 0.0)
+            query = urlencode(
+                {"id" if stream.key.kind == "content_id" else stream.key.kind: str(stream.key)}
+            )
+            hit_ratio = None
+            if isinstance(stream, HlsStream) and stream.lookups:
+                hit_ratio = stream.hits / stream.lookups
+            rows.append(
+                StreamRow(
+                    key=stream.key.value,
+                    key_type=stream.key.kind,
+                    mode=stream.mode,
+                    state=stream.state,
+                    engine=str(stream.engine) if stream.engine else "—",
+                    clients=figures.clients,
+                    uptime=now - stream.started_at,
+                    bitrate_in=rate_in,
+                    bitrate_out=rate_out,
+                    cache_hit_ratio=hit_ratio,
+                    last_data_age=None
+                    if figures.last_data_at is None
+                    else max(0.0, now - figures.last_data_at),
+                    player_url=f"/player?{query}",
+                    stream_url=(
+                        f"/ace/manifest.m3u8?{query}"
+                        if stream.mode == "hls"
+                        else f"/ace/getstream?{query}"
+                    ),
+                )
+            )
+        engines = tuple(
+            EngineRow(e.label, e.address, e.health, e.sessions, e.capacity)
+            for e in self._pool.engines()
+        )
+        return StatusSnapshot(
+            version=self.version,
+            uptime=now - self._started,
+            refresh_seconds=REFRESH_SECONDS,
+            streams=tuple(rows),
+            engines=engines,
+            history=tuple(self._throughput.samples()),
+        )
+
+
+BOARD = web.AppKey("status_board", StatusBoard)
+
+
+def setup(app: web.Application, pool_of: Callable[[web.Application], EnginePool]) -> None:
+    async def board(app: web.Application) -> AsyncIterator[None]:
+        app[BOARD] = StatusBoard(app[STREAMS].streams, pool_of(app))
+        sampler = asyncio.create_task(app[BOARD].run(), name="hlsproxy-status-sampler")
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+
+    app.cleanup_ctx.append(board)
+    app.router.add_get("/", status_page)
+    app.router.add_get("/player", player_page)
+
+
+async def status_page(request: web.Request) -> web.Response:
+    return web.Response(
+        text=render_status_page(request.app[BOARD].snapshot()),
+        content_type="text/html",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def player_page(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    key = parse_stream_request(
+        request.query.items(), allow_remote=settings.allow_remote_content
+    ).key
+    query = [key.engine_param]
+    if "token" in request.query:
+        query.append(("token", request.query["token"]))
+    encoded = urlencode(query)
+    return web.Response(
+        text=render_player_page(
+            title=f"hlsproxy: {key.value}",
+            hls_url=f"/ace/manifest.m3u8?{encoded}",
+            ts_url=f"/ace/getstream?{encoded}",
+        ),
+        content_type="text/html",
+        headers={"Cache-Control": "no-cache"},
+    )
