@@ -585,6 +585,13 @@ class Settings(BaseSettings):
         help="Most streams the orchestrator may place on one engine (1 or more).",
     )
 
+    orch_provision_timeout: Timeout = _option(
+        "30s",
+        env="ACEXY_ORCH_PROVISION_TIMEOUT",
+        flag="-orch-provision-timeout",
+        help="How long a new stream may wait for the orchestrator to bring up an engine when "
+        "every engine is full; past it the client gets 503 with Retry-After.",
+    )
     access_token: SecretStr = _option(
         SecretStr(""),
         env="ACEXY_ACCESS_TOKEN",

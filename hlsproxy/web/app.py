@@ -10,7 +10,8 @@ from aiohttp import web
 from ..config import Settings
 from ..content import StreamRequest
 from ..engine.client import Engine, EngineClient
-from ..engine.pool import FixedEngine
+from ..engine.orchestrator import OrchestratorPool, own_container_id
+from ..engine.pool import EnginePool, FixedEngine
 from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions, HlsStream
 from ..streams import Mode, Registry
@@ -50,7 +51,21 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         connector=connector, timeout=timeout, auto_decompress=False
     ) as http:
         client = EngineClient(http, response_timeout=settings.no_response_timeout)
-        pool = FixedEngine(Engine(settings.scheme, settings.host, settings.port))
+        fixed = Engine(settings.scheme, settings.host, settings.port)
+        pool: EnginePool = FixedEngine(fixed)
+        orchestrator = None
+        if settings.orch_url:
+            orchestrator = OrchestratorPool(
+                http,
+                url=settings.orch_url,
+                api_key=settings.orch_apikey.get_secret_value(),
+                container_id=own_container_id(settings.container_id),
+                max_per_engine=settings.max_streams_per_engine,
+                fallback=fixed,
+                provision_timeout=settings.orch_provision_timeout,
+            )
+            orchestrator.start()
+            pool = orchestrator
         options = TsOptions(
             ring_bytes=settings.buffer_size,
             empty_timeout=settings.empty_timeout,
@@ -112,6 +127,8 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         finally:
             await registry.aclose()
             await segments.aclose()
+            if orchestrator is not None:
+                await orchestrator.aclose()
 
 
 async def _end_streams(app: web.Application) -> None:

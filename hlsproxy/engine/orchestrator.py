@@ -1,0 +1,370 @@
+"""An engine pool run by the acestream-orchestrator.
+
+The engine list and the orchestrator's status are refreshed in the background, never per
+request. Between refreshes our own session counts are trusted (engine/selection.py).
+Provisioning is single-flight and bounded; stream events are posted by a background worker
+with retries, so no client ever waits on them. When the orchestrator is unreachable or
+answers garbage, streams go to the fixed engine until it answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ..content import ContentKey
+from ..errors import Unavailable
+from .client import Engine, EngineSession
+from .pool import EndReason, PoolEngine
+from .selection import Candidate, choose
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY = 2.0
+REQUEST_TIMEOUT = 6.0  # the engine list makes the orchestrator ask every engine (5 s)
+FAILED_FOR = 15.0  # an engine that stopped answering is avoided this long
+EVENT_TRIES = 3
+_CONTAINER_ID = re.compile(r"/(?:docker/containers|docker|libpod-|crio-)/?([0-9a-f]{64})")
+
+
+def own_container_id(configured: str, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
+    """ACEXY_CONTAINER_ID, or the id Docker gave this container, or "" outside one."""
+    if configured:
+        return configured
+    with contextlib.suppress(OSError):
+        match = _CONTAINER_ID.search(mountinfo.read_text())
+        if match:
+            return match.group(1)
+    return ""
+
+
+class OrchestratorPool:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        url: str,
+        api_key: str,
+        container_id: str,
+        max_per_engine: int,
+        fallback: Engine,
+        provision_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._container_id = container_id
+        self._max = max_per_engine
+        self._fallback = fallback
+        self._scheme = fallback.scheme
+        self._provision_timeout = provision_timeout
+        self._clock = clock
+        self._candidates: list[Candidate] = []
+        self._names: dict[str, str] = {}
+        self._status: dict[str, Any] = {}
+        self._reachable: bool | None = None  # None until the first refresh
+        self._refreshed = asyncio.Event()
+        self._auth_reported = False
+        self._ours: Counter[str] = Counter()
+        self._recent: dict[ContentKey, str] = {}
+        self._failed: dict[str, float] = {}
+        self._stream_ids: dict[str, str] = {}  # playback session -> the stream_id we sent
+        self._provisioning: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        state = {None: "starting", True: "reachable", False: "unreachable"}[self._reachable]
+        return f"<OrchestratorPool {state} engines={len(self._candidates)} ours={dict(self._ours)}>"
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._refresh_forever(), name="hlsproxy-orchestrator-refresh"),
+            asyncio.create_task(self._post_events(), name="hlsproxy-orchestrator-events"),
+        ]
+
+    async def aclose(self, drain: float = 3.0) -> None:
+        """Stop refreshing; give the last events (shutdown's ended ones) a moment to land."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain):
+                await self._events.join()
+        for task in [*self._tasks, *([self._provisioning] if self._provisioning else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._provisioning is not None:
+            await asyncio.gather(self._provisioning, return_exceptions=True)
+
+    # --- EnginePool ---------------------------------------------------------------------
+
+    async def acquire(self, key: ContentKey) -> Engine:
+        if self._reachable is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    await self._refreshed.wait()
+        if not self._reachable:
+            return self._fallback
+        chosen = self._choose(key)
+        if chosen is None:
+            if self._provisioning is None or self._provisioning.done():
+                self._provisioning = asyncio.create_task(self._provision())
+                self._provisioning.add_done_callback(_retrieve)
+            # Shielded: a client giving up does not cancel the provisioning for the others.
+            await asyncio.shield(self._provisioning)
+            chosen = self._choose(key)
+            if chosen is None:
+                raise Unavailable("every engine is busy", retry_after=10)
+        self._ours[chosen.engine_id] += 1
+        self._recent[key] = chosen.engine_id
+        return Engine(self._scheme, chosen.host, chosen.port, chosen.engine_id)
+
+    def release(self, engine: Engine, key: ContentKey) -> None:
+        if engine.container_id is not None and self._ours[engine.container_id] > 0:
+            self._ours[engine.container_id] -= 1
+
+    def session_started(self, session: EngineSession) -> None:
+        if session.engine.container_id is None:
+            return  # the fallback engine is not the orchestrator's
+        key = session.request.key
+        stream_id = f"{key.value}|{session.info.playback_session_id}"
+        self._stream_ids[session.info.playback_session_id] = stream_id
+        body: dict[str, Any] = {
+            "engine": {"host": session.engine.host, "port": session.engine.port},
+            "stream": {"key_type": key.kind, "key": key.value},
+            "session": {
+                "playback_session_id": session.info.playback_session_id,
+                "stat_url": session.url(session.info.stat_url),
+                "command_url": session.url(session.info.command_url),
+                "is_live": session.info.is_live,
+            },
+            "labels": {"stream_id": stream_id, "engine_container_id": session.engine.container_id},
+        }
+        if self._container_id:
+            body["container_id"] = self._container_id
+        self._events.put_nowait(("/events/stream_started", body))
+
+    def session_ended(self, session: EngineSession, reason: EndReason) -> None:
+        stream_id = self._stream_ids.pop(session.info.playback_session_id, None)
+        if stream_id is None:
+            return
+        body: dict[str, Any] = {"stream_id": stream_id, "reason": reason}
+        if self._container_id:
+            body["container_id"] = self._container_id
+        self._events.put_nowait(("/events/stream_ended", body))
+
+    def engine_failed(self, engine: Engine) -> None:
+        if engine.container_id is not None:
+            self._failed[engine.container_id] = self._clock() + FAILED_FOR
+
+    def engines(self) -> list[PoolEngine]:
+        if not self._reachable:
+            return [PoolEngine("fallback", str(self._fallback), "unknown", 0, None)]
+        return [
+            PoolEngine(
+                self._names.get(c.engine_id, c.engine_id[:12]),
+                f"{c.host}:{c.port}",
+                "unhealthy" if self._is_failed(c.engine_id) else c.health,
+                max(c.sessions, self._ours[c.engine_id]),
+                self._max,
+            )
+            for c in self._candidates
+        ]
+
+    # --- choosing -----------------------------------------------------------------------
+
+    def _is_failed(self, engine_id: str) -> bool:
+        until = self._failed.get(engine_id)
+        return until is not None and until > self._clock()
+
+    def _usable(self) -> list[Candidate]:
+        return [c for c in self._candidates if not self._is_failed(c.engine_id)]
+
+    def _choose(self, key: ContentKey) -> Candidate | None:
+        usable = self._usable()
+        # Content affinity: a content comes back to the engine that last played it.
+        previous = self._recent.get(key)
+        for candidate in usable:
+            if (
+                candidate.engine_id == previous
+                and candidate.health != "unhealthy"
+                and self._ours[previous] < self._max
+            ):
+                return candidate
+        return choose(usable, ours=self._ours, max_per_engine=self._max)
+
+    # --- the orchestrator's API ---------------------------------------------------------
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await self._refresh()
+            await asyncio.sleep(REFRESH_EVERY)
+
+    async def _refresh(self) -> None:
+        try:
+            engines = await self._get_json("/engines")
+            status = await self._get_json("/orchestrator/status")
+            candidates = [_candidate(e) for e in _listed(engines, "engines")]
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError) as e:
+            if self._reachable is not False:
+                log.warning(
+                    "orchestrator at %s unusable (%s); using the engine at %s",
+                    self._url,
+                    type(e).__name__,
+                    self._fallback,
+                )
+            self._reachable = False
+        else:
+            if self._reachable is False:
+                log.warning("orchestrator at %s answers again; using its engines", self._url)
+            self._reachable = True
+            self._candidates = candidates
+            self._names = {
+                str(e["container_id"]): str(e.get("container_name") or "")
+                for e in _listed(engines, "engines")
+            }
+            self._status = status if isinstance(status, dict) else {}
+        self._refreshed.set()
+
+    async def _get_json(self, path: str) -> Any:
+        async with (
+            asyncio.timeout(REQUEST_TIMEOUT),
+            self._http.get(self._url + path, headers=self._headers) as resp,
+        ):
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
+
+    async def _provision(self) -> None:
+        blocked = (self._status.get("provisioning") or {}) if self._status else {}
+        if blocked and blocked.get("can_provision") is False:
+            raise _blocked(
+                blocked.get("blocked_reason_details") or {}, blocked.get("blocked_reason")
+            )
+        try:
+            async with (
+                asyncio.timeout(REQUEST_TIMEOUT),
+                self._http.post(
+                    self._url + "/provision/acestream",
+                    json={"labels": {}, "env": {}},
+                    headers=self._headers,
+                ) as resp,
+            ):
+                body = await resp.json(content_type=None)
+                status = resp.status
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            raise Unavailable("the orchestrator cannot add an engine now", retry_after=10) from exc
+        if status in (401, 403):
+            self._report_auth(status)
+            raise Unavailable("the orchestrator refused to add an engine", retry_after=60)
+        if status >= 400:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            raise _blocked(detail if isinstance(detail, dict) else {}, detail)
+        new_id = str(body["container_id"])
+        log.info("orchestrator is adding engine %s", new_id[:12])
+        deadline = self._clock() + self._provision_timeout
+        while self._clock() < deadline:
+            await self._refresh()
+            listed = next((c for c in self._candidates if c.engine_id == new_id), None)
+            if listed is not None and await self._answers(listed):
+                return
+            await asyncio.sleep(0.25)
+        raise Unavailable(
+            f"no new engine came up within {self._provision_timeout:g}s", retry_after=10
+        )
+
+    async def _answers(self, candidate: Candidate) -> bool:
+        url = f"{self._scheme}://{candidate.host}:{candidate.port}/webui/api/service"
+        try:
+            async with (
+                asyncio.timeout(2),
+                self._http.get(url, params={"method": "get_version"}) as resp,
+            ):
+                return resp.status == 200 and bool(
+                    (await resp.json(content_type=None)).get("result")
+                )
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, AttributeError):
+            return False
+
+    async def _post_events(self) -> None:
+        while True:
+            path, body = await self._events.get()
+            try:
+                for attempt in range(EVENT_TRIES):
+                    problem = await self._deliver(path, body)
+                    if problem is None:
+                        break
+                    if attempt == EVENT_TRIES - 1:
+                        log.warning("orchestrator event %s not delivered: %s", path, problem)
+                    else:
+                        await asyncio.sleep(0.5 * 2**attempt)
+            finally:
+                self._events.task_done()
+
+    async def _deliver(self, path: str, body: dict[str, Any]) -> str | None:
+        """Post one event; None when it landed or can never land (auth), else the problem."""
+        try:
+            async with (
+                asyncio.timeout(REQUEST_TIMEOUT),
+                self._http.post(self._url + path, json=body, headers=self._headers) as resp,
+            ):
+                if resp.status in (401, 403):
+                    self._report_auth(resp.status)
+                    return None
+                return None if resp.status < 400 else f"HTTP {resp.status}"
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return type(exc).__name__
+
+    def _report_auth(self, status: int) -> None:
+        if not self._auth_reported:
+            self._auth_reported = True
+            log.error(
+                "the orchestrator answered HTTP %d to our API key: check ACEXY_ORCH_APIKEY", status
+            )
+
+
+def _listed(body: Any, field: str) -> list[dict[str, Any]]:
+    """v1 answers a bare array; v2.1 wraps it: {"engines": [...], "total": n}."""
+    items = body.get(field) if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        raise ValueError(f"no {field} list")
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _candidate(engine: dict[str, Any]) -> Candidate:
+    health = engine.get("health_status")
+    last = engine.get("last_stream_usage") or ""
+    return Candidate(
+        engine_id=str(engine["container_id"]),
+        host=str(engine["host"]),
+        port=int(engine["port"]),
+        health=health if health in ("healthy", "unhealthy") else "unknown",
+        forwarded=bool(engine.get("forwarded")),
+        # RFC 3339 strings of one format order like the times they name.
+        last_used=_order(str(last)),
+        sessions=len(engine.get("streams") or []),
+    )
+
+
+def _order(timestamp: str) -> float:
+    digits = re.sub(r"\D", "", timestamp)[:14]
+    return float(digits) if digits else 0.0
+
+
+def _blocked(details: dict[str, Any], text: object) -> Unavailable:
+    message = str(details.get("message") or text or "provisioning is blocked")
+    eta = details.get("recovery_eta_seconds")
+    retry = float(eta) if isinstance(eta, int | float) and eta > 0 else 30.0
+    return Unavailable(f"no engine is free and the orchestrator cannot add one: {message}", retry)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
