@@ -9,6 +9,7 @@ flag alone (``-m3u8``) or with a value (``-m3u8=false``). A flag wins over its
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import textwrap
@@ -24,6 +25,7 @@ from hlsproxy.config import (
     load_settings,
     options,
     parse_bool,
+    parse_int,
 )
 from hlsproxy.logs import TEXT_FORMAT, formatter
 
@@ -135,7 +137,14 @@ _HEALTHCHECK = _CliFlag(
     "bool",
     "Ask the proxy running with these settings whether it is alive; exit 0 if so, else 1.",
 )
-_CLI_FLAGS = (_DEMO, _DEMO_BITRATE, _HEALTHCHECK)
+_DEMO_ENGINES = _CliFlag(
+    "-demo-engines",
+    "cli_demo_engines",
+    "int",
+    "With -demo: run a simulated orchestrator with this many engines, to show a pool.",
+    "0",
+)
+_CLI_FLAGS = (_DEMO, _DEMO_BITRATE, _DEMO_ENGINES, _HEALTHCHECK)
 
 
 def _add(parser: argparse.ArgumentParser, flag: str, dest: str, switch: bool) -> None:
@@ -195,6 +204,7 @@ def help_text() -> str:
 def _demo_options(namespace: argparse.Namespace) -> DemoOptions | None:
     demo: _Given | None = getattr(namespace, _DEMO.dest, None)
     bitrate: _Given | None = getattr(namespace, _DEMO_BITRATE.dest, None)
+    engines: _Given | None = getattr(namespace, _DEMO_ENGINES.dest, None)
     enabled = False
     if demo is not None:
         try:
@@ -202,12 +212,24 @@ def _demo_options(namespace: argparse.Namespace) -> DemoOptions | None:
         except ValueError as error:
             raise ConfigError(demo.spelling, demo.value, str(error)) from None
     if not enabled:
-        if bitrate is not None:
-            raise UsageError(f"{bitrate.spelling} only applies with {_DEMO.flag}")
+        for extra in (bitrate, engines):
+            if extra is not None:
+                raise UsageError(f"{extra.spelling} only applies with {_DEMO.flag}")
         return None
-    if bitrate is None:
-        return DemoOptions.parse(DEMO_BITRATE_DEFAULT)
-    return DemoOptions.parse(bitrate.value, source=bitrate.spelling)
+    options = (
+        DemoOptions.parse(DEMO_BITRATE_DEFAULT)
+        if bitrate is None
+        else DemoOptions.parse(bitrate.value, source=bitrate.spelling)
+    )
+    if engines is None:
+        return options
+    try:
+        count = parse_int(engines.value)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= 20:
+        raise ConfigError(engines.spelling, engines.value, "a number of engines from 0 to 20")
+    return dataclasses.replace(options, engines=count)
 
 
 def _takes_value() -> dict[str, bool]:

@@ -771,6 +771,8 @@ class DemoOptions:
     """How the built-in simulated engine plays: ``bitrate`` in bits per second."""
 
     bitrate: int
+    engines: int = 0
+    """With 1 or more, a simulated orchestrator runs a pool of that many engines."""
 
     def __post_init__(self) -> None:
         if self.bitrate < _DEMO_BITRATE_MIN:

@@ -43,10 +43,19 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
 
             _, sim_runner, sim_port = await start_engine(bitrate=demo.bitrate)
             stack.push_async_callback(sim_runner.cleanup)
-            settings = settings.model_copy(
-                update={"scheme": "http", "host": "127.0.0.1", "port": sim_port}
-            )
+            update: dict[str, object] = {"scheme": "http", "host": "127.0.0.1", "port": sim_port}
             log.info("demo: simulated AceStream engine on 127.0.0.1:%d", sim_port)
+            if demo.engines:
+                from .sim.orchestrator import SimOrchestrator  # noqa: PLC0415 - demo only
+
+                orchestrator = SimOrchestrator(
+                    engines=demo.engines, engine_options={"bitrate": demo.bitrate}
+                )
+                await orchestrator.serve()
+                stack.push_async_callback(orchestrator.stop)
+                update["orch_url"] = orchestrator.url
+                log.info("demo: simulated orchestrator with %d engines", demo.engines)
+            settings = settings.model_copy(update=update)
         runner = web.AppRunner(
             create_app(settings),
             handler_cancellation=True,
@@ -60,7 +69,15 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
         await site.start()
         shown = address.host if address.host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
         base = f"http://{shown}:{address.port}"
-        log.info("listening on %s, engine %s", address, settings.engine_url)
+        if settings.orch_url:
+            log.info(
+                "listening on %s, engines from the orchestrator at %s (fallback %s)",
+                address,
+                settings.orch_url,
+                settings.engine_url,
+            )
+        else:
+            log.info("listening on %s, engine %s", address, settings.engine_url)
         if demo is not None:
             print(f"hlsproxy demo on {base} - open one of these in VLC, mpv or ffplay:", flush=True)
             for content_id in DEMO_IDS:

@@ -291,3 +291,13 @@ def test_main_hands_settings_to_the_runner_and_returns_its_status(
     assert status == 1
     err = capsys.readouterr().err
     assert f"ERROR hlsproxy: cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_demo_engines_runs_a_pool_and_needs_demo() -> None:
+    command = interpret(["-demo", "-demo-engines", "3"], env={})
+    assert isinstance(command, Start) and command.demo is not None
+    assert command.demo.engines == 3
+    with pytest.raises(UsageError):
+        interpret(["-demo-engines", "3"], env={})
+    with pytest.raises(ConfigError, match="-demo-engines"):
+        interpret(["-demo", "-demo-engines", "99"], env={})

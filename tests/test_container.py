@@ -105,3 +105,17 @@ def test_readme_starts_with_the_two_commands_and_lists_every_option() -> None:
     assert readme[begin:end].strip() == options_table(), (
         "run: python -m hlsproxy.docs --update README.md"
     )
+
+
+def test_orchestrator_compose_sets_the_pool_variables() -> None:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.orchestrator.yml").read_text())
+    services = loaded["services"]
+    environment = {k: str(v) for k, v in services["hlsproxy"]["environment"].items()}
+    for variable in environment:
+        assert variable in ENV_NAMES, f"{variable} is not an option"
+    orchestrator_host = environment["ACEXY_ORCH_URL"].split("//")[1].split(":")[0]
+    assert orchestrator_host in services
+    resolved = {k: v.replace("${ORCH_APIKEY}", "secret") for k, v in environment.items()}
+    settings = load_settings(env=resolved)
+    assert settings.orch_url == "http://orchestrator:8000"
+    assert settings.max_streams_per_engine == 1
