@@ -232,15 +232,34 @@ async def test_an_hls_client_takes_over_a_ts_content_without_cutting_its_clients
 
 
 @pytest.mark.parametrize("sim_options", [{"idle_expiry": 1.0}], ids=["engine-expires-in-1s"])
-async def test_an_ended_session_gets_endlist_not_errors(
+async def test_a_session_the_engine_dropped_is_restarted_across_a_discontinuity(
     proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
 ) -> None:
     client = await proxy(hls_prefetch="0")
     first = await (await client.get(MANIFEST)).text()
-    assert "#EXT-X-ENDLIST" not in first
     # Past the engine's own expiry and the playlist's TTL (half a target duration).
     await asyncio.sleep(2.6)
     assert sim.engine.active() == []
+    async with client.get(MANIFEST) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert "#EXT-X-ENDLIST" not in text
+    assert "#EXT-X-DISCONTINUITY\n" in text
+    sequence = re.compile(r"#EXT-X-MEDIA-SEQUENCE:(\d+)")
+    assert int(sequence.search(text).group(1)) >= int(sequence.search(first).group(1))  # type: ignore[union-attr]
+    assert len(sim.engine.sessions) == 2
+    async with client.get(uri_lines(text)[-1]) as resp:
+        assert resp.status == 200
+
+
+@pytest.mark.parametrize("sim_options", [{"idle_expiry": 1.0}], ids=["engine-expires-in-1s"])
+async def test_a_stream_that_cannot_go_on_gets_endlist_not_errors(
+    proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
+) -> None:
+    client = await proxy(hls_prefetch="0")
+    first = await (await client.get(MANIFEST)).text()
+    await asyncio.sleep(2.6)
+    sim.faults.error = "failed to load content"  # the channel is gone: no new session
     async with client.get(MANIFEST) as resp:
         assert resp.status == 200
         text = await resp.text()

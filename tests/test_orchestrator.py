@@ -130,3 +130,28 @@ async def test_a_killed_engines_stream_moves_to_another_engine(
     (survivor,) = [e for e in orch.engines if e.alive and e.sim.active()]
     assert survivor is not victim
     resp.close()
+
+
+async def test_a_killed_engines_hls_stream_moves_with_a_discontinuity(
+    proxy: ProxyFactory, orch: SimOrchestrator
+) -> None:
+    client = await proxy(orch_url=orch.url, orch_apikey=KEY, hls_prefetch="0")
+    manifest = f"/ace/manifest.m3u8?id={CID}"
+    before = await (await client.get(manifest)).text()
+    (victim,) = [e for e in orch.engines if e.sim.active()]
+    await orch.kill_engine(victim.container_id)
+
+    async def moved() -> str:
+        while True:  # players reload about every target duration; so does this
+            text = await (await client.get(manifest)).text()
+            if "#EXT-X-DISCONTINUITY\n" in text:
+                return text
+            await asyncio.sleep(1.0)
+
+    after = await asyncio.wait_for(moved(), 30)
+    assert "#EXT-X-ENDLIST" not in after
+    (survivor,) = [e for e in orch.engines if e.alive and e.sim.active()]
+    assert survivor is not victim
+    segment = [line for line in after.splitlines() if line.startswith("/ace/hls/")][-1]
+    assert (await client.get(segment)).status == 200
+    assert before != after

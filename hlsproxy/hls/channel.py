@@ -24,11 +24,23 @@ from ..errors import (
     EngineError,
     EngineProtocolError,
     EngineStatus,
+    EngineTimeout,
+    EngineUnreachable,
     NotFound,
+    ProxyError,
+    Unavailable,
 )
 from ..lifecycle import EngineStream, Figures
 from .cache import Cached, Flight, SegmentCache
-from .playlist import PlaylistInfo, Uri, end_playlist, looks_like_playlist, read_playlist
+from .playlist import (
+    PlaylistInfo,
+    Splice,
+    Uri,
+    end_playlist,
+    looks_like_playlist,
+    mark_discontinuity,
+    read_playlist,
+)
 from .playlist import rewrite_playlist as rewrite
 
 log = logging.getLogger(__name__)
@@ -66,6 +78,8 @@ DEFAULT_EXTENSION = {
 # Statuses with which the engine says the session is over: stopped (500) or superseded (403).
 SESSION_OVER = frozenset({403, 404, 410, 500})
 DEFAULT_TARGET = 6.0
+# New engine sessions in a row, without one good playlist between, before the stream ends.
+MAX_RESTARTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,8 @@ class _Playlist:
     text: str
     info: PlaylistInfo
     fetched_at: float
+    offset: int = 0
+    """Added to the engine's media sequence numbers: nonzero after a restarted session."""
 
     @property
     def target(self) -> float:
@@ -100,6 +116,16 @@ def _token(kind: str, url: str, byterange: object) -> str:
         return digest + ".m3u8"
     ext = posixpath.splitext(urlsplit(url).path)[1].lower()
     return digest + (ext if ext in MEDIA_EXTENSIONS else DEFAULT_EXTENSION[kind])
+
+
+def _lost(exc: EngineError) -> bool:
+    """The engine did not answer: it may be back soon, or dead."""
+    return isinstance(exc, EngineUnreachable | EngineTimeout)
+
+
+def _over(exc: EngineError) -> bool:
+    """The engine answered that the session is over (stopped, superseded, expired)."""
+    return isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
 
 
 def path_key(key: ContentKey) -> str:
@@ -141,6 +167,9 @@ class HlsStream(EngineStream):
         self._playlists: dict[str, _Playlist] = {}  # upstream URL -> last good copy
         self._refreshes: dict[str, asyncio.Task[_Playlist]] = {}
         self._segment_ttl = 60.0
+        self._main_url = ""  # the session's own playlist, as the engine named it
+        self._splice: Splice | None = None
+        self._restarts = 0
         self._launch()
 
     def __repr__(self) -> str:
@@ -176,9 +205,8 @@ class HlsStream(EngineStream):
         """The rewritten playlist: the session's own (token None) or one it named."""
         self.touch()
         await self.ready()
-        assert self._session is not None
         if token is None:
-            url = self._session.info.playback_url
+            url = self._main_url
         else:
             uri = self._lookup(token)
             if uri.kind != "playlist":
@@ -214,7 +242,8 @@ class HlsStream(EngineStream):
         return named[0]
 
     async def _open(self, uri: Uri) -> EngineResource:
-        assert self._session is not None
+        if self._session is None:
+            raise Unavailable("the stream is changing engines; retry", retry_after=1)
         byte_range = None
         if uri.byterange is not None:
             byte_range = (uri.byterange.offset, uri.byterange.length)
@@ -226,48 +255,95 @@ class HlsStream(EngineStream):
             raise
 
     async def _refresh(self, url: str) -> _Playlist:
-        assert self._session is not None
         last = self._playlists.get(url)
         try:
-            resource = await self._client.fetch(self._session, url)
-            try:
-                body = await resource.read(MAX_PLAYLIST_BYTES)
-                base = resource.url
-            finally:
-                await resource.close()
-            self.playlist_fetches += 1
-            self.bytes_in += len(body)
-            self.last_data_at = self._clock()
-            if not looks_like_playlist(body):
-                raise EngineProtocolError("the engine's playlist is not a playlist")
-            text = body.decode("utf-8", errors="replace")
-            try:
-                info = read_playlist(text, base)
-                playlist = _Playlist(rewrite(text, base, self._name), info, self._clock())
-            except ValueError as exc:
-                raise EngineProtocolError("the engine's playlist cannot be read") from exc
+            playlist = await self._load(url, self._splice if url == self._main_url else None)
         except EngineError as exc:
+            if (
+                last is not None
+                and _lost(exc)
+                and self._clock() - last.fetched_at <= 2 * last.target
+            ):
+                log.info("stream %s: the last playlist bridges a blip (%s)", self.key, exc.message)
+                return last
+            if url == self._main_url and last is not None and self._may_restart(exc):
+                restarted = await self._restart(last, exc)
+                return restarted or self._ended(url, last)
             return self._after_failure(url, last, exc)
         finally:
             self._refreshes.pop(url, None)
+        if url == self._main_url:
+            self._restarts = 0
         self._playlists[url] = playlist
         self._after_refresh(playlist)
         return playlist
 
+    async def _load(self, url: str, splice: Splice | None) -> _Playlist:
+        if self._session is None:
+            raise EngineError("the stream has no engine session")
+        resource = await self._client.fetch(self._session, url)
+        try:
+            body = await resource.read(MAX_PLAYLIST_BYTES)
+            base = resource.url
+        finally:
+            await resource.close()
+        self.playlist_fetches += 1
+        self.bytes_in += len(body)
+        self.last_data_at = self._clock()
+        if not looks_like_playlist(body):
+            raise EngineProtocolError("the engine's playlist is not a playlist")
+        text = body.decode("utf-8", errors="replace")
+        try:
+            info = read_playlist(text, base)
+            rewritten = rewrite(text, base, self._name)
+            if splice is not None:
+                return _Playlist(
+                    mark_discontinuity(rewritten, splice), info, self._clock(), splice.media_offset
+                )
+        except ValueError as exc:
+            raise EngineProtocolError("the engine's playlist cannot be read") from exc
+        return _Playlist(rewritten, info, self._clock())
+
+    def _may_restart(self, exc: EngineError) -> bool:
+        return (_lost(exc) or _over(exc)) and self._restarts < MAX_RESTARTS and not self.closing
+
+    async def _restart(self, last: _Playlist, exc: EngineError) -> _Playlist | None:
+        """A new engine session (another engine, if this one died) that players follow
+        across one discontinuity, instead of an end or a loop of errors."""
+        self._restarts += 1
+        if _lost(exc) and self.engine is not None:
+            self._pool.engine_failed(self.engine)
+        log.warning("hls stream %s: %s; starting a new engine session", self.key, exc.message)
+        try:
+            await self._stop_session("engine_error")
+            session = await self._start_session()
+            first = await self._load(session.info.playback_url, None)
+            splice = Splice.between(last.text, first.text)
+            playlist = _Playlist(
+                mark_discontinuity(first.text, splice),
+                first.info,
+                first.fetched_at,
+                splice.media_offset,
+            )
+        except (ProxyError, ValueError) as failure:
+            log.warning("hls stream %s: no new session: %s", self.key, failure)
+            return None
+        self._splice = splice
+        self._main_url = session.info.playback_url
+        self._playlists[self._main_url] = playlist
+        self._after_refresh(playlist)
+        return playlist
+
     def _after_failure(self, url: str, last: _Playlist | None, exc: EngineError) -> _Playlist:
-        if last is None:
+        if last is None or not _over(exc):
             raise exc
-        age = self._clock() - last.fetched_at
-        over = isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
-        if over or age > 2 * last.target:
-            if not over:
-                raise exc
-            # The session is over: tell players the stream ended instead of a loop of errors.
-            ended = _Playlist(end_playlist(last.text), last.info, last.fetched_at)
-            self._playlists[url] = ended
-            return ended
-        log.info("stream %s: serving the last playlist through a blip (%s)", self.key, exc.message)
-        return last
+        return self._ended(url, last)
+
+    def _ended(self, url: str, last: _Playlist) -> _Playlist:
+        """The session is over: tell players the stream ended, not a loop of errors."""
+        ended = _Playlist(end_playlist(last.text), last.info, last.fetched_at, last.offset)
+        self._playlists[url] = ended
+        return ended
 
     def _after_refresh(self, playlist: _Playlist) -> None:
         info = playlist.info
@@ -290,12 +366,11 @@ class HlsStream(EngineStream):
         """The session's target duration and its live segments as (media sequence, token),
         for feeding MPEG-TS clients from this session."""
         await self.playlist()
-        assert self._session is not None
-        current = self._playlists[self._session.info.playback_url]
+        current = self._playlists[self._main_url]
         if current.info.multivariant:
             raise EngineProtocolError("the engine's playlist has variants; pick one to play")
         return current.target, [
-            (segment.sequence, _token("segment", segment.url, segment.byterange))
+            (segment.sequence + current.offset, _token("segment", segment.url, segment.byterange))
             for segment in current.info.segments
         ]
 
@@ -305,7 +380,8 @@ class HlsStream(EngineStream):
         return self._prefix + token
 
     async def _serve(self) -> None:
-        await self._start_session()
+        session = await self._start_session()
+        self._main_url = session.info.playback_url
         self._mark_live()
         await asyncio.Event().wait()  # the session lives until close() cancels this
 
