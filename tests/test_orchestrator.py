@@ -155,3 +155,25 @@ async def test_a_killed_engines_hls_stream_moves_with_a_discontinuity(
     segment = [line for line in after.splitlines() if line.startswith("/ace/hls/")][-1]
     assert (await client.get(segment)).status == 200
     assert before != after
+
+
+async def test_wrapped_engine_lists_are_understood(
+    proxy: ProxyFactory, sim: RunningSim, orch: SimOrchestrator
+) -> None:
+    orch.faults.wrapped_lists = True
+    client = await proxy(orch_url=orch.url, orch_apikey=KEY)
+    (await play(client, CID)).close()
+    assert sim.counters["start"] == 0  # the pool, not the fallback
+    assert pool_sessions(orch) == 1
+
+
+async def test_a_wrong_api_key_is_reported_once(
+    proxy: ProxyFactory, orch: SimOrchestrator, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await proxy(orch_url=orch.url, orch_apikey="wrong", linger="0s")
+    for cid in (CID, CID2):
+        (await play(client, cid)).close()
+    await eventually(lambda: orch.counters["auth_failed"] >= 4)
+    complaints = [r for r in caplog.records if "ACEXY_ORCH_APIKEY" in r.getMessage()]
+    assert len(complaints) == 1
+    assert "wrong" not in caplog.text
