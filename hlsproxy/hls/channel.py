@@ -329,6 +329,7 @@ class HlsStream(EngineStream):
             log.warning("hls stream %s: no new session: %s", self.key, failure)
             return None
         self._splice = splice
+        self._playlists.pop(self._main_url, None)
         self._main_url = session.info.playback_url
         self._playlists[self._main_url] = playlist
         self._after_refresh(playlist)
