@@ -376,3 +376,16 @@ async def test_shutdown_stops_every_session_and_ends_every_client(
             await r.content.read()
     assert time.monotonic() - started < 5
     assert sim.counters["stop"] == 2
+
+
+async def test_a_capitalised_id_is_redirected_to_its_one_spelling(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy()
+    for path in ("/ace/getstream", "/ace/manifest.m3u8"):
+        async with client.get(
+            path, params={"id": CID.upper(), "transcode_audio": "0"}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"] == f"{path}?id={CID}&transcode_audio=0"
+    assert sim.engine.requests == []

@@ -13,6 +13,7 @@ from ..hls.cache import Cached, Flight
 from ..hls.channel import HlsStream, path_key
 from .access import carry_token
 from .keys import METRICS, SETTINGS, STREAMS
+from .urls import canonical_redirect
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MEDIA_TYPES = {
@@ -58,6 +59,7 @@ async def manifest(request: web.Request) -> web.StreamResponse:
     stream_request = parse_stream_request(
         request.query.items(), allow_remote=settings.allow_remote_content
     )
+    canonical_redirect(request, stream_request.key)
     if request.method == "HEAD":
         return web.Response(content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS)
     stream = request.app[STREAMS].open(stream_request, "hls")

@@ -14,6 +14,7 @@ from ..ts.broadcast import ClientLagged
 from ..ts.stream import TsStream
 from . import hls_routes
 from .keys import METRICS, SETTINGS, STREAMS, AnyStream
+from .urls import canonical_redirect
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ async def getstream(request: web.Request) -> web.StreamResponse:
     stream_request = parse_stream_request(
         request.query.items(), allow_remote=settings.allow_remote_content
     )
+    canonical_redirect(request, stream_request.key)
     response = web.StreamResponse(headers=TS_HEADERS)
     if request.method == "HEAD":
         # IPTV apps probe with HEAD before playing; that must not cost an engine session.
