@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import re
+import shutil
 import socket
+import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,13 +24,20 @@ from yarl import URL
 
 from hlsproxy.sim import start_engine
 from hlsproxy.sim.engine import SimEngine, SimSession
-from hlsproxy.sim.media import NULL_PID, PACKET_SIZE, MediaLoop, pad
+from hlsproxy.sim.media import MEDIA_DIR, NULL_PID, PACKET_SIZE, MediaLoop, pad
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
 HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX40 = re.compile(r"[0-9a-f]{40}")
 START = {"ts": "/ace/getstream", "hls": "/ace/manifest.m3u8"}
+FMP4_ID = "f4f4" + CID[4:]
+AES_ID = "aeae" + CID[4:]
+MULTI_ID = "aaaa" + CID[4:]
+needs_ffmpeg = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+    reason="ffmpeg and ffprobe are not installed",
+)
 
 
 class Clock:
@@ -489,6 +501,336 @@ async def test_a_new_session_joins_the_channel_at_its_live_edge(sim: Sim) -> Non
         tags, entries = playlist_entries(await resp.text())
     assert tags["#EXT-X-MEDIA-SEQUENCE"] == "10"
     assert len(entries) == 3
+
+
+# --- HLS flavours ---------------------------------------------------------------------------
+
+
+async def fetch(client: Client, url: str) -> tuple[str, bytes]:
+    async with client.get(path(url)) as resp:
+        assert resp.status == 200, url
+        return resp.content_type, await resp.read()
+
+
+async def playlist(client: Client, url: str) -> str:
+    content_type, body = await fetch(client, url)
+    assert content_type == "application/vnd.apple.mpegurl"
+    return body.decode()
+
+
+async def run_tool(*args: str) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of ffmpeg or ffprobe, run off the event loop."""
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def attribute(line: str, name: str) -> str:
+    match = re.search(rf'{name}=("[^"]*"|[^,]*)', line)
+    assert match is not None, line
+    return match.group(1).strip('"')
+
+
+@pytest.mark.parametrize(
+    ("given", "fmt", "flavour"),
+    [
+        ({"id": FMP4_ID}, "hls", "fmp4"),
+        ({"id": AES_ID.upper()}, "hls", "aes-128"),
+        ({"infohash": MULTI_ID}, "hls", "multivariant"),
+        ({"id": FMP4_ID}, "ts", "mpegts"),
+        ({"id": "f4" + CID[2:]}, "hls", "mpegts"),
+        ({"url": f"http://example.test/{AES_ID}"}, "hls", "mpegts"),
+        ({"id": CID}, "hls", "mpegts"),
+    ],
+    ids=["fmp4", "aes-uppercase", "multivariant-infohash", "ts-start", "short", "url", "plain"],
+)
+async def test_a_content_ids_first_digits_choose_the_hls_flavour(
+    sim: Sim, given: dict[str, str], fmt: str, flavour: str
+) -> None:
+    engine, client = await sim()
+    await started(client, fmt, **given)
+    assert [s.flavour for s in engine.sessions] == [flavour]
+
+
+async def test_the_fmp4_flavour_names_its_init_section_and_m4s_segments(sim: Sim) -> None:
+    engine, client = await sim(clock=Clock())
+    r = await started(client, "hls", id=FMP4_ID)
+    text = await playlist(client, r["playback_url"])
+    assert "#EXT-X-ENDLIST" not in text
+    tags, entries = playlist_entries(text)
+    host = URL(r["playback_url"]).authority
+    base = f"http://{host}/ace/c/{r['infohash']}"
+    assert tags == {
+        "#EXT-X-VERSION": "7",
+        "#EXT-X-TARGETDURATION": "5",
+        "#EXT-X-MEDIA-SEQUENCE": "0",
+        "#EXT-X-MAP": f'URI="{base}/init.mp4"',
+    }
+    # The init section comes ahead of the first segment it applies to.
+    assert text.index("#EXT-X-MAP") < text.index("#EXTINF")
+    assert entries == [("#EXTINF:4.000000,", f"{base}/{n}.m4s") for n in range(3)]
+    files = MEDIA_DIR / "fmp4"
+    assert await fetch(client, f"{base}/init.mp4") == (
+        "video/mp4",
+        (files / "init.mp4").read_bytes(),
+    )
+    for n in range(3):
+        assert await fetch(client, f"{base}/{n}.m4s") == (
+            "video/mp4",
+            (files / f"seg{n}.m4s").read_bytes(),
+        )
+    assert (engine.counters["init"], engine.counters["segment"]) == (1, 3)
+
+
+def fmp4_header(data: bytes) -> tuple[list[tuple[int, int]], int]:
+    """(timescale, earliest presentation time) of each `sidx` box ahead of the first
+    `moof`, and the `mfhd` sequence number."""
+    head = data[: data.index(b"moof")]
+    sidx: list[tuple[int, int]] = []
+    at = head.find(b"sidx")
+    while at != -1:
+        size = 8 if head[at + 4] == 1 else 4
+        timescale = int.from_bytes(head[at + 12 : at + 16], "big")
+        sidx.append((timescale, int.from_bytes(head[at + 16 : at + 16 + size], "big")))
+        at = head.find(b"sidx", at + 4)
+    at = data.index(b"mfhd")
+    return sidx, int.from_bytes(data[at + 8 : at + 12], "big")
+
+
+@needs_ffmpeg
+async def test_fmp4_segments_run_on_across_the_loop(sim: Sim, tmp_path: Path) -> None:
+    _, client = await sim(clock=Clock(), hls_initial_window=10)
+    r = await started(client, "hls", id=FMP4_ID)
+    _, entries = playlist_entries(await playlist(client, r["playback_url"]))
+    init_url = f"{URL(r['playback_url']).origin()}/ace/c/{r['infohash']}/init.mp4"
+    parts = [(await fetch(client, url))[1] for url in [init_url, *(uri for _, uri in entries)]]
+    # Ten segments, two and a half loops of the media: one fragmented MP4 file.
+    movie = tmp_path / "channel.mp4"
+    movie.write_bytes(b"".join(parts))
+    # Segment indexes and fragment numbers run on as well.
+    first_sidx, _ = fmp4_header(parts[1])
+    assert len(first_sidx) == 2
+    for n, data in enumerate(parts[1:]):
+        sidx, sequence = fmp4_header(data)
+        assert sequence == n + 1
+        loops = n // 4
+        for (scale, earliest), (same_scale, later) in zip(
+            fmp4_header(parts[1 + n % 4])[0], sidx, strict=True
+        ):
+            assert (same_scale, later - earliest) == (scale, loops * 16 * scale)
+
+    status, out, err = await run_tool(
+        *["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,pts,dts"],
+        *["-of", "csv=p=0", str(movie)],
+    )
+    assert (status, err) == (0, "")
+    pts: dict[str, list[int]] = defaultdict(list)
+    dts: dict[str, list[int]] = defaultdict(list)
+    for line in out.split():
+        stream, presented, decoded = line.strip(",").split(",")[:3]
+        pts[stream].append(int(presented))
+        dts[stream].append(int(decoded))
+    # Every frame one frame after the last, across both returns to the loop's start. The
+    # mp4 muxer times 25 fps video in 1/12800 s, and AAC in samples, 1024 to a frame.
+    video_step, audio_step = 12800 // 25, 1024
+    assert len(pts["0"]) == 10 * 100
+    assert {b - a for a, b in itertools.pairwise(sorted(pts["0"]))} == {video_step}
+    assert {b - a for a, b in itertools.pairwise(dts["0"])} == {video_step}
+    assert {b - a for a, b in itertools.pairwise(dts["1"])} == {audio_step}
+    status, _, err = await run_tool(
+        *["ffmpeg", "-nostdin", "-v", "warning", "-i", str(movie), "-f", "null", "-"]
+    )
+    assert (status, err) == (0, "")
+
+
+async def test_the_aes_flavour_names_its_key_and_iv(sim: Sim) -> None:
+    engine, client = await sim(clock=Clock())
+    r = await started(client, "hls", id=AES_ID)
+    text = await playlist(client, r["playback_url"])
+    tags, entries = playlist_entries(text)
+    host = URL(r["playback_url"]).authority
+    base = f"http://{host}/ace/c/{r['infohash']}"
+    files = MEDIA_DIR / "aes"
+    iv = (files / "iv.bin").read_bytes()
+    assert tags == {
+        "#EXT-X-VERSION": "3",
+        "#EXT-X-TARGETDURATION": "5",
+        "#EXT-X-MEDIA-SEQUENCE": "0",
+        "#EXT-X-DISCONTINUITY-SEQUENCE": "0",
+        "#EXT-X-KEY": f'METHOD=AES-128,URI="{base}/key.bin",IV=0x{iv.hex()}',
+    }
+    assert text.index("#EXT-X-KEY") < text.index("#EXTINF")
+    assert entries == [("#EXTINF:4.000000,", f"{base}/{n}.ts") for n in range(3)]
+    key = (files / "key.bin").read_bytes()
+    assert len(key) == len(iv) == 16
+    assert await fetch(client, f"{base}/key.bin") == ("application/octet-stream", key)
+    for n in range(3):
+        content_type, data = await fetch(client, f"{base}/{n}.ts")
+        assert (content_type, data) == ("video/mp2t", (files / f"seg{n}.ts").read_bytes())
+        # Ciphertext: no TS sync byte pattern left in it.
+        assert not is_ts(data)
+    assert (engine.counters["key"], engine.counters["segment"]) == (1, 3)
+
+
+@needs_ffmpeg
+async def test_ffmpeg_decrypts_the_aes_segments_with_the_key_and_iv(
+    sim: Sim, tmp_path: Path
+) -> None:
+    _, client = await sim(clock=Clock(), hls_initial_window=4)
+    r = await started(client, "hls", id=AES_ID)
+    text = await playlist(client, r["playback_url"])
+    base = f"{URL(r['playback_url']).origin()}/ace/c/{r['infohash']}"
+    # The same playlist, over files: ffmpeg reads it without a server on this event loop.
+    (tmp_path / "key.bin").write_bytes((await fetch(client, f"{base}/key.bin"))[1])
+    for n in range(4):
+        (tmp_path / f"{n}.ts").write_bytes((await fetch(client, f"{base}/{n}.ts"))[1])
+    (tmp_path / "index.m3u8").write_text(text.replace(f"{base}/", "") + "#EXT-X-ENDLIST\n")
+
+    index = str(tmp_path / "index.m3u8")
+    status, _, err = await run_tool(
+        *["ffmpeg", "-nostdin", "-v", "warning", "-allowed_extensions", "ALL"],
+        *["-i", index, "-f", "null", "-"],
+    )
+    assert (status, err) == (0, "")
+    status, out, err = await run_tool(
+        *["ffprobe", "-v", "error", "-allowed_extensions", "ALL", "-count_packets"],
+        *["-show_entries", "stream=codec_name,nb_read_packets", "-of", "csv=p=0", index],
+    )
+    assert (status, err) == (0, "")
+    streams = dict(line.split(",") for line in out.split())
+    assert streams["h264"] == str(4 * 100)
+
+
+async def test_the_aes_playlist_marks_each_return_to_the_loops_start(sim: Sim) -> None:
+    clock = Clock()
+    _, client = await sim(clock=clock, hls_window=5, hls_initial_window=5)
+    r = await started(client, "hls", id=AES_ID)
+
+    async def window() -> tuple[int, int, list[int]]:
+        text = await playlist(client, r["playback_url"])
+        tags, entries = playlist_entries(text.replace("#EXT-X-DISCONTINUITY\n", ""))
+        lines = text.splitlines()
+        numbers = [int(uri.rsplit("/", 1)[1].removesuffix(".ts")) for _, uri in entries]
+        breaks = [
+            int(lines[i + 2].rsplit("/", 1)[1].removesuffix(".ts"))
+            for i, line in enumerate(lines)
+            if line == "#EXT-X-DISCONTINUITY"
+        ]
+        assert [n for n in numbers if n and n % 4 == 0] == breaks
+        return (
+            int(tags["#EXT-X-MEDIA-SEQUENCE"]),
+            int(tags["#EXT-X-DISCONTINUITY-SEQUENCE"]),
+            breaks,
+        )
+
+    # (media sequence, discontinuity sequence, segments after a discontinuity)
+    assert await window() == (0, 0, [4])
+    clock.advance(16.0)
+    assert await window() == (4, 0, [4, 8])
+    clock.advance(4.0)
+    assert await window() == (5, 1, [8])
+    clock.advance(12.0)
+    assert await window() == (8, 1, [8, 12])
+    clock.advance(4.0)
+    assert await window() == (9, 2, [12])
+
+
+async def test_the_multivariant_flavour_offers_two_live_variants(
+    sim: Sim, media: MediaLoop
+) -> None:
+    engine, client = await sim(clock=Clock())
+    r = await started(client, "hls", id=MULTI_ID)
+    text = await playlist(client, r["playback_url"])
+    host = URL(r["playback_url"]).authority
+    lines = text.splitlines()
+    assert lines[:2] == ["#EXTM3U", "#EXT-X-VERSION:3"]
+    assert "#EXTINF" not in text and "#EXT-X-TARGETDURATION" not in text
+    variants = [(line, lines[i + 1]) for i, line in enumerate(lines) if "STREAM-INF" in line]
+    session = f"http://{host}/ace/m/{r['infohash']}/{URL(r['playback_url']).name[:-5]}"
+    assert [uri for _, uri in variants] == [f"{session}/high.m3u8", f"{session}/low.m3u8"]
+    high_rate, low_rate = (int(attribute(line, "BANDWIDTH")) for line, _ in variants)
+    assert high_rate > low_rate > 0
+
+    low = MediaLoop.load(MEDIA_DIR / "low")
+    segments = f"http://{host}/ace/c/{r['infohash']}"
+    for (_, uri), prefix, loop, rate in [
+        (variants[0], segments, media, high_rate),
+        (variants[1], f"{segments}/low", low, low_rate),
+    ]:
+        tags, entries = playlist_entries(await playlist(client, uri))
+        assert tags == {
+            "#EXT-X-VERSION": "3",
+            "#EXT-X-TARGETDURATION": "5",
+            "#EXT-X-MEDIA-SEQUENCE": "0",
+        }
+        assert entries == [("#EXTINF:4.000000,", f"{prefix}/{n}.ts") for n in range(3)]
+        for n in range(3):
+            assert await fetch(client, f"{prefix}/{n}.ts") == ("video/mp2t", loop.segment(n))
+            # BANDWIDTH is the peak: no segment needs more.
+            assert len(loop.segment(n)) * 8 / loop.duration(n) <= rate
+    # Only the multivariant playlist is the playback URL.
+    assert (engine.counters["playback"], engine.counters["playlist"]) == (1, 3)
+    assert engine.counters["segment"] == 6
+
+
+async def test_a_padded_channel_announces_its_padded_bandwidth(sim: Sim) -> None:
+    _, client = await sim(bitrate=2_000_000)
+    r = await started(client, "hls", id=MULTI_ID)
+    lines = (await playlist(client, r["playback_url"])).splitlines()
+    rates = [int(attribute(line, "BANDWIDTH")) for line in lines if "STREAM-INF" in line]
+    assert rates[0] == 2_000_000 > rates[1]
+
+
+async def test_a_flavour_serves_none_of_another_flavours_resources(sim: Sim) -> None:
+    engine, client = await sim(clock=Clock())
+    sessions = {
+        flavour: await started(client, "hls", id=cid, pid=flavour)
+        for flavour, cid in [
+            ("mpegts", CID),
+            ("fmp4", FMP4_ID),
+            ("aes-128", AES_ID),
+            ("multivariant", MULTI_ID),
+        ]
+    }
+    not_offered = {
+        "mpegts": ["0.m4s", "init.mp4", "key.bin", "low/0.ts"],
+        "fmp4": ["0.ts", "key.bin", "low/0.ts"],
+        "aes-128": ["0.m4s", "init.mp4", "low/0.ts"],
+        "multivariant": ["0.m4s", "init.mp4", "key.bin"],
+    }
+    asked = 0
+    for flavour, names in not_offered.items():
+        infohash = sessions[flavour]["infohash"]
+        for name in names:
+            async with client.get(f"/ace/c/{infohash}/{name}") as resp:
+                assert resp.status == 404, (flavour, name)
+            asked += 1
+        token = URL(sessions[flavour]["playback_url"]).name[:-5]
+        if flavour != "multivariant":
+            async with client.get(f"/ace/m/{infohash}/{token}/low.m3u8") as resp:
+                assert resp.status == 404, flavour
+    assert engine.counters["segment_missing"] == asked
+    assert engine.counters["segment"] == engine.counters["init"] == engine.counters["key"] == 0
+
+
+async def test_variant_playlists_and_keys_end_with_their_session(sim: Sim) -> None:
+    _, client = await sim()
+    multi = await started(client, "hls", id=MULTI_ID, pid="a")
+    variant = f"{path(multi['playback_url'])[:-5]}/low.m3u8"
+    assert (await client.get(variant)).status == 200
+    await started(client, "hls", id=MULTI_ID, pid="b")
+    assert (await client.get(variant)).status == 403  # superseded
+
+    aes = await started(client, "hls", id=AES_ID)
+    key = f"/ace/c/{aes['infohash']}/key.bin"
+    assert (await client.get(key)).status == 200
+    await client.get(path(aes["command_url"]), params={"method": "stop"})
+    assert (await client.get(key)).status == 404
+    assert (await client.get(path(aes["playback_url"]))).status == 500  # stopped
 
 
 # --- expiry --------------------------------------------------------------------------------

@@ -8,6 +8,27 @@ it through `faults` and read what happened from `sessions`, `counters` and `requ
 
 The channel's clock starts when the engine first sees a content and runs `time_scale` times
 faster than real time, so HLS media sequence numbers keep rising across sessions.
+
+Real engines serve HLS as MPEG-TS media playlists, and so does this one, except for content
+named by a 40-hex content id or infohash that starts with one of `FLAVOUR_PREFIXES` (case
+does not matter): an HLS session of it is served in another flavour, from the smaller media
+in `sim/media/low`, `fmp4` and `aes` (see fixtures/make_media.sh):
+
+- `f4f4...` fMP4: version 7, `EXT-X-MAP` naming `/ace/c/<infohash>/init.mp4`, segments
+  `/ace/c/<infohash>/<n>.m4s`, both `video/mp4`;
+- `aeae...` AES-128: MPEG-TS segments encrypted under one key, `/ace/c/<infohash>/key.bin`
+  (`application/octet-stream`), with one fixed IV;
+- `aaaa...` multivariant: the playback_url is a multivariant playlist of two live media
+  playlists of the same session, `/ace/m/<infohash>/<token>/high.m3u8` (the usual
+  segments) and `.../low.m3u8` (segments `/ace/c/<infohash>/low/<n>.ts`).
+
+A TS session (`/ace/getstream`) is plain MPEG-TS whatever the content. Every flavour's
+segments follow the channel's timeline (window, media sequence, expiry), so its media must
+have the same segment durations as `media`. fMP4 and the low variant loop without a break,
+their timestamps moved on by whole loops like the MPEG-TS; encrypted segments cannot be
+changed, so the AES-128 playlist marks each return to the loop's start with
+EXT-X-DISCONTINUITY, as an origin that loops a recording does. `bitrate` pads only
+`media`'s MPEG-TS (the multivariant playlist's high variant included).
 """
 
 from __future__ import annotations
@@ -22,18 +43,28 @@ import math
 import os
 import re
 import secrets
+import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
 
-from .media import PACKET_SIZE, SYNC_BYTE, MediaLoop, pad
+from .media import MEDIA_DIR, PACKET_SIZE, SYNC_BYTE, MediaLoop, pad
 
 log = logging.getLogger(__name__)
 
 Format = Literal["ts", "hls"]
+HlsFlavour = Literal["mpegts", "fmp4", "aes-128", "multivariant"]
+FLAVOUR_PREFIXES: Mapping[str, HlsFlavour] = {
+    "f4f4": "fmp4",
+    "aeae": "aes-128",
+    "aaaa": "multivariant",
+}
+"""Content ids and infohashes starting with these play over HLS in that flavour. Four hex
+digits, so that a random id (a benchmark's) is all but never taken for one."""
 _EndReason = Literal["stop", "supersede", "expire", "shutdown"]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,6 +83,9 @@ _SEGMENT_SLACK = 3
 _MEMO_SIZE = 8
 _LIVEPOS_EPOCH = 1_700_000_000
 _STAT_STATUSES = ("idle", "prebuf")
+_PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_VARIANTS = ("high", "low")
+_SEGMENT_TYPES = {"ts": "video/mp2t", "m4s": "video/mp4"}
 
 
 @dataclass
@@ -84,6 +118,8 @@ class SimSession:
     pid: str
     fmt: Format
     params: dict[str, str]
+    flavour: HlsFlavour = "mpegts"
+    """How an HLS session is served; see the module docstring."""
     stopped: bool = False
     superseded: bool = False
     reads: int = 0
@@ -124,8 +160,9 @@ class SimEngine:
     playing session of the same content, pid and format back), `start_failed`, `stop` (a
     stop that went through), `stop_unknown`, `stat`, `playback` (GETs of a playback_url,
     TS or HLS), `content_read` (TS bodies opened, the corrupt ones included),
-    `corrupt_read` (a second concurrent reader got garbage), `playlist`, `segment`,
-    `segment_missing`, `version`, `status`.
+    `corrupt_read` (a second concurrent reader got garbage), `playlist` (media and
+    multivariant playlists), `segment`, `init` (fMP4 init sections), `key` (AES-128 keys),
+    `segment_missing` (a segment, init section or key not on offer), `version`, `status`.
     """
 
     def __init__(
@@ -171,6 +208,7 @@ class SimEngine:
         self._waiters: list[asyncio.Future[None]] = []
         self._closing = asyncio.Event()
         self._padded: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._flavours: _FlavourMedia | None = None
         self.app = self._make_app()
 
     def active(self) -> list[SimSession]:
@@ -207,7 +245,13 @@ class SimEngine:
         app.router.add_get("/ace/r/{infohash}/{token}", self._ts_playback)
         app.router.add_get("/content/{infohash}/{token}", self._content, allow_head=False)
         app.router.add_get(r"/ace/m/{infohash}/{token:[^/.]+}.m3u8", self._playlist)
-        app.router.add_get(r"/ace/c/{infohash}/{n:\d+}.ts", self._segment)
+        app.router.add_get(
+            r"/ace/m/{infohash}/{token:[^/.]+}/{variant:high|low}.m3u8", self._variant_playlist
+        )
+        app.router.add_get(r"/ace/c/{infohash}/{n:\d+}.{ext:ts|m4s}", self._segment)
+        app.router.add_get(r"/ace/c/{infohash}/{variant:low}/{n:\d+}.{ext:ts}", self._segment)
+        app.router.add_get("/ace/c/{infohash}/init.mp4", self._init_section)
+        app.router.add_get("/ace/c/{infohash}/key.bin", self._key)
         app.router.add_get("/ace/stat/{infohash}/{token}", self._stat)
         app.router.add_get("/ace/cmd/{infohash}/{token}", self._command)
         app.router.add_get("/webui/api/service", self._service)
@@ -277,7 +321,11 @@ class SimEngine:
                 return _envelope(None, error)
             return web.Response(status=500, text=error)
 
-        live = self._open(request, fmt, kind, value)
+        flavour = _flavour(kind, value) if fmt == "hls" else "mpegts"
+        if flavour != "mpegts":
+            # Loaded before the session exists: broken media fail the start, not a session.
+            self._flavour_media()
+        live = self._open(request, fmt, kind, value, flavour)
         session = live.session
         base = f"http://{request.host}"
         path = f"{session.infohash}/{session.token}"
@@ -297,7 +345,9 @@ class SimEngine:
             }
         )
 
-    def _open(self, request: web.Request, fmt: Format, kind: str, value: str) -> _Live:
+    def _open(
+        self, request: web.Request, fmt: Format, kind: str, value: str, flavour: HlsFlavour
+    ) -> _Live:
         """Reuse, supersede or create, in one step with no await."""
         query = request.query
         pid = query.get("pid", query.get("sid", ""))
@@ -327,6 +377,7 @@ class SimEngine:
             pid=pid,
             fmt=fmt,
             params=dict(query.items()),
+            flavour=flavour,
         )
         live = _Live(session, secrets.token_hex(16), t0, 0, now)
         live.first_segment = max(0, self._newest(live) - self.hls_initial_window + 1)
@@ -334,7 +385,9 @@ class SimEngine:
         self._playing[session.token] = live
         self._by_token[session.token] = live
         self._by_content_token[live.content_token] = live
-        log.info("session %s of %s started (%s, pid %r)", session.token, infohash, fmt, pid)
+        log.info(
+            "session %s of %s started (%s %s, pid %r)", session.token, infohash, fmt, flavour, pid
+        )
         self._count("start")
         return live
 
@@ -447,6 +500,22 @@ class SimEngine:
     async def _playlist(self, request: web.Request) -> web.StreamResponse:
         self._count("playback")
         self._count("playlist")
+        live = self._playlist_session(request)
+        if live.session.flavour == "multivariant":
+            return _playlist_response(self._multivariant_playlist(request.host, live))
+        return _playlist_response(self._media_playlist(request.host, live))
+
+    async def _variant_playlist(self, request: web.Request) -> web.StreamResponse:
+        self._count("playlist")
+        live = self._playlist_session(request)
+        if live.session.flavour != "multivariant":
+            raise web.HTTPNotFound()
+        return _playlist_response(
+            self._media_playlist(request.host, live, request.match_info["variant"])
+        )
+
+    def _playlist_session(self, request: web.Request) -> _Live:
+        """The session a playlist URL names, or the error the engine answers for it."""
         live = self._by_token.get(request.match_info["token"])
         if (
             live is None
@@ -460,25 +529,89 @@ class SimEngine:
         if live.session.stopped:
             raise web.HTTPInternalServerError()
         live.last_seen = self._now()
+        return live
+
+    def _media_playlist(self, host: str, live: _Live, variant: str = "high") -> str:
+        flavour = live.session.flavour
         first, newest = self._window(live)
-        durations = [self.media.duration(n) for n in range(first, newest + 1)]
+        numbers = range(first, newest + 1)
+        durations = [self.media.duration(n) for n in numbers]
         lines = [
             "#EXTM3U",
-            "#EXT-X-VERSION:3",
+            f"#EXT-X-VERSION:{7 if flavour == 'fmp4' else 3}",
             f"#EXT-X-TARGETDURATION:{math.ceil(max(durations)) + 1}",
             f"#EXT-X-MEDIA-SEQUENCE:{first}",
         ]
-        base = f"http://{request.host}/ace/c/{live.session.infohash}"
-        for n, duration in zip(range(first, newest + 1), durations, strict=True):
-            lines += [f"#EXTINF:{duration:.6f},", f"{base}/{n}.ts"]
-        return web.Response(
-            text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl"
-        )
+        base = f"http://{host}/ace/c/{live.session.infohash}"
+        aes = self._flavour_media().aes if flavour == "aes-128" else None
+        if flavour == "fmp4":
+            lines.append(f'#EXT-X-MAP:URI="{base}/init.mp4"')
+        if aes is not None:
+            lines += [
+                f"#EXT-X-DISCONTINUITY-SEQUENCE:{aes.discontinuity_sequence(first)}",
+                f'#EXT-X-KEY:METHOD=AES-128,URI="{base}/key.bin",IV=0x{aes.iv.hex()}',
+            ]
+        if variant == "low":
+            base += "/low"
+        ext = "m4s" if flavour == "fmp4" else "ts"
+        for n, duration in zip(numbers, durations, strict=True):
+            if aes is not None and aes.loops_back(n):
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines += [f"#EXTINF:{duration:.6f},", f"{base}/{n}.{ext}"]
+        return "\n".join(lines) + "\n"
+
+    def _multivariant_playlist(self, host: str, live: _Live) -> str:
+        s = live.session
+        base = f"http://{host}/ace/m/{s.infohash}/{s.token}"
+        rates = {
+            "high": _peak_bitrate(self.media, self.bitrate),
+            "low": _peak_bitrate(self._flavour_media().low, None),
+        }
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3"]
+        for variant in _VARIANTS:
+            lines += [f"#EXT-X-STREAM-INF:BANDWIDTH={rates[variant]}", f"{base}/{variant}.m3u8"]
+        return "\n".join(lines) + "\n"
 
     async def _segment(self, request: web.Request) -> web.StreamResponse:
-        infohash = request.match_info["infohash"]
         n = int(request.match_info["n"])
-        live = next(
+        ext = request.match_info["ext"]
+        variant = request.match_info.get("variant", "high")
+        live = self._hls_session(request.match_info["infohash"])
+        if live is not None and _offers(live.session.flavour, ext, variant):
+            first, newest = self._window(live)
+            if max(0, first - _SEGMENT_SLACK) <= n <= newest:
+                live.last_seen = self._now()
+                data = self._hls_segment(live.session.flavour, variant, n)
+                live.served += len(data)
+                self._count("segment")
+                return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
+        self._count("segment_missing")
+        raise web.HTTPNotFound()
+
+    async def _init_section(self, request: web.Request) -> web.StreamResponse:
+        live = self._hls_session(request.match_info["infohash"])
+        if live is None or live.session.flavour != "fmp4":
+            self._count("segment_missing")
+            raise web.HTTPNotFound()
+        return self._whole(live, "init", self._flavour_media().fmp4.init, "video/mp4")
+
+    async def _key(self, request: web.Request) -> web.StreamResponse:
+        live = self._hls_session(request.match_info["infohash"])
+        if live is None or live.session.flavour != "aes-128":
+            self._count("segment_missing")
+            raise web.HTTPNotFound()
+        key = self._flavour_media().aes.key
+        return self._whole(live, "key", key, "application/octet-stream")
+
+    def _whole(self, live: _Live, counter: str, data: bytes, content_type: str) -> web.Response:
+        live.last_seen = self._now()
+        live.served += len(data)
+        self._count(counter)
+        return web.Response(body=data, content_type=content_type)
+
+    def _hls_session(self, infohash: str) -> _Live | None:
+        """The playing HLS session of a content; a start supersedes any other, so one at most."""
+        return next(
             (
                 live
                 for live in self._playing.values()
@@ -486,16 +619,21 @@ class SimEngine:
             ),
             None,
         )
-        if live is not None:
-            first, newest = self._window(live)
-            if max(0, first - _SEGMENT_SLACK) <= n <= newest:
-                live.last_seen = self._now()
-                data = self._segment_bytes(n)
-                live.served += len(data)
-                self._count("segment")
-                return web.Response(body=data, content_type="video/mp2t")
-        self._count("segment_missing")
-        raise web.HTTPNotFound()
+
+    def _hls_segment(self, flavour: HlsFlavour, variant: str, n: int) -> bytes:
+        if flavour == "mpegts" or (flavour == "multivariant" and variant == "high"):
+            return self._segment_bytes(n)
+        media = self._flavour_media()
+        if flavour == "fmp4":
+            return media.fmp4.segment(n)
+        if flavour == "aes-128":
+            return media.aes.segment(n)
+        return media.low.segment(n)
+
+    def _flavour_media(self) -> _FlavourMedia:
+        if self._flavours is None:
+            self._flavours = _FlavourMedia.load(MEDIA_DIR, self.media)
+        return self._flavours
 
     def _window(self, live: _Live) -> tuple[int, int]:
         newest = self._newest(live)
@@ -742,3 +880,228 @@ async def _finish(
     with contextlib.suppress(ConnectionError):
         await resp.write_eof()
     return resp
+
+
+def _flavour(kind: str, value: str) -> HlsFlavour:
+    if kind in ("content_id", "infohash"):
+        lowered = value.lower()
+        for prefix, flavour in FLAVOUR_PREFIXES.items():
+            if lowered.startswith(prefix):
+                return flavour
+    return "mpegts"
+
+
+def _offers(flavour: HlsFlavour, ext: str, variant: str) -> bool:
+    """Whether a session of `flavour` has segments named `<variant>/<n>.<ext>`."""
+    if flavour == "fmp4":
+        return ext == "m4s" and variant == "high"
+    return ext == "ts" and (variant == "high" or flavour == "multivariant")
+
+
+def _playlist_response(text: str) -> web.Response:
+    return web.Response(text=text, content_type=_PLAYLIST_TYPE)
+
+
+def _peak_bitrate(loop: MediaLoop, padded_to: int | None) -> int:
+    """The highest bitrate of any one segment, in bit/s: what BANDWIDTH must not fall below."""
+    peak = max(len(loop.segment(i)) * 8 / loop.duration(i) for i in range(loop.segment_count))
+    return math.ceil(max(peak, padded_to or 0))
+
+
+# --- media of the HLS flavours ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FlavourMedia:
+    low: MediaLoop
+    fmp4: _Fmp4Loop
+    aes: _AesLoop
+
+    @classmethod
+    def load(cls, directory: Path, timeline: MediaLoop) -> _FlavourMedia:
+        """Read the flavours from `directory`, and check that they follow `timeline`."""
+        low = MediaLoop.load(directory / "low")
+        if low.segment_count != timeline.segment_count or any(
+            abs(low.duration(i) - timeline.duration(i)) > 0.001
+            for i in range(timeline.segment_count)
+        ):
+            raise ValueError(f"{directory / 'low'} has other segments than the channel's media")
+        fmp4_dir, aes_dir = directory / "fmp4", directory / "aes"
+        fmp4 = _Fmp4Loop(
+            (fmp4_dir / "init.mp4").read_bytes(),
+            _numbered(fmp4_dir, "m4s"),
+            timeline,
+        )
+        aes = _AesLoop(
+            _numbered(aes_dir, "ts"),
+            key=(aes_dir / "key.bin").read_bytes(),
+            iv=(aes_dir / "iv.bin").read_bytes(),
+        )
+        if len(aes.segments) != timeline.segment_count:
+            raise ValueError(f"{aes_dir} has other segments than the channel's media")
+        return cls(low, fmp4, aes)
+
+
+def _numbered(directory: Path, ext: str) -> list[bytes]:
+    """The bytes of seg0.<ext>, seg1.<ext>, ... in `directory`."""
+    found = sorted(
+        (int(m.group(1)), path)
+        for path in directory.iterdir()
+        if (m := re.fullmatch(rf"seg(\d+)\.{ext}", path.name))
+    )
+    if [n for n, _ in found] != list(range(len(found))) or not found:
+        raise FileNotFoundError(f"no seg0.{ext}, seg1.{ext}, ... in {directory}")
+    return [path.read_bytes() for _, path in found]
+
+
+@dataclass(frozen=True)
+class _AesLoop:
+    """Encrypted MPEG-TS segments, played in a loop.
+
+    Their timestamps cannot be moved on without the cipher, so each loop starts a new
+    discontinuity: segment n opens one when it is the first of a loop (n > 0).
+    """
+
+    segments: list[bytes]
+    key: bytes
+    iv: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.key) != 16 or len(self.iv) != 16:
+            raise ValueError("an AES-128 key and IV are 16 bytes each")
+        if not self.segments or any(len(s) % 16 for s in self.segments):
+            raise ValueError("AES-128 segments are whole 16-byte blocks")
+
+    def segment(self, n: int) -> bytes:
+        return self.segments[n % len(self.segments)]
+
+    def loops_back(self, n: int) -> bool:
+        return n > 0 and n % len(self.segments) == 0
+
+    def discontinuity_sequence(self, first: int) -> int:
+        """EXT-X-DISCONTINUITY-SEQUENCE of a window starting at `first`: the discontinuities
+        that have left it."""
+        return max(0, (first - 1) // len(self.segments))
+
+
+_CONTAINER_BOXES = frozenset({b"moov", b"trak", b"mdia", b"moof", b"traf"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """A decode or presentation time in an fMP4 segment, and how far one loop moves it."""
+
+    offset: int
+    size: int
+    """Bytes: 4 or 8."""
+    per_loop: int
+    """Ticks of the field's timescale in one loop."""
+
+
+class _Fmp4Loop:
+    """fMP4 media segments of a loop, played forever: segment n is segment n % count with
+    every `tfdt` and `sidx` time moved on by whole loops and the `mfhd` sequence number
+    set to n + 1, so that decode times only grow."""
+
+    def __init__(self, init: bytes, segments: list[bytes], timeline: MediaLoop) -> None:
+        if len(segments) != timeline.segment_count:
+            raise ValueError("the fMP4 media has another number of segments than the channel's")
+        self.init = init
+        self._segments = segments
+        scales = _timescales(init)
+        self._fields: list[list[_Field]] = []
+        self._sequence_numbers: list[int] = []
+        starts: list[dict[int, int]] = []
+        for data in segments:
+            fields, sequence, decode_times = _fragment_fields(data, scales, timeline.loop_duration)
+            self._fields.append(fields)
+            self._sequence_numbers.append(sequence)
+            starts.append(decode_times)
+        for i, decode_times in enumerate(starts):
+            for track, ticks in decode_times.items():
+                offset = (ticks - starts[0][track]) / scales[track]
+                # The muxer cuts audio a few frames off the video's keyframe; a segment
+                # of another length would be a second or more off.
+                if abs(offset - timeline.start(i)) > 0.25:
+                    raise ValueError(f"fMP4 segment {i} of track {track} is off the timeline")
+
+    def segment(self, n: int) -> bytes:
+        if n < 0:
+            raise ValueError(f"segment numbers start at 0, got {n}")
+        loops, i = divmod(n, len(self._segments))
+        out = bytearray(self._segments[i])
+        for f in self._fields[i]:
+            value = int.from_bytes(out[f.offset : f.offset + f.size], "big") + loops * f.per_loop
+            out[f.offset : f.offset + f.size] = (value % (1 << 8 * f.size)).to_bytes(f.size, "big")
+        at = self._sequence_numbers[i]
+        out[at : at + 4] = ((n + 1) % (1 << 32)).to_bytes(4, "big")
+        return bytes(out)
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int]]:
+    """(type, payload offset) of every ISO BMFF box in `data[start:end]`, depth first."""
+    end = len(data) if end is None else end
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, at)
+        header = 8
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, at + 8)
+            header = 16
+        elif size == 0:
+            size = end - at
+        if size < header or at + size > end:
+            raise ValueError(f"a malformed {kind!r} box at byte {at}")
+        yield kind, at + header
+        if kind in _CONTAINER_BOXES:
+            yield from _boxes(data, at + header, at + size)
+        at += size
+
+
+def _timescales(init: bytes) -> dict[int, int]:
+    """{track id: media timescale} from an init section."""
+    scales: dict[int, int] = {}
+    track: int | None = None
+    for kind, at in _boxes(init):
+        # Version 1 boxes have 64-bit creation and modification times ahead of the field.
+        skip = 20 if init[at] == 1 else 12
+        if kind == b"tkhd":
+            (track,) = struct.unpack_from(">I", init, at + skip)
+        elif kind == b"mdhd" and track is not None:
+            (scales[track],) = struct.unpack_from(">I", init, at + skip)
+    if not scales:
+        raise ValueError("the fMP4 init section has no tracks")
+    return scales
+
+
+def _fragment_fields(
+    data: bytes, scales: Mapping[int, int], loop_seconds: float
+) -> tuple[list[_Field], int, dict[int, int]]:
+    """The time fields of a media segment, the offset of its sequence number, and each
+    track's base decode time."""
+
+    def per_loop(timescale: int) -> int:
+        ticks = loop_seconds * timescale
+        if abs(ticks - round(ticks)) > 1e-6:
+            raise ValueError(f"a loop of {loop_seconds} s is no whole number of 1/{timescale} s")
+        return round(ticks)
+
+    fields: list[_Field] = []
+    sequence: int | None = None
+    decode_times: dict[int, int] = {}
+    track: int | None = None
+    for kind, at in _boxes(data):
+        size = 8 if data[at] == 1 else 4
+        if kind == b"mfhd":
+            sequence = at + 4
+        elif kind == b"tfhd":
+            (track,) = struct.unpack_from(">I", data, at + 4)
+        elif kind == b"tfdt" and track is not None and track in scales:
+            fields.append(_Field(at + 4, size, per_loop(scales[track])))
+            decode_times[track] = int.from_bytes(data[at + 4 : at + 4 + size], "big")
+        elif kind == b"sidx":
+            (timescale,) = struct.unpack_from(">I", data, at + 8)
+            fields.append(_Field(at + 12, size, per_loop(timescale)))
+    if sequence is None or decode_times.keys() != scales.keys():
+        raise ValueError("an fMP4 media segment without mfhd or a tfdt for every track")
+    return fields, sequence, decode_times

@@ -2,8 +2,9 @@
 
 The page and hls.js come from their own origin, so every playlist, segment and key the
 player fetches from a stream's origin is a cross-origin request, as on a real site: a
-missing CORS header fails here the way it fails for users. Streams the simulated engine
-cannot offer (fMP4, AES-128, multivariant) are made by ffmpeg and served by a static origin.
+missing CORS header fails here the way it fails for users. ffmpeg-made VOD streams served by
+a static origin test the harness itself; the simulated engine's flavours (MPEG-TS, fMP4,
+AES-128, multivariant) test the proxy.
 """
 
 from __future__ import annotations

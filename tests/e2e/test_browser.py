@@ -2,8 +2,8 @@
 
 The static ffmpeg streams prove the harness itself: a player that plays them to the end,
 and fails loudly on a stream without CORS, is one whose verdict on the proxy can be
-trusted. fMP4, AES-128 and multivariant streams go to the player straight from a static
-origin, as the simulated engine serves only MPEG-TS media playlists.
+trusted. The engine's own fMP4, AES-128 and multivariant flavours go through the proxy
+in test_flavours.py.
 """
 
 from __future__ import annotations
