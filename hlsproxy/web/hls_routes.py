@@ -82,7 +82,7 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
     if isinstance(found, Flight) and (request.method == "HEAD" or "Range" in request.headers):
         found = await found.result()
     if isinstance(found, Cached):
-        response = _cached_response(request, found.body, content_type)
+        response = await _send_cached(request, found.body, content_type)
         if request.method != "HEAD":
             stream.served(response.content_length or 0)
         return response
@@ -118,15 +118,26 @@ def _playlist_response(request: web.Request, text: str) -> web.Response:
     )
 
 
-def _cached_response(request: web.Request, body: bytes, content_type: str) -> web.Response:
+async def _send_cached(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
+    status, headers, part = 200, RESOURCE_HEADERS, memoryview(body)
     header = request.headers.get("Range")
-    if header is None:
-        return web.Response(body=body, content_type=content_type, headers=RESOURCE_HEADERS)
-    start, end = _parse_range(header, len(body))
-    headers = {**RESOURCE_HEADERS, "Content-Range": f"bytes {start}-{end}/{len(body)}"}
-    return web.Response(
-        status=206, body=body[start : end + 1], content_type=content_type, headers=headers
-    )
+    if header is not None:
+        start, end = _parse_range(header, len(body))
+        status, part = 206, part[start : end + 1]
+        headers = {**RESOURCE_HEADERS, "Content-Range": f"bytes {start}-{end}/{len(body)}"}
+    if request.method == "HEAD":
+        return web.Response(
+            status=status, body=bytes(part), content_type=content_type, headers=headers
+        )
+    # Headers and body go out as two writes: a single web.Response makes aiohttp (on
+    # Python < 3.12.9) join them, copying every segment once more per request.
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_type = content_type
+    response.content_length = len(part)
+    await response.prepare(request)
+    await response.write(part)
+    await response.write_eof()
+    return response
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int]:
