@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from .changes import Changes
 from .media import MEDIA_DIR, PACKET_SIZE, SYNC_BYTE, MediaLoop, pad
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class SimEngine:
         self._by_token: dict[str, _Live] = {}
         self._by_content_token: dict[str, _Live] = {}
         self._clocks: dict[str, float] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        self._changes = Changes()
         self._closing = asyncio.Event()
         self._padded: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._flavours: _FlavourMedia | None = None
@@ -222,11 +223,7 @@ class SimEngine:
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Until `predicate()` holds; it is checked after every counted event or session end."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                await waiter
+        await self._changes.wait_until(predicate, timeout)
 
     def __repr__(self) -> str:
         live = len(self._playing)
@@ -784,10 +781,7 @@ class SimEngine:
         self._wake()
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._changes.notify()
 
     def _byte_rate(self) -> float:
         if self.bitrate is not None:

@@ -29,6 +29,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
 
 from . import start_engine
+from .changes import Changes
 from .engine import SimEngine
 from .media import MediaLoop
 
@@ -272,7 +273,7 @@ class SimOrchestrator:
         self._poller: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._state: Literal["new", "running", "stopped"] = "new"
-        self._waiters: list[asyncio.Future[None]] = []
+        self._changes = Changes()
         self.app = self._make_app()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -382,11 +383,7 @@ class SimOrchestrator:
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Until `predicate()` holds; checked after every request and every state change."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                await waiter
+        await self._changes.wait_until(predicate, timeout)
 
     def __repr__(self) -> str:
         alive = sum(e.alive for e in self.engines)
@@ -825,10 +822,7 @@ class SimOrchestrator:
         self._wake()
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._changes.notify()
 
 
 async def _parse(
