@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from ..content import parse_stream_request
+from ..content import ContentKey, KeyType, parse_stream_request
 from ..errors import BadRequest, NotFound
 from ..hls.cache import Cached, Flight
 from ..hls.channel import HlsStream, path_key
@@ -38,6 +38,7 @@ PLAYLIST_HEADERS = {"Cache-Control": "no-cache"}
 # A resource URL names immutable bytes for as long as it exists.
 RESOURCE_HEADERS = {"Cache-Control": "public, max-age=86400, immutable", "Accept-Ranges": "bytes"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_PATH_KINDS: dict[str, KeyType] = {"id": "content_id", "infohash": "infohash"}
 _TOKEN = re.compile(r"[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
 
 
@@ -102,10 +103,22 @@ async def preflight(request: web.Request) -> web.Response:
 
 
 def _find(request: web.Request, kind: str, value: str) -> HlsStream:
-    wanted = f"{kind}/{value}"
-    for stream in request.app[STREAMS].streams():
-        if isinstance(stream, HlsStream) and not stream.closing and path_key(stream.key) == wanted:
+    """The live HLS stream a resource path names: a direct lookup on every segment request,
+    except for url=/magnet= content, whose paths carry only a digest of the key."""
+    registry = request.app[STREAMS]
+    if kind in _PATH_KINDS:
+        stream = registry.find(ContentKey(_PATH_KINDS[kind], value), "hls")
+        if isinstance(stream, HlsStream):
             return stream
+    else:
+        wanted = f"{kind}/{value}"
+        for candidate in registry.streams():
+            if (
+                isinstance(candidate, HlsStream)
+                and not candidate.closing
+                and path_key(candidate.key) == wanted
+            ):
+                return candidate
     raise NotFound("this stream is not playing; reload its playlist")
 
 
