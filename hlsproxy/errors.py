@@ -13,11 +13,16 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
     ├── Unavailable (503, Retry-After)
     │   └── ShuttingDown (503)
     └── EngineError (502)
-        ├── EngineUnreachable (502)
+        ├── EngineLost (502)           the engine is not answering: another may serve
+        │   ├── EngineUnreachable (502)
+        │   ├── EngineTimeout (504)
+        │   └── EngineStalled (504)    a body stopped arriving
         ├── EngineRejected (502)       the engine answered with an "error" field
+        │   └── ContentGone (502)      the engine cannot load the content at all
         ├── EngineProtocolError (502)  the engine answered something we cannot read
-        ├── EngineStatus (502)         a resource answered an unexpected HTTP status
-        └── EngineTimeout (504)
+        └── EngineStatus (502)         a resource answered an unexpected HTTP status
+
+Callers that treat a dead engine alike (fail over, mark the engine) catch EngineLost.
 """
 
 from __future__ import annotations
@@ -80,7 +85,13 @@ class EngineError(ProxyError):
     code = "engine_error"
 
 
-class EngineUnreachable(EngineError):
+class EngineLost(EngineError):
+    """The engine stopped answering; it may be dead, so another engine may serve instead."""
+
+    code = "engine_lost"
+
+
+class EngineUnreachable(EngineLost):
     code = "engine_unreachable"
 
 
@@ -88,6 +99,12 @@ class EngineRejected(EngineError):
     """The engine said no. Its own text (e.g. "failed to load content") is safe to pass on."""
 
     code = "engine_rejected"
+
+
+class ContentGone(EngineRejected):
+    """The engine cannot load this content: retrying will not bring it back."""
+
+    code = "content_gone"
 
 
 class EngineProtocolError(EngineError):
@@ -102,6 +119,11 @@ class EngineStatus(EngineError):
         self.upstream_status = upstream_status
 
 
-class EngineTimeout(EngineError):
+class EngineTimeout(EngineLost):
     status = 504
     code = "engine_timeout"
+
+
+class EngineStalled(EngineLost):
+    status = 504
+    code = "engine_stalled"

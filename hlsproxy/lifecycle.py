@@ -1,29 +1,51 @@
-"""The life of a stream that owns an engine session: wait its turn, serve, stop exactly once.
+"""The shell around `state`: a stream's one task, carrying out what the table decides.
 
-MPEG-TS and HLS streams differ in how they serve; they share this: one task owns the
-engine session from start to stop, so the stop happens once, in one place, whatever ended
-the stream (idle, engine failure, shutdown).
+MPEG-TS and HLS streams differ in how they serve; they share this. A stream never stops an
+engine session itself: it hands the session to `Sessions`, in the same synchronous step as
+the decision (close, fail over, hand over), so no cancellation can lose the stop and the
+next start of the content is queued behind it.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+
+import aiohttp
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient, EngineSession, Format
-from .engine.pool import EndReason, EnginePool
-from .errors import EngineError, EngineTimeout, EngineUnreachable, ProxyError, ShuttingDown
+from .errors import (
+    ContentGone,
+    EngineError,
+    EngineLost,
+    EngineStalled,
+    EngineStatus,
+    ProxyError,
+    ShuttingDown,
+)
+from .sessions import Sessions
+from .state import (
+    EndReason,
+    Event,
+    Failure,
+    GiveUp,
+    RetryPolicy,
+    State,
+    advance,
+    after_failure,
+    failures_after,
+    takes_clients,
+)
 
 log = logging.getLogger(__name__)
 
-State = Literal["starting", "live", "closing", "closed"]
+# Statuses with which the engine says a session is over: stopped (500), superseded (403).
+SESSION_OVER = frozenset({403, 404, 410, 500})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,30 +60,61 @@ class Figures:
     last_data_at: float | None = None
 
 
+class UpstreamEnded(EngineError):
+    """The engine ended a body that should not end (a live MPEG-TS stream)."""
+
+    code = "engine_ended"
+
+
+class StreamGaveUp(EngineError):
+    """The stream's retries are spent, or the content is gone."""
+
+    def __init__(self, reason: EndReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def classify(exc: BaseException) -> Failure:
+    """What kind of failure an upstream error is, for the retry policy."""
+    if isinstance(exc, ContentGone):
+        return Failure.GONE
+    if isinstance(exc, EngineStalled):
+        return Failure.STALLED
+    if isinstance(exc, EngineLost | aiohttp.ClientError | OSError):
+        return Failure.LOST
+    if isinstance(exc, UpstreamEnded) or (
+        isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
+    ):
+        return Failure.ENDED
+    return Failure.REJECTED
+
+
 class EngineStream(abc.ABC):
     def __init__(
         self,
         request: StreamRequest,
         *,
-        pool: EnginePool,
         client: EngineClient,
-        waits: Sequence[Callable[[], Awaitable[None]]] = (),
+        sessions: Sessions,
+        policy: RetryPolicy,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.request = request
-        self.engine: Engine | None = None  # while it holds an engine session
-        self._pool = pool
-        self.state: State = "starting"
-        self.reason: str | None = None
+        self.state = State.STARTING
+        self.reason: EndReason | None = None
+        self.problem = ""
+        """The last upstream failure, in words safe to show."""
         self._client = client
-        self._waits = list(waits)
+        self._sessions = sessions
+        self._policy = policy
+        self._failures = 0
+        self._failing_since = 0.0
         self._on_closed = on_closed
         self._clock = clock
         self.started_at = clock()
         self._session: EngineSession | None = None
-        self._released = asyncio.Event()  # set while this stream holds no engine session
-        self._released.set()
+        self._session_since = self.started_at
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,6 +128,10 @@ class EngineStream(abc.ABC):
         """When the stream should end for want of clients, or None while it has some."""
 
     @abc.abstractmethod
+    def may_make_room(self, now: float) -> bool:
+        """Whether nobody watches it, so it may end to make room for another stream."""
+
+    @abc.abstractmethod
     def figures(self) -> Figures: ...
 
     @property
@@ -82,27 +139,37 @@ class EngineStream(abc.ABC):
         return self.request.key
 
     @property
-    def closing(self) -> bool:
-        return self.state in ("closing", "closed")
+    def engine(self) -> Engine | None:
+        """The engine of its current session, if it holds one."""
+        return None if self._session is None else self._session.engine
 
-    def close(self, reason: str) -> None:
+    @property
+    def closing(self) -> bool:
+        return not takes_clients(self.state)
+
+    def close(self, reason: EndReason) -> None:
+        """End the stream. Synchronous: its engine session is on its way to being stopped
+        when this returns; its clients end as the stream's task winds down."""
         if self.closing:
             return
-        self.state = "closing"
-        self.reason = reason
+        self._decide_end(reason)
         if self._task is not None:
             self._task.cancel()
+
+    def _decide_end(self, reason: EndReason) -> None:
+        self._advance(Event.CLOSE)
+        self.reason = reason
+        self._release(reason)
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
-    async def wait_released(self) -> None:
-        """Until this stream holds no engine session (another one may then start)."""
-        await self._released.wait()
-
     async def ready(self) -> None:
         """Wait until the stream can serve; raise the engine's failure if it cannot."""
         await asyncio.shield(self._ready)
+
+    def _advance(self, event: Event) -> None:
+        self.state = advance(self.state, event)
 
     def _launch(self) -> None:
         """Start the stream's task; subclasses call it once their own state is set."""
@@ -114,11 +181,13 @@ class EngineStream(abc.ABC):
 
     @abc.abstractmethod
     async def _teardown(self) -> None:
-        """Release what the subclass holds, before the engine session is stopped."""
+        """End what the subclass holds (its clients); the engine session is already released."""
 
-    def _mark_live(self) -> None:
+    def _serving(self) -> None:
+        """The upstream delivers: the stream is (again) live."""
+        if self.state is not State.LIVE:
+            self._advance(Event.SERVING)
         if not self._ready.done():
-            self.state = "live"
             self._ready.set_result(None)
 
     def _fail_ready(self, exc: ProxyError) -> None:
@@ -128,82 +197,76 @@ class EngineStream(abc.ABC):
             self._ready.exception()
 
     async def _start_session(self) -> EngineSession:
-        self._released.clear()
-        try:
-            engine = await self._pool.acquire(self.key)
-        except BaseException:
-            self._released.set()
-            raise
-        # A start in flight is not abandoned on close: the engine would keep a session
-        # nobody can stop. Let it land, then the stream's cleanup stops it.
-        start = asyncio.ensure_future(self._client.start(engine, self.request, self.mode))
-        try:
-            self._session = await asyncio.shield(start)
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProxyError):
-                self._session = await start
-            if self._session is None:
-                self._pool.release(engine, self.key)
-            else:
-                self.engine = engine
-                self._pool.session_started(self._session)
-            raise
-        except ProxyError as exc:
-            if isinstance(exc, EngineUnreachable | EngineTimeout):
-                self._pool.engine_failed(engine)
-            self._pool.release(engine, self.key)
-            self._released.set()
-            raise
-        self.engine = engine
-        self._pool.session_started(self._session)
-        log.info("%s stream %s started on %s", self.mode, self.key, engine)
-        return self._session
+        session = await self._sessions.start(
+            self.request, self.mode, lambda: self.reason or EndReason.ENGINE_ERROR
+        )
+        self._session = session
+        self._session_since = self._clock()
+        return session
 
-    async def _stop_session(self, reason: EndReason | None = None) -> None:
+    def _release(self, reason: EndReason) -> None:
+        """Give up the current engine session, if any; `Sessions` stops it."""
         session, self._session = self._session, None
-        engine, self.engine = self.engine, None
         if session is not None:
-            await self._client.stop(session)
-            self._pool.session_ended(session, reason or self._end_reason())
-        if engine is not None:
-            self._pool.release(engine, self.key)
-        self._released.set()
+            self._sessions.stop(session, reason)
 
-    def _end_reason(self) -> EndReason:
-        if self.reason == "shutdown":
-            return "shutdown"
-        if self.reason == "idle" or (self.reason or "").startswith("make room"):
-            return "stream_timeout" if self.mode == "hls" else "client_disconnected"
-        if (self.reason or "").startswith("no data"):
-            return "empty_timeout"
-        return "engine_error"
+    async def _recover(self, exc: BaseException) -> None:
+        """After an upstream failure: count it, release what the policy says, wait its delay.
+
+        Raises StreamGaveUp when the policy says the stream is over.
+        """
+        failure = classify(exc)
+        self.problem = (
+            exc.message if isinstance(exc, ProxyError) else "the engine dropped the stream"
+        )
+        now = self._clock()
+        self._failures = failures_after(self._policy, self._failures, now - self._session_since)
+        self._session_since = now  # a run proves itself once: from here on it counts anew
+        if self._failures == 1:
+            self._failing_since = now
+        decision = after_failure(self._policy, self._failures, failure, now - self._failing_since)
+        if isinstance(decision, GiveUp):
+            raise StreamGaveUp(decision.reason, self.problem)
+        self._advance(Event.LOST)
+        if decision.avoid_engine and self.engine is not None:
+            self._sessions.engine_failed(self.engine)
+        if decision.fresh_session:
+            self._release(EndReason.FAILED_OVER)
+        log.info("%s stream %s: %s; retry %d", self.mode, self.key, self.problem, self._failures)
+        if decision.delay:
+            await asyncio.sleep(decision.delay)
 
     async def _run(self) -> None:
         try:
-            # Other sessions of this content end first: the engine allows one at a time.
-            for wait in self._waits:
-                await wait()
-            self._waits.clear()
             await self._serve()
         except asyncio.CancelledError:
             pass  # close() decided, and set the reason
+        except StreamGaveUp as exc:
+            self._end(exc.reason, exc)
         except ProxyError as exc:
-            self.reason = self.reason or exc.message
-            self._fail_ready(exc)
+            self._end(EndReason.ENGINE_ERROR, exc)
         finally:
-            self.state = "closing"
+            self._end(EndReason.ENGINE_ERROR, EngineError("the stream ended"))
             self._fail_ready(
-                ShuttingDown() if self.reason == "shutdown" else EngineError("the stream ended")
+                ShuttingDown()
+                if self.reason is EndReason.SHUTDOWN
+                else EngineError(self.problem or "the stream ended")
             )
             await self._teardown()
-            await self._stop_session()
-            self.state = "closed"
+            self._advance(Event.TORN_DOWN)
             self._closed.set()
             log.info(
-                "%s stream %s ended after %.0fs: %s",
+                "%s stream %s ended after %.0fs: %s%s",
                 self.mode,
                 self.key,
                 self._clock() - self.started_at,
-                self.reason,
+                self.reason.value if self.reason else "?",
+                f" ({self.problem})" if self.problem else "",
             )
             self._on_closed(self)
+
+    def _end(self, reason: EndReason, exc: ProxyError) -> None:
+        if not self.closing:
+            self.problem = self.problem or exc.message
+            self._fail_ready(exc)
+            self._decide_end(reason)

@@ -16,6 +16,7 @@ from typing import Generic, Literal, Protocol, TypeVar, cast
 
 from .content import ContentKey, StreamRequest
 from .errors import ShuttingDown, Unavailable
+from .state import EndReason
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,11 @@ class Stream(Protocol):
         """When the stream should end for want of clients, or None while it has some."""
         ...
 
-    def close(self, reason: str) -> None: ...
+    def may_make_room(self, now: float) -> bool:
+        """Whether nobody watches it, so it may end to make room for another stream."""
+        ...
+
+    def close(self, reason: EndReason) -> None: ...
 
     async def wait_closed(self) -> None: ...
 
@@ -62,7 +67,7 @@ class Registry(Generic[S]):
 
     def __init__(
         self,
-        factory: Callable[[StreamRequest, Mode, list[S], S | None], S],
+        factory: Callable[[StreamRequest, Mode, S | None], S],
         *,
         max_streams: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -108,10 +113,10 @@ class Registry(Generic[S]):
         partner = self.find(key, "hls" if mode == "ts" else "ts")
         if partner is None:
             self._make_room()
-        # Streams of this content still ending hand over to the new one, which waits until
-        # their engine sessions are stopped: a stop would end the new session too.
-        ending = [s for m in MODES if (s := self._streams.get((key, m))) and s.closing]
-        stream = self._factory(request, mode, ending, partner)
+        ending = self._streams.get((key, mode))
+        if ending is not None:
+            self._closing.add(ending)  # still winding down; its session's stop is queued
+        stream = self._factory(request, mode, partner)
         self._streams[(key, mode)] = stream
         self.poke()  # its deadline is new to the sweeper
         log.debug("stream %s (%s) created (%d playing)", key, mode, len(self))
@@ -143,7 +148,7 @@ class Registry(Generic[S]):
                 await self._sweeper
         streams = {*self._streams.values(), *self._closing}
         for stream in streams:
-            stream.close("shutdown")
+            stream.close(EndReason.SHUTDOWN)
         if streams:
             waits = [asyncio.ensure_future(s.wait_closed()) for s in streams]
             _, pending = await asyncio.wait(waits, timeout=timeout)
@@ -156,16 +161,18 @@ class Registry(Generic[S]):
     def _make_room(self) -> None:
         if not self._max_streams or len(self) < self._max_streams:
             return
+        now = self._clock()
         live = [s for s in self._streams.values() if not s.closing]
-        idle = [s for s in live if s.idle_deadline() is not None]
-        if not idle:
+        # Only an unwatched stream gives way: a client can never knock another one off.
+        unwatched = [s for s in live if s.may_make_room(now)]
+        if not unwatched:
             raise Unavailable(
                 f"the proxy is at its limit of {self._max_streams} streams", retry_after=10
             )
-        oldest = min(idle, key=lambda s: s.idle_deadline() or 0.0)
-        self._end(oldest, "make room for another stream")
+        oldest = min(unwatched, key=lambda s: s.idle_deadline() or 0.0)
+        self._end(oldest, EndReason.MAKE_ROOM)
 
-    def _end(self, stream: S, reason: str) -> None:
+    def _end(self, stream: S, reason: EndReason) -> None:
         self._closing.add(stream)
         stream.close(reason)
 
@@ -174,7 +181,7 @@ class Registry(Generic[S]):
             self._poked.clear()
             now = self._clock()
             for stream in due(self._streams.values(), now):
-                self._end(stream, "idle")
+                self._end(stream, EndReason.IDLE)
             deadline = next_deadline(self._streams.values())
             wait = None if deadline is None else max(deadline - self._clock(), 0.0)
             with contextlib.suppress(TimeoutError):

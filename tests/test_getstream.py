@@ -238,7 +238,15 @@ async def test_clients_get_eof_when_retries_run_out(proxy: ProxyFactory, sim: Ru
     async with client.get("/ace/getstream", params={"id": CID}) as resp:
         async with asyncio.timeout(15):
             data = await resp.content.read()
-    assert len(data) == 200 * PACKET
+    # The whole first read, then the retry's from its first join point on (PAT and PMT and a
+    # discontinuity mark per PID in front), then EOF.
+    assert len(data) % PACKET == 0
+    assert 100 * PACKET < len(data) <= (200 + 2 + 8) * PACKET
+    marks = [
+        i for i in range(0, len(data), PACKET) if data[i + 3] & 0x30 == 0x20 and data[i + 5] & 0x80
+    ]
+    assert len(marks) >= 3, "PAT, PMT and each elementary stream get a discontinuity mark"
+    assert min(marks) >= 100 * PACKET
     assert sim.counters["content_read"] == 2
 
 

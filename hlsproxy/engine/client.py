@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..content import StreamRequest
 from ..errors import (
+    ContentGone,
     EngineError,
     EngineProtocolError,
     EngineRejected,
@@ -37,6 +38,8 @@ Format = Literal["ts", "hls"]
 _START_PATH: dict[Format, str] = {"ts": "/ace/getstream", "hls": "/ace/manifest.m3u8"}
 # Engines answer these for media they cannot play; streaming them would show as garbage video.
 _NOT_MEDIA = ("text/html", "application/json", "text/plain")
+# What engines answer a start with for content they cannot find or load.
+_CONTENT_GONE = "failed to load content"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +266,10 @@ class EngineResource:
 
 def _unwrap(body: dict[str, Any], model: type[M]) -> M:
     if body.get("error"):
-        raise EngineRejected(f"the engine says: {body['error']}")
+        error = str(body["error"])
+        if _CONTENT_GONE in error.lower():
+            raise ContentGone(f"the engine says: {error}")
+        raise EngineRejected(f"the engine says: {error}")
     try:
         return model.model_validate(body.get("response"))
     except ValidationError as exc:

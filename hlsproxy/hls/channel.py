@@ -7,31 +7,34 @@ resource by an opaque token, never by a URL, so it cannot make the proxy fetch a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
 import posixpath
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
 from ..content import ContentKey, StreamRequest
-from ..engine.client import EngineClient, EngineResource
-from ..engine.pool import EnginePool
+from ..engine.client import EngineClient, EngineResource, EngineSession
 from ..errors import (
+    ContentGone,
     EngineError,
+    EngineLost,
     EngineProtocolError,
     EngineStatus,
-    EngineTimeout,
-    EngineUnreachable,
     NotFound,
     ProxyError,
     Unavailable,
 )
-from ..lifecycle import EngineStream, Figures
+from ..lifecycle import SESSION_OVER, EngineStream, Figures, StreamGaveUp
+from ..sessions import Sessions
+from ..state import EndReason, Event, RetryPolicy, State, Watch, may_make_room
 from .cache import Cached, Flight, SegmentCache
+from .feed import concatenated
 from .playlist import (
     PlaylistInfo,
     Splice,
@@ -75,11 +78,9 @@ DEFAULT_EXTENSION = {
     "playlist": ".m3u8",
     "other": ".json",
 }
-# Statuses with which the engine says the session is over: stopped (500) or superseded (403).
-SESSION_OVER = frozenset({403, 404, 410, 500})
 DEFAULT_TARGET = 6.0
-# New engine sessions in a row, without one good playlist between, before the stream ends.
-MAX_RESTARTS = 3
+# Players poll about once per target duration: this many polls missed and nobody watches.
+QUIET_POLLS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +119,6 @@ def _token(kind: str, url: str, byterange: object) -> str:
     return digest + (ext if ext in MEDIA_EXTENSIONS else DEFAULT_EXTENSION[kind])
 
 
-def _lost(exc: EngineError) -> bool:
-    """The engine did not answer: it may be back soon, or dead."""
-    return isinstance(exc, EngineUnreachable | EngineTimeout)
-
-
 def _over(exc: EngineError) -> bool:
     """The engine answered that the session is over (stopped, superseded, expired)."""
     return isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
@@ -140,16 +136,22 @@ class HlsStream(EngineStream):
         self,
         request: StreamRequest,
         *,
-        pool: EnginePool,
         client: EngineClient,
+        sessions: Sessions,
         cache: SegmentCache,
         options: HlsOptions,
-        waits: Sequence[Callable[[], Awaitable[None]]] = (),
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # Recovery goes on while viewers ask, for at most the stream timeout in a row.
+        policy = RetryPolicy(retries=None, patience=options.stream_timeout)
         super().__init__(
-            request, pool=pool, client=client, waits=waits, on_closed=on_closed, clock=clock
+            request,
+            client=client,
+            sessions=sessions,
+            policy=policy,
+            on_closed=on_closed,
+            clock=clock,
         )
         self.requests = 0
         self.lookups = 0
@@ -162,18 +164,23 @@ class HlsStream(EngineStream):
         self._options = options
         self._last_used = self.started_at
         self._prefix = f"{options.public_url}/ace/hls/{path_key(request.key)}/"
-        # token -> what it names; only these can be fetched
+        # token -> what it names and when a playlist named it or a client asked for it last;
+        # only these can be fetched
         self._names: dict[str, tuple[Uri, float]] = {}
         self._playlists: dict[str, _Playlist] = {}  # upstream URL -> last good copy
         self._refreshes: dict[str, asyncio.Task[_Playlist]] = {}
         self._segment_ttl = 60.0
         self._main_url = ""  # the session's own playlist, as the engine named it
         self._splice: Splice | None = None
-        self._restarts = 0
+        self._generation = 0  # counts the engine sessions that served
+        self._final: _Playlist | None = None  # once the content is gone: the ended playlist
+        loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[EngineError] = loop.create_future()
+        self._attempted: asyncio.Future[None] = loop.create_future()
         self._launch()
 
     def __repr__(self) -> str:
-        return f"<HlsStream {self.key} {self.state} names={len(self._names)}>"
+        return f"<HlsStream {self.key} {self.state.value} names={len(self._names)}>"
 
     @property
     def mode(self) -> Literal["hls"]:
@@ -183,6 +190,10 @@ class HlsStream(EngineStream):
         if self.closing:
             return None
         return self._last_used + self._options.stream_timeout
+
+    def may_make_room(self, now: float) -> bool:
+        quiet = QUIET_POLLS * self._target()
+        return may_make_room(Watch(0, self._last_used, quiet), now)
 
     def figures(self) -> Figures:
         return Figures(
@@ -205,6 +216,8 @@ class HlsStream(EngineStream):
         """The rewritten playlist: the session's own (token None) or one it named."""
         self.touch()
         await self.ready()
+        if self._final is not None:
+            return self._final.text
         if token is None:
             url = self._main_url
         else:
@@ -215,6 +228,8 @@ class HlsStream(EngineStream):
         current = self._playlists.get(url)
         if current is not None and self._clock() - current.fetched_at < current.ttl:
             return current.text
+        if self.state is State.RECOVERING and current is not None:
+            return current.text  # the last good one, until a new session has its own
         refresh = self._refreshes.get(url)
         if refresh is None:
             refresh = asyncio.create_task(self._refresh(url), name=f"hls-playlist-{self.key}")
@@ -235,20 +250,32 @@ class HlsStream(EngineStream):
         self.hits += isinstance(found, Cached)
         return found
 
+    def ts_feed(self, empty_timeout: float) -> AsyncGenerator[bytes | memoryview | None, None]:
+        """The session's segments in order, as one MPEG-TS stream."""
+        return concatenated(self, empty_timeout=empty_timeout)
+
     def _lookup(self, token: str) -> Uri:
         named = self._names.get(token)
         if named is None:
             raise NotFound("no such resource in this stream's playlists")
+        # In use: a variant playlist is named once, by a multivariant playlist that players
+        # do not fetch again, and must live as long as players ask for it.
+        self._names[token] = (named[0], self._clock())
         return named[0]
 
+    def _target(self) -> float:
+        current = self._playlists.get(self._main_url)
+        return current.target if current is not None else DEFAULT_TARGET
+
     async def _open(self, uri: Uri) -> EngineResource:
-        if self._session is None:
+        session = self._session
+        if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
         byte_range = None
         if uri.byterange is not None:
             byte_range = (uri.byterange.offset, uri.byterange.length)
         try:
-            return await self._client.fetch(self._session, uri.url, byte_range)
+            return await self._client.fetch(session, uri.url, byte_range)
         except EngineStatus as exc:
             if exc.upstream_status == 404:
                 raise NotFound("the engine no longer has this segment") from exc
@@ -259,29 +286,41 @@ class HlsStream(EngineStream):
         try:
             playlist = await self._load(url, self._splice if url == self._main_url else None)
         except EngineError as exc:
-            if (
-                last is not None
-                and _lost(exc)
-                and self._clock() - last.fetched_at <= 2 * last.target
-            ):
+            if last is None:
+                raise
+            if isinstance(exc, EngineLost) and self._clock() - last.fetched_at <= 2 * last.target:
                 log.info("stream %s: the last playlist bridges a blip (%s)", self.key, exc.message)
                 return last
-            if url == self._main_url and last is not None and self._may_restart(exc):
-                restarted = await self._restart(last, exc)
-                return restarted or self._ended(url, last)
-            return self._after_failure(url, last, exc)
+            if not (isinstance(exc, EngineLost) or _over(exc)):
+                raise
+            return await self._after_loss(url, last, exc)
         finally:
             self._refreshes.pop(url, None)
-        if url == self._main_url:
-            self._restarts = 0
         self._playlists[url] = playlist
         self._after_refresh(playlist)
         return playlist
 
+    async def _after_loss(self, url: str, last: _Playlist, exc: EngineError) -> _Playlist:
+        """The session is lost: wake the stream's task to recover, and answer with what its
+        first attempt brings (a spliced playlist, or an ended one), or else the last good one."""
+        if not self._lost.done():
+            self._lost.set_result(exc)
+        attempt = self._attempted
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(last.target):
+                await asyncio.shield(attempt)
+        if self._final is not None:
+            return self._final
+        current = self._playlists.get(self._main_url)
+        if url != self._main_url and current is not None and not current.info.multivariant:
+            return current
+        return self._playlists.get(url, last)
+
     async def _load(self, url: str, splice: Splice | None) -> _Playlist:
-        if self._session is None:
-            raise EngineError("the stream has no engine session")
-        resource = await self._client.fetch(self._session, url)
+        session = self._session
+        if session is None:
+            raise Unavailable("the stream is changing engines; retry", retry_after=1)
+        resource = await self._client.fetch(session, url)
         try:
             body = await resource.read(MAX_PLAYLIST_BYTES)
             base = resource.url
@@ -304,47 +343,78 @@ class HlsStream(EngineStream):
             raise EngineProtocolError("the engine's playlist cannot be read") from exc
         return _Playlist(rewritten, info, self._clock())
 
-    def _may_restart(self, exc: EngineError) -> bool:
-        return (_lost(exc) or _over(exc)) and self._restarts < MAX_RESTARTS and not self.closing
+    async def _serve(self) -> None:
+        session = await self._start_session()
+        self._main_url = session.info.playback_url
+        self._serving()
+        loop = asyncio.get_running_loop()
+        while True:
+            failure = await self._lost
+            await self._recover_session(failure)
+            self._lost = loop.create_future()
 
-    async def _restart(self, last: _Playlist, exc: EngineError) -> _Playlist | None:
-        """A new engine session (another engine, if this one died) that players follow
-        across one discontinuity, instead of an end or a loop of errors."""
-        self._restarts += 1
-        if _lost(exc) and self.engine is not None:
-            self._pool.engine_failed(self.engine)
-        log.warning("hls stream %s: %s; starting a new engine session", self.key, exc.message)
-        try:
-            await self._stop_session("engine_error")
-            session = await self._start_session()
-            first = await self._load(session.info.playback_url, None)
-            splice = Splice.between(last.text, first.text)
-            playlist = _Playlist(
-                mark_discontinuity(first.text, splice),
-                first.info,
-                first.fetched_at,
-                splice.media_offset,
-            )
-        except (ProxyError, ValueError) as failure:
-            log.warning("hls stream %s: no new session: %s", self.key, failure)
-            return None
+    async def _recover_session(self, failure: BaseException) -> None:
+        """New engine sessions (on another engine, if this one died) until one serves a
+        playlist that players follow across one discontinuity; meanwhile they get the last
+        good playlist. Gives up, with an ended playlist, only when the content is gone."""
+        log.warning("hls stream %s: %s; starting a new engine session", self.key, failure)
+        last = self._playlists.get(self._main_url)
+        while True:
+            try:
+                await self._recover(failure)
+                self._release(EndReason.FAILED_OVER)
+                session = await self._start_session()
+                playlist = await self._spliced(session, last)
+            except StreamGaveUp as gave_up:
+                await self._give_up(gave_up, last)
+            except ContentGone as exc:
+                await self._give_up(StreamGaveUp(EndReason.CONTENT_GONE, exc.message), last)
+            except (ProxyError, ValueError) as exc:
+                log.info("hls stream %s: no new session yet: %s", self.key, exc)
+                failure = exc
+                self._attempt_done()
+                continue
+            self._install(session, playlist)
+            self._attempt_done()
+            return
+
+    async def _give_up(self, gave_up: StreamGaveUp, last: _Playlist | None) -> None:
+        self._attempt_done()
+        if last is None or gave_up.reason is not EndReason.CONTENT_GONE:
+            raise gave_up
+        self._finish(last)
+        await asyncio.Event().wait()  # answers with the ended playlist until idle
+
+    async def _spliced(self, session: EngineSession, last: _Playlist | None) -> _Playlist:
+        first = await self._load(session.info.playback_url, None)
+        if last is None:
+            return first
+        splice = Splice.between(last.text, first.text)
         self._splice = splice
+        return _Playlist(
+            mark_discontinuity(first.text, splice),
+            first.info,
+            first.fetched_at,
+            splice.media_offset,
+        )
+
+    def _install(self, session: EngineSession, playlist: _Playlist) -> None:
         self._playlists.pop(self._main_url, None)
         self._main_url = session.info.playback_url
         self._playlists[self._main_url] = playlist
+        self._generation += 1
         self._after_refresh(playlist)
-        return playlist
+        self._serving()
 
-    def _after_failure(self, url: str, last: _Playlist | None, exc: EngineError) -> _Playlist:
-        if last is None or not _over(exc):
-            raise exc
-        return self._ended(url, last)
+    def _attempt_done(self) -> None:
+        attempt, self._attempted = self._attempted, asyncio.get_running_loop().create_future()
+        attempt.set_result(None)
 
-    def _ended(self, url: str, last: _Playlist) -> _Playlist:
-        """The session is over: tell players the stream ended, not a loop of errors."""
-        ended = _Playlist(end_playlist(last.text), last.info, last.fetched_at, last.offset)
-        self._playlists[url] = ended
-        return ended
+    def _finish(self, last: _Playlist) -> None:
+        """The content is gone: tell players the stream ended, not a loop of errors."""
+        self._final = _Playlist(end_playlist(last.text), last.info, last.fetched_at, last.offset)
+        self._advance(Event.FINISH)
+        log.warning("hls stream %s: the engine cannot load the content; playlist ended", self.key)
 
     def _after_refresh(self, playlist: _Playlist) -> None:
         info = playlist.info
@@ -363,30 +433,33 @@ class HlsStream(EngineStream):
                 fetch = functools.partial(self._open, named[0])
                 self._cache.prefetch((self.key, token), fetch, self._segment_ttl)
 
-    async def segments(self) -> tuple[float, list[tuple[int, str]]]:
-        """The session's target duration and its live segments as (media sequence, token),
-        for feeding MPEG-TS clients from this session."""
+    async def segments(self) -> tuple[float, int, list[tuple[int, str]]]:
+        """The session's target duration, its generation and its live segments as (media
+        sequence, token), for feeding MPEG-TS clients from this session."""
         await self.playlist()
-        current = self._playlists[self._main_url]
+        current = self._final or self._playlists[self._main_url]
         if current.info.multivariant:
             raise EngineProtocolError("the engine's playlist has variants; pick one to play")
-        return current.target, [
-            (segment.sequence + current.offset, _token("segment", segment.url, segment.byterange))
-            for segment in current.info.segments
-        ]
+        return (
+            current.target,
+            self._generation,
+            [
+                (
+                    segment.sequence + current.offset,
+                    _token("segment", segment.url, segment.byterange),
+                )
+                for segment in current.info.segments
+            ],
+        )
 
     def _name(self, uri: Uri) -> str:
         token = _token(uri.kind, uri.url, uri.byterange)
         self._names[token] = (uri, self._clock())
         return self._prefix + token
 
-    async def _serve(self) -> None:
-        session = await self._start_session()
-        self._main_url = session.info.playback_url
-        self._mark_live()
-        await asyncio.Event().wait()  # the session lives until close() cancels this
-
     async def _teardown(self) -> None:
+        if not self._attempted.done():
+            self._attempted.set_result(None)
         refreshes = list(self._refreshes.values())
         for task in refreshes:
             task.cancel()

@@ -1,7 +1,9 @@
 """One content as MPEG-TS: the single upstream read that fills its ring, and its clients.
 
-The upstream is the stream's own engine session, or, when the content also plays as HLS,
-that HLS session's segments (the engine allows one session per content).
+The upstream is the stream's own engine session, or, when the content also plays in another
+format, a `SharedUpstream` that another stream's session feeds (the engine allows one session
+per content). Either may be replaced while clients stay connected: a `Splicer` joins the next
+upstream on at a clean join point, marked as a discontinuity.
 """
 
 from __future__ import annotations
@@ -10,23 +12,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import aiohttp
 
 from ..content import StreamRequest
 from ..engine.client import EngineClient, EngineSession
-from ..engine.pool import EnginePool
-from ..errors import EngineError, EngineTimeout, EngineUnreachable
-from ..hls.feed import EmptyFeed, concatenated
-from ..lifecycle import EngineStream, Figures
+from ..errors import EngineStalled, ProxyError
+from ..lifecycle import EngineStream, Figures, UpstreamEnded
+from ..sessions import Sessions
+from ..state import EndReason, RetryPolicy, Watch, may_make_room
 from .broadcast import Cursor, Ring
-from .packets import PacketAligner, TsScanner
-
-if TYPE_CHECKING:
-    from ..hls.channel import HlsStream
+from .packets import PacketAligner
+from .splice import Splicer
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 # latency a small read can add while the chunk fills.
 CHUNK_BYTES = 64 * 1024
 FLUSH_DELAY = 0.03
-# A connection that streamed this long proved the engine healthy: its failure starts a
-# fresh count of retries.
-HEALTHY_RUN = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +44,17 @@ class TsOptions:
     linger: float
 
 
-class EmptyUpstream(Exception):
-    pass
+class SharedUpstream(Protocol):
+    """Another stream's engine session, read as MPEG-TS (an HLS session's segments)."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    def ts_feed(self, empty_timeout: float) -> AsyncGenerator[bytes | memoryview | None, None]:
+        """The content's bytes in order, from near the live edge, with None where another
+        engine session's bytes begin; raises EngineStalled when nothing new comes for
+        `empty_timeout`, and ProxyError when the session is over."""
+        ...
 
 
 class TsStream(EngineStream):
@@ -56,17 +62,21 @@ class TsStream(EngineStream):
         self,
         request: StreamRequest,
         *,
-        pool: EnginePool,
         client: EngineClient,
+        sessions: Sessions,
         options: TsOptions,
-        waits: Sequence[Callable[[], Awaitable[None]]] = (),
-        partner: HlsStream | None = None,
+        partner: SharedUpstream | None = None,
         on_idle: Callable[[], None] = lambda: None,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
-            request, pool=pool, client=client, waits=waits, on_closed=on_closed, clock=clock
+            request,
+            client=client,
+            sessions=sessions,
+            policy=RetryPolicy(retries=options.retries),
+            on_closed=on_closed,
+            clock=clock,
         )
         self.ring = Ring(options.ring_bytes)
         self.clients = 0
@@ -74,21 +84,31 @@ class TsStream(EngineStream):
         self._options = options
         self._partner = partner
         self._handed_over = asyncio.Event()
+        self._splicer = Splicer()
         self._on_idle = on_idle
         self._idle_since: float | None = self.started_at
         self._launch()
 
     def __repr__(self) -> str:
-        return f"<TsStream {self.key} {self.state} clients={self.clients} {self.ring!r}>"
+        return f"<TsStream {self.key} {self.state.value} clients={self.clients} {self.ring!r}>"
 
     @property
     def mode(self) -> Literal["ts"]:
         return "ts"
 
+    @property
+    def breaks(self) -> int:
+        """Upstreams replaced under connected clients."""
+        return self._splicer.breaks
+
     def idle_deadline(self) -> float | None:
         if self._idle_since is None or self.closing:
             return None
         return self._idle_since + self._options.linger
+
+    def may_make_room(self, now: float) -> bool:
+        since = self._idle_since if self._idle_since is not None else now
+        return may_make_room(Watch(self.clients, since, quiet=0.0), now)
 
     def attach(self, on_cut: Callable[[], None] | None = None) -> Cursor:
         self.clients += 1
@@ -112,56 +132,40 @@ class TsStream(EngineStream):
             last_data_at=self.ring.last_publish,
         )
 
-    def hand_over(self, hls: HlsStream) -> None:
-        """The content is now wanted as HLS too: give up this stream's own engine session
-        and feed the clients from the HLS session's segments instead."""
-        self._partner = hls
+    def hand_over(self, partner: SharedUpstream) -> None:
+        """The content is now wanted in another format too: give up this stream's own engine
+        session at once (the other stream's start waits for its stop) and feed the clients
+        from the other stream's session instead."""
+        self._partner = partner
+        self._release(EndReason.HANDED_OVER)
         self._handed_over.set()
 
     async def _teardown(self) -> None:
         self.ring.close()
 
     async def _serve(self) -> None:
-        failures = 0
         while True:
-            opened = self._clock()
             partner = self._partner
             try:
                 if partner is not None and not partner.closing:
-                    # The HLS session now plays the content.
-                    await self._stop_session("client_disconnected")
                     await self._ride(partner)
-                    problem = "the HLS session ended"
-                else:
-                    self._partner = None
-                    self._handed_over.clear()
-                    if self._session is None or failures > 1:
-                        # Reopening the same playback URL did not help: start afresh. The old
-                        # session is stopped first, as a stop ends every session of the content.
-                        await self._stop_session()
-                        await self._start_session()
-                    assert self._session is not None
-                    if not await self._own(self._session):
-                        continue  # handed over to an HLS session: not a failure
-                    problem = "the engine ended the stream"
-            except EngineError as exc:
-                if isinstance(exc, EngineUnreachable | EngineTimeout) and self.engine:
-                    self._pool.engine_failed(self.engine)
-                if not self._ready.done():
-                    raise
-                problem = exc.message
-            except (aiohttp.ClientError, OSError):
-                problem = "the engine dropped the stream"
-            except (EmptyUpstream, EmptyFeed):
-                # acexy gave up on a stall; a fresh read often revives a live channel.
-                problem = f"no data from the engine for {self._options.empty_timeout:g}s"
-            if self._clock() - opened >= HEALTHY_RUN:
-                failures = 0
-            failures += 1
-            if failures > self._options.retries:
-                raise EngineError(f"{problem}; gave up after {self._options.retries} retries")
-            log.info("stream %s: %s; retry %d", self.key, problem, failures)
-            await asyncio.sleep(min(0.25 * 2**failures, 4.0))
+                    if partner.closing:
+                        continue  # its stream ended: play from our own session again
+                    raise UpstreamEnded("the shared session ended")
+                self._partner = None
+                self._handed_over.clear()
+                session = self._session or await self._start_session()
+                if not await self._own(session):
+                    continue  # handed over: not a failure
+                raise UpstreamEnded("the engine ended the stream")
+            except (ProxyError, aiohttp.ClientError, OSError) as exc:
+                if isinstance(exc, ProxyError) and not self._ready.done():
+                    raise  # the first start failed: its clients hear why
+                if partner is not None and partner.closing:
+                    continue
+                await self._recover(exc)
+                # What comes next is another upstream: clients get it from a clean start.
+                self._splicer.restart()
 
     async def _own(self, session: EngineSession) -> bool:
         """Read our own engine session until it ends (True) or is handed over (False)."""
@@ -175,32 +179,40 @@ class TsStream(EngineStream):
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
-        if pump.cancelled():
+        if self._handed_over.is_set():
+            # Its session was released under it: whatever ended the read, it is no failure.
+            if pump.done() and not pump.cancelled():
+                pump.exception()
             return False
         pump.result()  # raises what ended the read
         return True
 
-    async def _ride(self, hls: HlsStream) -> None:
-        await hls.ready()
+    def _publish(self, packets: bytes) -> None:
+        chunk, joins = self._splicer.feed(packets)
+        if chunk:
+            self._serving()
+            self.ring.publish(chunk, joins)
+
+    async def _ride(self, partner: SharedUpstream) -> None:
         aligner = PacketAligner()
-        scanner = TsScanner()
-        feed = concatenated(hls, empty_timeout=self._options.empty_timeout)
+        feed = partner.ts_feed(self._options.empty_timeout)
         try:
-            async for chunk in feed:
-                packets = aligner.feed(bytes(chunk))
+            async for piece in feed:
+                if piece is None:
+                    aligner = PacketAligner()
+                    self._splicer.restart()
+                    continue
+                packets = aligner.feed(bytes(piece))
                 if packets:
-                    self._mark_live()
-                    self.ring.publish(packets, scanner.scan(packets))
+                    self._publish(packets)
         finally:
             await feed.aclose()
 
     async def _pump(self, session: EngineSession) -> None:
         aligner = PacketAligner()
-        scanner = TsScanner()
-        ring = self.ring
         loop = asyncio.get_running_loop()
         async with self._client.open_stream(session) as body:
-            self._mark_live()
+            self._serving()
             pending: list[bytes] = []
             size = 0
             flush_at = 0.0
@@ -214,7 +226,9 @@ class TsStream(EngineStream):
                         data = await body.readany()
                 except TimeoutError:
                     if not pending:
-                        raise EmptyUpstream from None
+                        raise EngineStalled(
+                            f"no data from the engine for {self._options.empty_timeout:g}s"
+                        ) from None
                     data = None
                 if data:
                     last_data = loop.time()
@@ -225,8 +239,7 @@ class TsStream(EngineStream):
                         pending.append(packets)
                         size += len(packets)
                 if pending and (not data or first or size >= CHUNK_BYTES):
-                    chunk = pending[0] if len(pending) == 1 else b"".join(pending)
-                    ring.publish(chunk, scanner.scan(chunk))
+                    self._publish(pending[0] if len(pending) == 1 else b"".join(pending))
                     pending, size, first = [], 0, False
                 if data == b"":
                     return  # the engine closed the stream

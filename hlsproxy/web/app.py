@@ -8,17 +8,18 @@ import aiohttp
 from aiohttp import web
 
 from ..config import Settings
-from ..content import StreamRequest
 from ..engine.client import Engine, EngineClient
 from ..engine.orchestrator import OrchestratorPool, own_container_id
 from ..engine.pool import EnginePool, FixedEngine
+from ..formats import AnyStream, StreamFactory
 from ..hls.cache import SegmentCache
-from ..hls.channel import HlsOptions, HlsStream
-from ..streams import Mode, Registry
-from ..ts.stream import TsOptions, TsStream
+from ..hls.channel import HlsOptions
+from ..sessions import Sessions
+from ..streams import Registry
+from ..ts.stream import TsOptions
 from . import hls_routes, middleware, routes, status
 from .access import access_control
-from .keys import METRICS, POOL, SEGMENTS, SETTINGS, STREAMS, AnyStream
+from .keys import METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STREAMS
 from .metrics import Metrics
 
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_streams)
+    app.on_response_prepare.append(middleware.mark_started)
     app.on_response_prepare.append(middleware.add_cors)
     # Live streams never end by themselves: end them before aiohttp waits for handlers.
     app.on_shutdown.append(_end_streams)
@@ -66,66 +68,43 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             )
             orchestrator.start()
             pool = orchestrator
-        options = TsOptions(
-            ring_bytes=settings.buffer_size,
-            empty_timeout=settings.empty_timeout,
-            retries=settings.upstream_retries,
-            linger=settings.linger,
-        )
-
-        hls_options = HlsOptions(
-            stream_timeout=settings.m3u8_stream_timeout,
-            prefetch=settings.hls_prefetch,
-            public_url=settings.public_url,
-        )
+        sessions = Sessions(client, pool)
         segments = SegmentCache(max_bytes=settings.hls_cache_size)
-
-        def new_stream(
-            request: StreamRequest, mode: Mode, ending: list[AnyStream], partner: AnyStream | None
-        ) -> AnyStream:
-            """One engine session per content, whatever the formats its clients ask for:
-            HLS plays from the engine's HLS session, and when a content is wanted in both
-            formats its MPEG-TS clients are fed that session's segments."""
-            waits = [stream.wait_closed for stream in ending]
-            if mode == "ts":
-                return TsStream(
-                    request,
-                    pool=pool,
-                    client=client,
-                    options=options,
-                    waits=waits,
-                    partner=partner if isinstance(partner, HlsStream) else None,
-                    on_idle=registry.poke,
-                    on_closed=registry.discard,
-                )
-            if isinstance(partner, TsStream):
-                waits.append(partner.wait_released)
-            hls = HlsStream(
-                request,
-                pool=pool,
-                client=client,
-                cache=segments,
-                options=hls_options,
-                waits=waits,
-                on_closed=registry.discard,
-            )
-            if isinstance(partner, TsStream):
-                partner.hand_over(hls)
-            return hls
-
         metrics = app[METRICS]
-        registry: Registry[AnyStream] = Registry(
-            new_stream, max_streams=settings.max_streams, on_ended=metrics.stream_ended
+        registry: Registry[AnyStream]
+        factory = StreamFactory(
+            client=client,
+            sessions=sessions,
+            segments=segments,
+            ts_options=TsOptions(
+                ring_bytes=settings.buffer_size,
+                empty_timeout=settings.empty_timeout,
+                retries=settings.upstream_retries,
+                linger=settings.linger,
+            ),
+            hls_options=HlsOptions(
+                stream_timeout=settings.m3u8_stream_timeout,
+                prefetch=settings.hls_prefetch,
+                public_url=settings.public_url,
+            ),
+            # The registry is made from this factory: its methods are bound once it exists.
+            on_idle=lambda: registry.poke(),  # noqa: PLW0108
+            on_closed=lambda stream: registry.discard(stream),  # noqa: PLW0108
+        )
+        registry = Registry(
+            factory, max_streams=settings.max_streams, on_ended=metrics.stream_ended
         )
         metrics.watch(registry.streams, segments)
         registry.start()
         app[STREAMS] = registry
         app[POOL] = pool
         app[SEGMENTS] = segments
+        app[SESSIONS] = sessions
         try:
             yield
         finally:
             await registry.aclose()
+            await sessions.aclose()
             await segments.aclose()
             if orchestrator is not None:
                 await orchestrator.aclose()
@@ -133,3 +112,4 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
 
 async def _end_streams(app: web.Application) -> None:
     await app[STREAMS].aclose()
+    await app[SESSIONS].aclose()

@@ -6,16 +6,15 @@ from aiohttp import web
 
 from ..config import Settings
 from ..engine.pool import EnginePool
+from ..formats import AnyStream
 from ..hls.cache import SegmentCache
-from ..hls.channel import HlsStream
+from ..sessions import Sessions
 from ..streams import Registry
-from ..ts.stream import TsStream
 from .metrics import Metrics
-
-AnyStream = TsStream | HlsStream
 
 SETTINGS = web.AppKey("settings", Settings)
 STREAMS = web.AppKey("streams", Registry[AnyStream])
+SESSIONS = web.AppKey("sessions", Sessions)
 SEGMENTS = web.AppKey("segments", SegmentCache)
 METRICS = web.AppKey("metrics", Metrics)
 POOL = web.AppKey("pool", EnginePool)

@@ -18,19 +18,11 @@ from prometheus_client.registry import Collector
 
 from ..hls.cache import SegmentCache
 from ..lifecycle import EngineStream, Figures
+from ..state import EndReason
 from ..streams import MODES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-
-def end_cause(reason: str | None) -> str:
-    """A stream's free-text end reason, as one of a few label values."""
-    if reason in ("idle", "shutdown"):
-        return reason
-    if reason and reason.startswith("make room"):
-        return "make_room"
-    return "engine_error"
 
 
 class Metrics:
@@ -53,7 +45,7 @@ class Metrics:
         self._ended_totals: dict[str, Tally[str]] = {mode: Tally() for mode in MODES}
 
     def stream_ended(self, stream: EngineStream) -> None:
-        self._ended[(stream.mode, end_cause(stream.reason))] += 1
+        self._ended[(stream.mode, (stream.reason or EndReason.ENGINE_ERROR).value)] += 1
         totals = self._ended_totals[stream.mode]
         figures = stream.figures()
         totals["bytes_in"] += figures.bytes_in

@@ -1,4 +1,8 @@
-"""Errors become a status and a short JSON body; every answer carries CORS headers."""
+"""Errors become a status and a short JSON body; every answer carries CORS headers.
+
+Once a response's headers are out, a failure cannot become an error response: the
+connection is aborted instead (the player retries), never a second answer inside a body.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from .keys import METRICS
 log = logging.getLogger(__name__)
 access = logging.getLogger("hlsproxy.access")
 
+# The response whose headers went out, if any: set when it is prepared.
+_STARTED = "hlsproxy.started"
+
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, Age, Date",
@@ -30,6 +37,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProxyError as exc:
+        started: web.StreamResponse | None = request.get(_STARTED)
+        if started is not None:
+            log.info("%s %s: ended mid-answer: %s", request.method, request.path, exc.message)
+            if request.transport is not None:
+                request.transport.abort()
+            return started
         response = error_body(exc.status, exc.code, exc.message)
         if isinstance(exc, Unavailable):
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
@@ -45,6 +58,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
+
+
+async def mark_started(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: from here on, a failure aborts the connection (see `errors`)."""
+    request[_STARTED] = response
 
 
 async def add_cors(request: web.Request, response: web.StreamResponse) -> None:

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from ..content import ContentKey, parse_stream_request
 from ..errors import NotFound
+from ..formats import AnyStream
 from ..ts.broadcast import ClientLagged
 from ..ts.stream import TsStream
 from . import hls_routes
-from .keys import METRICS, SETTINGS, STREAMS, AnyStream
+from .keys import METRICS, SETTINGS, STREAMS
 from .urls import canonical_redirect
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
         "stream_id": key.value,
         "key_type": key.kind,
         "mode": stream.mode,
-        "state": stream.state,
+        "state": stream.state.value,
         # Which engine, by position only: clients never learn an engine's address.
         "engine": "default",
         "started_at": round(time.time() - (now - stream.started_at), 3),

@@ -99,7 +99,7 @@ class StatusBoard:
                     key=stream.key.value,
                     key_type=stream.key.kind,
                     mode=stream.mode,
-                    state=stream.state,
+                    state=stream.state.value,
                     engine=str(stream.engine) if stream.engine else "—",
                     clients=figures.clients,
                     uptime=now - stream.started_at,

@@ -1,0 +1,155 @@
+"""Engine sessions: the one place that starts and stops them, and reports them to the pool.
+
+A stop ends every session of its content on that engine, even one opened with another pid
+(engine reference). So on one engine, the starts and stops of a content run one at a time,
+in the order they were asked for: a start waits for every earlier start or stop of the same
+content there. A start on another engine does not wait: failing over from a dead engine must
+not wait for a stop that cannot reach it.
+
+Stopping a session, releasing its engine slot and reporting its end are one unit, run as a
+task this object owns: it completes exactly once per session, whatever is cancelled around
+the caller, and `aclose` waits for every one still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from .content import ContentKey, StreamRequest
+from .engine.client import Engine, EngineClient, EngineSession, Format
+from .engine.pool import EnginePool
+from .errors import EngineLost, ProxyError, ShuttingDown
+from .state import EndReason
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_Slot = tuple[Engine, ContentKey]
+
+
+class Sessions:
+    def __init__(self, client: EngineClient, pool: EnginePool) -> None:
+        self._client = client
+        self._pool = pool
+        self._live: dict[str, EngineSession] = {}  # by pid, unique per session
+        self._busy: dict[_Slot, list[asyncio.Task[Any]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Sessions {len(self._live)} live, {len(self._tasks)} starting or stopping>"
+
+    @property
+    def live(self) -> int:
+        return len(self._live)
+
+    async def start(
+        self, request: StreamRequest, fmt: Format, abandoned: Callable[[], EndReason]
+    ) -> EngineSession:
+        """A new session of the content, on the engine the pool picks.
+
+        Cancelling the caller does not abandon a start in flight: the engine would keep a
+        session nobody stops. It lands, and is stopped with the reason `abandoned()` gives.
+        """
+        if self._closed:
+            raise ShuttingDown()
+        key = request.key
+        engine = await self._pool.acquire(key)
+        slot = (engine, key)
+        try:
+            while earlier := self._busy.get(slot):
+                await asyncio.wait(list(earlier))
+            if self._closed:
+                raise ShuttingDown()
+        except BaseException:
+            self._pool.release(engine, key)
+            raise
+        task = self._spawn(slot, self._client.start(engine, request, fmt))
+        try:
+            session = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: self._land_abandoned(t, engine, key, abandoned))
+            raise
+        except ProxyError as exc:
+            if isinstance(exc, EngineLost):
+                self._pool.engine_failed(engine)
+            self._pool.release(engine, key)
+            raise
+        self._started(session)
+        return session
+
+    def stop(self, session: EngineSession, reason: EndReason) -> None:
+        """Stop the session in the background; a second call for it does nothing. Never
+        awaits: a caller decides and moves on, and the next start of the content on that
+        engine waits for this stop."""
+        if self._live.pop(session.pid, None) is None:
+            return
+        self._spawn((session.engine, session.request.key), self._stop(session, reason))
+
+    def engine_failed(self, engine: Engine) -> None:
+        self._pool.engine_failed(engine)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Stop every live session and wait for every start and stop still running."""
+        self._closed = True
+        for session in list(self._live.values()):
+            self.stop(session, EndReason.SHUTDOWN)
+        while self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
+            if pending:
+                log.warning("%d engine requests did not finish within %gs", len(pending), timeout)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+
+    def _started(self, session: EngineSession) -> None:
+        self._live[session.pid] = session
+        self._pool.session_started(session)
+        log.info("%s session of %s started on %s", session.fmt, session.request.key, session.engine)
+
+    def _land_abandoned(
+        self,
+        task: asyncio.Task[EngineSession],
+        engine: Engine,
+        key: ContentKey,
+        abandoned: Callable[[], EndReason],
+    ) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self._pool.release(engine, key)
+            return
+        session = task.result()
+        self._started(session)
+        self.stop(session, abandoned())
+
+    async def _stop(self, session: EngineSession, reason: EndReason) -> None:
+        try:
+            await self._client.stop(session)
+        finally:
+            self._pool.session_ended(session, reason.event_reason(session.fmt))
+            self._pool.release(session.engine, session.request.key)
+            log.info("%s session of %s stopped: %s", session.fmt, session.request.key, reason.value)
+
+    def _spawn(self, slot: _Slot, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(work, name=f"engine {slot[1]} on {slot[0]}")
+        self._tasks.add(task)
+        self._busy.setdefault(slot, []).append(task)
+
+        def done(task: asyncio.Task[T]) -> None:
+            self._tasks.discard(task)
+            queue = self._busy.get(slot)
+            if queue is not None:
+                with contextlib.suppress(ValueError):
+                    queue.remove(task)
+                if not queue:
+                    del self._busy[slot]
+            # A start's outcome is its caller's to read; a stop never raises. Either may
+            # have nobody left to read it.
+            if not task.cancelled():
+                task.exception()
+
+        task.add_done_callback(done)
+        return task
