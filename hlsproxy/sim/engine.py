@@ -105,6 +105,16 @@ class Faults:
     """Every start answers `{"response": null, "error": error}`."""
     down: bool = False
     """Every request: the connection is dropped with no answer."""
+    segment_cut_after: int | None = None
+    """An HLS segment's body is dropped after this many bytes (its headers announced all)."""
+    segment_stall_after: int | None = None
+    """An HLS segment's body stops after this many bytes; the connection stays open."""
+    segment_status: int | None = None
+    """Every HLS segment is answered with this HTTP status instead."""
+    playlist_status: int | None = None
+    """Every HLS playlist is answered with this HTTP status instead."""
+    stop_delay: float = 0.0
+    """Seconds a stop takes before the engine carries it out and answers."""
 
 
 @dataclass
@@ -163,7 +173,9 @@ class SimEngine:
     TS or HLS), `content_read` (TS bodies opened, the corrupt ones included),
     `corrupt_read` (a second concurrent reader got garbage), `playlist` (media and
     multivariant playlists), `segment`, `init` (fMP4 init sections), `key` (AES-128 keys),
-    `segment_missing` (a segment, init section or key not on offer), `version`, `status`.
+    `segment_missing` (a segment, init section or key not on offer), `version`, `status`,
+    `stop_collateral` (a stop that ended another, newer session of its content: a proxy
+    must never cause one).
     """
 
     def __init__(
@@ -497,6 +509,8 @@ class SimEngine:
     async def _playlist(self, request: web.Request) -> web.StreamResponse:
         self._count("playback")
         self._count("playlist")
+        if self.faults.playlist_status is not None:
+            return web.Response(status=self.faults.playlist_status)
         live = self._playlist_session(request)
         if live.session.flavour == "multivariant":
             return _playlist_response(self._multivariant_playlist(request.host, live))
@@ -504,6 +518,8 @@ class SimEngine:
 
     async def _variant_playlist(self, request: web.Request) -> web.StreamResponse:
         self._count("playlist")
+        if self.faults.playlist_status is not None:
+            return web.Response(status=self.faults.playlist_status)
         live = self._playlist_session(request)
         if live.session.flavour != "multivariant":
             raise web.HTTPNotFound()
@@ -573,6 +589,8 @@ class SimEngine:
         n = int(request.match_info["n"])
         ext = request.match_info["ext"]
         variant = request.match_info.get("variant", "high")
+        if self.faults.segment_status is not None:
+            return web.Response(status=self.faults.segment_status)
         live = self._hls_session(request.match_info["infohash"])
         if live is not None and _offers(live.session.flavour, ext, variant):
             first, newest = self._window(live)
@@ -581,6 +599,9 @@ class SimEngine:
                 data = self._hls_segment(live.session.flavour, variant, n)
                 live.served += len(data)
                 self._count("segment")
+                cut, stall = self.faults.segment_cut_after, self.faults.segment_stall_after
+                if cut is not None or stall is not None:
+                    return await _cut_short(request, data, cut, stall, _SEGMENT_TYPES[ext])
                 return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
         self._count("segment_missing")
         raise web.HTTPNotFound()
@@ -702,6 +723,8 @@ class SimEngine:
     async def _command(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("method") != "stop":
             return _envelope(None, "unknown method")
+        if self.faults.stop_delay > 0:
+            await asyncio.sleep(self.faults.stop_delay)
         live = self._by_token.get(request.match_info["token"])
         # A superseded session no longer serves, but the engine still knows it: its stop
         # goes through, and ends whatever session now plays the content.
@@ -716,6 +739,8 @@ class SimEngine:
         # A stop ends the content on this engine, whichever pid its sessions were opened with.
         for other in list(self._playing.values()):
             if other.session.infohash == live.session.infohash:
+                if other is not live:
+                    self._count("stop_collateral")
                 log.info("session %s of %s stopped", other.session.token, other.session.infohash)
                 self._end(other, "stop")
         live.session.stopped = True
@@ -853,6 +878,21 @@ def _drop(request: web.BaseRequest, resp: web.StreamResponse | None = None) -> w
     if request.transport is not None:
         request.transport.abort()
     return resp if resp is not None else web.Response()
+
+
+async def _cut_short(
+    request: web.BaseRequest, data: bytes, cut: int | None, stall: int | None, content_type: str
+) -> web.StreamResponse:
+    """Announce the whole body, send part of it, then drop the connection (`cut`) or hold it
+    open until the client leaves (`stall`)."""
+    resp = web.StreamResponse(headers={"Content-Type": content_type})
+    resp.content_length = len(data)
+    await resp.prepare(request)
+    await resp.write(data[: cut if cut is not None else stall])
+    await _flushed(request)
+    while stall is not None and cut is None and not _gone(request):
+        await asyncio.sleep(_POLL_SECONDS)
+    return _drop(request, resp)
 
 
 async def _flushed(request: web.BaseRequest) -> None:

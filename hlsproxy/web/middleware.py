@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 access = logging.getLogger("hlsproxy.access")
 
 # The response whose headers went out, if any: set when it is prepared.
-_STARTED = "hlsproxy.started"
+_STARTED = web.RequestKey("started", web.StreamResponse)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
