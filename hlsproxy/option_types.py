@@ -126,13 +126,16 @@ def _validate_port(value: object) -> int:
     raise ValueError(PORT_EXPECTED)
 
 
-def _validate_scheme(value: object) -> Literal["http", "https"]:
-    text = value.strip().lower() if isinstance(value, str) else None
-    if text == "http":
-        return "http"
-    if text == "https":
-        return "https"
-    raise ValueError("http or https")
+def _choice(choices: tuple[str, ...], expected: str) -> PlainValidator:
+    """One of a few words, in any case and with spaces around."""
+
+    def validate(value: object) -> str:
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text is None or text not in choices:
+            raise ValueError(expected)
+        return text
+
+    return PlainValidator(validate)
 
 
 def _validate_host(value: object) -> str:
@@ -179,15 +182,6 @@ def parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
-def _validate_log_format(value: object) -> Literal["text", "json"]:
-    text = value.strip().lower() if isinstance(value, str) else None
-    if text == "text":
-        return "text"
-    if text == "json":
-        return "json"
-    raise ValueError("text or json")
-
-
 GoBool = Annotated[bool, _given_or_parsed(bool, parse_bool, "a boolean"), Syntax("bool")]
 Networks = Annotated[
     tuple[IPv4Network | IPv6Network, ...],
@@ -196,7 +190,7 @@ Networks = Annotated[
     Syntax("networks"),
 ]
 LogFormat = Annotated[
-    Literal["text", "json"], PlainValidator(_validate_log_format), Syntax("format")
+    Literal["text", "json"], _choice(("text", "json"), "text or json"), Syntax("format")
 ]
 Port = Annotated[int, PlainValidator(_validate_port), Syntax("port")]
 ListenAddr = Annotated[
@@ -233,7 +227,9 @@ CacheSize = Annotated[
 ]
 Count = Annotated[int, _count(minimum=0), Syntax("int")]
 PositiveCount = Annotated[int, _count(minimum=1), Syntax("int")]
-Scheme = Annotated[Literal["http", "https"], PlainValidator(_validate_scheme), Syntax("scheme")]
+Scheme = Annotated[
+    Literal["http", "https"], _choice(("http", "https"), "http or https"), Syntax("scheme")
+]
 HostName = Annotated[str, PlainValidator(_validate_host), Syntax("host")]
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR"],
