@@ -1,4 +1,5 @@
-"""The status page at / and the player page at /player: live figures, sampled for the graph."""
+"""The status page at / and the player page at /player (their assets under /static/): live
+figures, sampled for the graph."""
 
 from __future__ import annotations
 
