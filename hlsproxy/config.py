@@ -13,6 +13,7 @@ that acexy spells otherwise.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -83,10 +84,14 @@ class _Environment(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         given = _ENVIRONMENT.get()
-        if given is None:
-            return super()._load_env_vars()
-        # Matched as pydantic-settings matches os.environ: by lower-case name.
-        return {name.lower(): value for name, value in given.items()}
+        environment = os.environ if given is None else given
+        # Go, and so acexy, reads ACEXY_PORT by its exact name, never acexy_port; the keys
+        # are lower-cased only because pydantic-settings looks them up that way.
+        return {
+            name.lower(): value
+            for name, value in environment.items()
+            if name.startswith(ENV_PREFIX) and name == name.upper()
+        }
 
 
 def _option(default: Any, *, help: str, flag: str | None = None) -> Any:
