@@ -1,3 +1,4 @@
+// Reads its URLs from data attributes, so no value from data is ever spliced into script.
 (function () {
   "use strict";
   var video = document.getElementById("video");
