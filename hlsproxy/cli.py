@@ -24,9 +24,8 @@ from hlsproxy.config import (
     Settings,
     load_settings,
     options,
-    parse_bool,
-    parse_int,
 )
+from hlsproxy.gosyntax import parse_bool, parse_int
 from hlsproxy.logs import TEXT_FORMAT, formatter
 
 PROG = "hlsproxy"

@@ -463,6 +463,17 @@ def test_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.port, settings.listen_addr) == (1234, ListenAddress("127.0.0.1", 9))
 
 
+@pytest.mark.parametrize("spelling", ["acexy_port", "Acexy_Port", "ACEXY_port"])
+def test_variables_are_read_by_their_exact_name(
+    spelling: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in Go: a variable spelt in another case is someone else's.
+    assert load_settings(env={spelling: "1234"}).port == 6878
+    monkeypatch.setenv(spelling, "1234")
+    assert load_settings().port == 6878
+    assert Settings().port == 6878
+
+
 def test_settings_reads_acexy_variables_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACEXY_LISTEN_ADDR", ":9")
     monkeypatch.setenv("ACEXY_BUFFER_SIZE", "8MiB")

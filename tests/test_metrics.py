@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import CID, ProxyFactory, RunningSim, eventually
@@ -14,7 +15,8 @@ async def scrape(
 ) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
     resp = await client.get("/metrics")  # type: ignore[attr-defined]
     assert resp.status == 200
-    assert resp.headers["Content-Type"].startswith("text/plain")
+    # The version in it tells Prometheus which text format to parse.
+    assert resp.headers["Content-Type"] == CONTENT_TYPE_LATEST
     text = await resp.text()
     values = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

@@ -7,10 +7,12 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from importlib.resources import files
 
 import pytest
 
 from hlsproxy.throughput import Sample
+from hlsproxy.web.assets import PREFIX
 from hlsproxy.web.status_page import (
     EngineRow,
     StatusSnapshot,
@@ -111,6 +113,20 @@ def svg_of(page: str) -> ET.Element:
     match = re.search(r"<svg\b.*?</svg>", page, re.DOTALL)
     assert match, "no <svg> in the page"
     return ET.fromstring(match.group(0))
+
+
+def asset(node: Node, attribute: str) -> str:
+    """The text of the proxy's own asset that ``node`` names, as the page's browser gets it."""
+    url = node.attr(attribute)
+    assert url.startswith(PREFIX), url
+    name = url[len(PREFIX) :].partition("?")[0]
+    return (files("hlsproxy.web") / "static" / name).read_text()
+
+
+def stylesheet(doc: Node) -> str:
+    (link,) = doc.iter("link")
+    assert link.attr("rel") == "stylesheet"
+    return asset(link, "href")
 
 
 def words(text: str) -> str:
@@ -462,9 +478,9 @@ def test_the_page_fits_phones_and_follows_the_colour_scheme() -> None:
     doc = parse(page)
     metas = {m.attrs.get("name"): m.attrs.get("content") for m in doc.iter("meta")}
     assert metas["viewport"] == "width=device-width, initial-scale=1"
-    (style,) = doc.iter("style")
-    assert "@media (prefers-color-scheme: dark)" in style.text
-    assert re.search(r"@media \(max-width: \d+px\)", style.text)
+    style = stylesheet(doc)
+    assert "@media (prefers-color-scheme: dark)" in style
+    assert re.search(r"@media \(max-width: \d+px\)", style)
 
 
 @pytest.mark.parametrize(
@@ -478,12 +494,12 @@ def test_the_page_loads_nothing_from_anywhere(snap: StatusSnapshot) -> None:
 
     assert "http://" not in page
     assert "https://" not in page
-    assert doc.iter("link") == []
     assert doc.iter("script") == []
     assert doc.iter("img") == []
     assert doc.iter("iframe") == []
     assert [n.tag for n in doc.iter() if "src" in n.attrs] == []
-    style = doc.iter("style")[0].text
+    # Its one stylesheet is the proxy's own, and that loads nothing either.
+    style = stylesheet(doc)
     assert "url(" not in style
     assert "@import" not in style
     assert "@font-face" not in style
@@ -609,9 +625,9 @@ def test_the_player_plays_hls_in_a_muted_inline_video() -> None:
         assert flag in video.attrs
     assert video.attr("data-hls") == HLS_URL
     (script,) = doc.iter("script")
-    assert "src" not in script.attrs
-    assert 'canPlayType("application/vnd.apple.mpegurl")' in script.text
-    assert "video.dataset.hls" in script.text
+    js = asset(script, "src")
+    assert 'canPlayType("application/vnd.apple.mpegurl")' in js
+    assert "video.dataset.hls" in js
     assert words(doc.iter("h1")[0].text) == CID
 
 
@@ -630,7 +646,7 @@ def test_the_player_offers_the_mpeg_ts_url_for_vlc_and_mpv() -> None:
 
 def test_the_player_publishes_its_state_on_video_events() -> None:
     (script,) = parse(render_player_page(title="x", hls_url=HLS_URL, ts_url=TS_URL)).iter("script")
-    js = script.text
+    js = asset(script, "src")
     assert re.search(r"window\.playerState = \{playing: \w+, currentTime: [\w.]+, error: \w+\}", js)
     for event in ("playing", "pause", "waiting", "ended", "timeupdate", "error"):
         assert f'"{event}"' in js
@@ -647,8 +663,11 @@ def test_the_player_page_escapes_its_data_and_loads_nothing() -> None:
     assert f"/t?{EVIL}" in {a.attr("href") for a in doc.iter("a")}
     assert "http://" not in page
     assert "https://" not in page
-    assert [n.tag for n in doc.iter() if "src" in n.attrs] == []
-    assert doc.iter("link") == []
+    # The only things it loads are the proxy's own script and stylesheet.
+    assert [(n.tag, n.attr("src").startswith(PREFIX)) for n in doc.iter() if "src" in n.attrs] == [
+        ("script", True)
+    ]
+    assert "url(" not in stylesheet(doc)
 
 
 def test_the_player_never_hands_a_script_url_to_the_video() -> None:

@@ -281,7 +281,7 @@ class OrchestratorPool:
         )
 
     async def _answers(self, candidate: Candidate) -> bool:
-        url = f"{self._scheme}://{candidate.host}:{candidate.port}/webui/api/service"
+        url = f"{Engine(self._scheme, candidate.host, candidate.port).base_url}/webui/api/service"
         try:
             async with (
                 asyncio.timeout(2),

@@ -1,4 +1,5 @@
-"""The status page at / and the player page at /player: live figures, sampled for the graph."""
+"""The status page at / and the player page at /player (their assets under /static/): live
+figures, sampled for the graph."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from ..engine.pool import EnginePool
 from ..hls.channel import HlsStream
 from ..lifecycle import EngineStream
 from ..throughput import RateMeter, Throughput
+from . import assets
+from .access import TOKEN_PARAM
 from .keys import SETTINGS, STREAMS
 from .status_page import (
     EngineRow,
@@ -146,13 +149,20 @@ def setup(app: web.Application, pool_of: Callable[[web.Application], EnginePool]
                 await sampler
 
     app.cleanup_ctx.append(board)
+    assets.setup(app)
     app.router.add_get("/", status_page)
     app.router.add_get("/player", player_page)
 
 
+def _token(request: web.Request) -> str:
+    """The token a page was asked for with, for the assets it names: a browser sends none of
+    its own, and a proxy that needs one would refuse them."""
+    return request.query.get(TOKEN_PARAM, "")
+
+
 async def status_page(request: web.Request) -> web.Response:
     return web.Response(
-        text=render_status_page(request.app[BOARD].snapshot()),
+        text=render_status_page(request.app[BOARD].snapshot(), token=_token(request)),
         content_type="text/html",
         headers={"Cache-Control": "no-cache"},
     )
@@ -172,6 +182,7 @@ async def player_page(request: web.Request) -> web.Response:
             title=f"hlsproxy: {key.value}",
             hls_url=f"/ace/manifest.m3u8?{encoded}",
             ts_url=f"/ace/getstream?{encoded}",
+            token=_token(request),
         ),
         content_type="text/html",
         headers={"Cache-Control": "no-cache"},
