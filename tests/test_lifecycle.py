@@ -154,7 +154,7 @@ async def test_mpegts_clients_on_an_hls_session_ride_through_segment_errors(
     assert ts.status == 200
     await asyncio.wait_for(ts.content.readexactly(100 * PACKET), 20)
     sim.faults.segment_status = status
-    await asyncio.sleep(6.0)  # more than a segment's worth of errors
+    await eventually(lambda: sim.counters["segment_refused"] >= 2, timeout=30)
     sim.faults.segment_status = None
     more = await asyncio.wait_for(ts.content.readexactly(3000 * PACKET), 30)
     assert more[0] == 0x47

@@ -174,6 +174,7 @@ class SimEngine:
     `corrupt_read` (a second concurrent reader got garbage), `playlist` (media and
     multivariant playlists), `segment`, `init` (fMP4 init sections), `key` (AES-128 keys),
     `segment_missing` (a segment, init section or key not on offer), `version`, `status`,
+    `segment_refused` (a segment answered with `faults.segment_status`),
     `stop_collateral` (a stop that ended another, newer session of its content: a proxy
     must never cause one).
     """
@@ -590,6 +591,7 @@ class SimEngine:
         ext = request.match_info["ext"]
         variant = request.match_info.get("variant", "high")
         if self.faults.segment_status is not None:
+            self._count("segment_refused")
             return web.Response(status=self.faults.segment_status)
         live = self._hls_session(request.match_info["infohash"])
         if live is not None and _offers(live.session.flavour, ext, variant):
@@ -890,7 +892,8 @@ async def _cut_short(
     await resp.prepare(request)
     await resp.write(data[: cut if cut is not None else stall])
     await _flushed(request)
-    while stall is not None and cut is None and not _gone(request):
+    # aiohttp does not tell a handler that its client left: look now and then.
+    while stall is not None and cut is None and not _gone(request):  # noqa: ASYNC110
         await asyncio.sleep(_POLL_SECONDS)
     return _drop(request, resp)
 
