@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hlsproxy.content import ContentKey
-from hlsproxy.engine.client import Engine
-from hlsproxy.engine.orchestrator import REMEMBERED_CONTENTS, OrchestratorPool
+from hlsproxy.content import ContentKey, StreamRequest
+from hlsproxy.engine.client import Engine, EngineSession, PlaybackInfo
+from hlsproxy.engine.orchestrator import EVENTS_QUEUED, REMEMBERED_CONTENTS, OrchestratorPool
 from hlsproxy.sim.orchestrator import SimOrchestrator
 
 from .conftest import CID, CID2, ProxyFactory, RunningSim, content_id, eventually
@@ -108,7 +108,7 @@ class Door:
 
 @pytest.fixture
 async def door(orch_options: dict[str, Any]) -> AsyncIterator[Door]:
-    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, **orch_options)
+    orchestrator = SimOrchestrator(api_key=KEY, **{"stat_interval": 0.5, **orch_options})
     await orchestrator.start()
     opened = Door(orchestrator)
     await opened.open()
@@ -406,3 +406,38 @@ async def test_the_content_engine_memory_forgets_the_least_recently_asked(
         pool.release(engine, key(n))
     assert await pool.acquire(key(1)) == usual  # forgotten, so placed by load
     pool.release(usual, key(1))
+
+
+# No stat polls: they would end these streams, which no engine plays, before their end events.
+QUIET = {"engines": 1, "stat_interval": 3600.0}
+
+
+@pytest.mark.parametrize("orch_options", [QUIET], ids=["one-engine"])
+async def test_events_for_a_hung_orchestrator_queue_up_to_a_bound(
+    door: Door, make_pool: PoolFactory
+) -> None:
+    (engine,) = door.orch.engines
+    on = Engine("http", engine.host, engine.port, engine.container_id)
+    pool = make_pool(door.url)
+    await door.hold()
+
+    def session(n: int) -> EngineSession:
+        stat = f"{on.base_url}/ace/stat/{n}"
+        info = PlaybackInfo(
+            playback_url=stat, stat_url=stat, command_url=stat, playback_session_id=f"s{n}"
+        )
+        return EngineSession(on, StreamRequest(key(n), ()), "ts", f"p{n}", info)
+
+    sessions = [session(n) for n in range(EVENTS_QUEUED + 50)]
+    for started in sessions:
+        pool.session_started(started)
+    await door.open()
+    kept = {f"{key(n).value}|s{n}" for n in range(EVENTS_QUEUED)}
+    await door.orch.wait_until(lambda: len(door.orch.events_started) >= len(kept), 30)
+    for ended in sessions:
+        pool.session_ended(ended, "client_disconnected")
+    await door.orch.wait_until(lambda: len(door.orch.events_ended) >= len(kept), 30)
+    await pool.aclose()
+    assert {e["labels"]["stream_id"] for e in door.orch.events_started} == kept
+    # a stream the orchestrator never heard of gets no end event, which it would misfile
+    assert sorted(e["stream_id"] for e in door.orch.events_ended) == sorted(kept)

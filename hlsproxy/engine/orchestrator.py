@@ -184,7 +184,7 @@ class OrchestratorPool:
     def engine_failed(self, engine: Engine) -> None:
         if engine.container_id is not None:
             now = self._clock()
-            self._failed = {id: until for id, until in self._failed.items() if until > now}
+            self._failed = {id_: until for id_, until in self._failed.items() if until > now}
             self._failed[engine.container_id] = now + FAILED_FOR
 
     def engines(self) -> list[PoolEngine]:
