@@ -199,6 +199,14 @@ async def read(entry: Cached | Flight) -> bytes:
     return b"".join([bytes(piece) async for piece in entry.chunks()])
 
 
+def serve_bodies(origin: Origin, names: str) -> dict[str, bytes]:
+    """A body of 10 000 bytes for each one-letter name."""
+    bodies = {name: payload(10_000, seed) for seed, name in enumerate(names)}
+    for name, body in bodies.items():
+        origin.serve(name, Script(body))
+    return bodies
+
+
 def cached_body(cache: SegmentCache, key: Hashable) -> bytes | None:
     entry = cache.peek(key)
     return None if entry is None else entry.body
@@ -462,9 +470,7 @@ async def test_entries_expire_after_their_own_ttl(
 async def test_the_byte_budget_evicts_the_least_recently_used(
     origin: Origin, fetcher: Callable[[str], Fetch]
 ) -> None:
-    bodies = {name: payload(10_000, seed) for seed, name in enumerate("abc")}
-    for name, body in bodies.items():
-        origin.serve(name, Script(body))
+    bodies = serve_bodies(origin, "abc")
     cache = SegmentCache(max_bytes=25_000)
 
     async def get(name: str) -> bytes:
@@ -515,9 +521,7 @@ async def test_a_body_larger_than_the_budget_is_served_but_not_kept(
 async def test_bodies_still_arriving_count_against_the_budget(
     origin: Origin, fetcher: Callable[[str], Fetch]
 ) -> None:
-    bodies = {name: payload(10_000, seed) for seed, name in enumerate("ab")}
-    for name, body in bodies.items():
-        origin.serve(name, Script(body))
+    bodies = serve_bodies(origin, "ab")
     big = payload(20_000, 9)
     script = origin.serve("big", Script(big, midway=asyncio.Event()))
     assert script.midway is not None
