@@ -5,9 +5,9 @@ request. Between refreshes our own session counts are trusted (engine/selection.
 Provisioning is single-flight and bounded; stream events are posted by a background worker
 with retries, so no client ever waits on them.
 
-Any request that cannot reach the orchestrator (refused, timed out) or gets an answer it
-cannot read, be it a refresh, a provisioning or an event, sends new streams to the fixed
-engine at once, and until a refresh gets an answer again.
+Any request that cannot reach the orchestrator (refused, timed out), and a refresh or a
+provisioning that gets an answer it cannot read, sends new streams to the fixed engine at
+once, and until a refresh gets an answer again.
 
 What grows with what clients ask is bounded: the content -> engine memory by size (the
 least recently asked content is forgotten first), the events waiting to be posted by
