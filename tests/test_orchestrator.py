@@ -119,8 +119,9 @@ async def door(orch_options: dict[str, Any]) -> AsyncIterator[Door]:
 
 
 async def after_a_refresh(orch: SimOrchestrator) -> None:
-    """Until the proxy's next background refresh has been answered: the one after it is
-    seconds away, so what happens next is not the refresh's doing."""
+    """Until the pool's next background refresh makes its last request, which is answered
+    whatever the door does next: the refresh after it is seconds away, so what happens
+    next is not a refresh's doing."""
     seen = orch.counters["GET /orchestrator/status"]
     await orch.wait_until(lambda: orch.counters["GET /orchestrator/status"] > seen)
 
