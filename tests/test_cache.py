@@ -42,9 +42,11 @@ class Script:
     before_headers: asyncio.Event | None = None  # answer only once this is set
     midway: asyncio.Event | None = None  # send half the body, wait for this, then the rest
     break_midway: bool = False  # after the first half (and `midway`), drop the connection
+    endless: bool = False  # no length; the body, `midway`, then it again and again until cut
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     half_sent: asyncio.Event = field(default_factory=asyncio.Event)
     all_sent: asyncio.Event = field(default_factory=asyncio.Event)
+    cut: asyncio.Event = field(default_factory=asyncio.Event)  # the client went away
 
     def gates(self) -> list[asyncio.Event]:
         return [gate for gate in (self.before_headers, self.midway) if gate is not None]
@@ -78,6 +80,16 @@ class Origin:
         if script.status != 200:
             return web.Response(status=script.status)
         response = web.StreamResponse(headers={"Content-Type": script.content_type})
+        if script.endless:
+            await response.prepare(request)
+            try:
+                await response.write(script.body)
+                if script.midway is not None:
+                    await script.midway.wait()
+                while True:
+                    await response.write(script.body)
+            finally:  # the test server cancels a handler whose client went away
+                script.cut.set()
         response.content_length = len(script.body)
         await response.prepare(request)
         half = len(script.body) // 2
@@ -185,6 +197,14 @@ async def read(entry: Cached | Flight) -> bytes:
     if isinstance(entry, Cached):
         return entry.body
     return b"".join([bytes(piece) async for piece in entry.chunks()])
+
+
+def serve_bodies(origin: Origin, names: str) -> dict[str, bytes]:
+    """A body of 10 000 bytes for each one-letter name."""
+    bodies = {name: payload(10_000, seed) for seed, name in enumerate(names)}
+    for name, body in bodies.items():
+        origin.serve(name, Script(body))
+    return bodies
 
 
 def cached_body(cache: SegmentCache, key: Hashable) -> bytes | None:
@@ -450,9 +470,7 @@ async def test_entries_expire_after_their_own_ttl(
 async def test_the_byte_budget_evicts_the_least_recently_used(
     origin: Origin, fetcher: Callable[[str], Fetch]
 ) -> None:
-    bodies = {name: payload(10_000, seed) for seed, name in enumerate("abc")}
-    for name, body in bodies.items():
-        origin.serve(name, Script(body))
+    bodies = serve_bodies(origin, "abc")
     cache = SegmentCache(max_bytes=25_000)
 
     async def get(name: str) -> bytes:
@@ -491,12 +509,90 @@ async def test_a_body_larger_than_the_budget_is_served_but_not_kept(
         assert await get("small") == small
         assert await get("big") == big
         assert cache.peek("big") is None
-        assert cached_body(cache, "small") == small  # not pushed out for nothing
+        # While it arrived it took memory, which the budget counts.
+        assert cache.peek("small") is None
         assert await get("big") == big
 
     assert origin.requests == Counter(small=1, big=2)
     stats = cache.stats
-    assert (stats.oversize, stats.evicted, stats.current_bytes) == (2, 0, 10_000)
+    assert (stats.oversize, stats.evicted, stats.current_bytes) == (2, 1, 0)
+
+
+async def test_bodies_still_arriving_count_against_the_budget(
+    origin: Origin, fetcher: Callable[[str], Fetch]
+) -> None:
+    bodies = serve_bodies(origin, "ab")
+    big = payload(20_000, 9)
+    script = origin.serve("big", Script(big, midway=asyncio.Event()))
+    assert script.midway is not None
+    cache = SegmentCache(max_bytes=25_000)
+
+    async with asyncio.timeout(STEP):
+        for name, body in bodies.items():
+            assert await read(await cache.get(name, fetcher(name), TTL)) == body
+        flight = await cache.get("big", fetcher("big"), TTL)
+        assert isinstance(flight, Flight)
+        pieces, arrived = flight.chunks(), 0
+        while arrived < len(big) // 2:  # the origin holds the rest back
+            arrived += len(await anext(pieces))
+
+        assert cache.peek("a") is None  # 20 000 cached + 10 000 arriving is over budget
+        assert cached_body(cache, "b") == bodies["b"]
+        assert (cache.stats.flight_bytes, cache.stats.evicted) == (10_000, 1)
+        script.midway.set()
+        assert await read(flight) == big
+
+    assert cached_body(cache, "big") == big
+    stats = cache.stats
+    assert (stats.flight_bytes, stats.current_bytes) == (0, 20_000)
+
+
+async def test_a_body_announced_beyond_the_segment_cap_fails_every_client(
+    origin: Origin, fetcher: Callable[[str], Fetch]
+) -> None:
+    origin.serve("big", Script(payload(50_000)))
+    cache = SegmentCache(max_bytes=1_000_000, max_segment_bytes=40_000)
+    fetch = fetcher("big")
+
+    async with asyncio.timeout(STEP):
+        outcomes = await asyncio.gather(
+            *(cache.get("big", fetch, TTL) for _ in range(3)), return_exceptions=True
+        )
+
+    assert all(isinstance(o, EngineProtocolError) for o in outcomes), outcomes
+    assert origin.requests["big"] == 1
+    assert cache.peek("big") is None
+    assert (cache.stats.too_large, cache.stats.flights) == (1, 0)
+
+
+async def test_an_endless_body_is_cut_at_the_segment_cap_for_every_client(
+    origin: Origin, fetcher: Callable[[str], Fetch]
+) -> None:
+    script = origin.serve("endless", Script(payload(10_000), endless=True, midway=asyncio.Event()))
+    assert script.midway is not None
+    cache = SegmentCache(max_bytes=1_000_000, max_segment_bytes=100_000)
+    fetch = fetcher("endless")
+
+    async def received(entry: Cached | Flight) -> int:
+        assert isinstance(entry, Flight)
+        count = 0
+        with pytest.raises(EngineProtocolError):
+            async for piece in entry.chunks():
+                count += len(piece)
+        return count
+
+    async with asyncio.timeout(STEP):
+        entries = await asyncio.gather(*(cache.get("endless", fetch, TTL) for _ in range(3)))
+        script.midway.set()
+        counts = await asyncio.gather(*(received(entry) for entry in entries))
+        await script.cut.wait()  # the cache let go of the upstream
+
+    # each got what arrived before the piece that would have crossed the cap
+    assert len(set(counts)) == 1 and 10_000 <= counts[0] <= 100_000, counts
+    assert origin.requests["endless"] == 1
+    assert cache.peek("endless") is None
+    stats = cache.stats
+    assert (stats.too_large, stats.flights, stats.flight_bytes) == (1, 0, 0)
 
 
 async def test_drop_forgets_entries_and_cancels_flights_of_matching_keys(

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
+from hlsproxy.content import ContentKey, StreamRequest
+from hlsproxy.engine.client import Engine, EngineSession, PlaybackInfo
+from hlsproxy.engine.orchestrator import EVENTS_QUEUED, REMEMBERED_CONTENTS, OrchestratorPool
 from hlsproxy.sim.orchestrator import SimOrchestrator
 
 from .conftest import CID, CID2, ProxyFactory, RunningSim, content_id, eventually
 
 KEY = "orchestrator-key"
+REQUEST_TIMEOUT = 0.5  # the pool's, for pools these tests build themselves
+FALLBACK = Engine("http", "127.0.0.1", 9)  # a pool only names it; nothing connects to it
 
 
 @pytest.fixture
@@ -26,6 +35,10 @@ async def orch(orch_options: dict[str, Any]) -> AsyncIterator[SimOrchestrator]:
     await orchestrator.serve()
     yield orchestrator
     await orchestrator.stop()
+    assert_clean(orchestrator)
+
+
+def assert_clean(orchestrator: SimOrchestrator) -> None:
     assert orchestrator.unexpected == []
     # every session the proxy started on a pool engine was stopped, once
     for engine in orchestrator.engines:
@@ -35,6 +48,90 @@ async def orch(orch_options: dict[str, Any]) -> AsyncIterator[SimOrchestrator]:
             assert sim.counters["stop"] + sim.counters["stop_unknown"] == sim.counters["start"]
     assert orchestrator.counters["ended_by_quirk"] == 0
     assert orchestrator.counters["ended_again"] == 0
+
+
+class Door:
+    """The simulated orchestrator on a port of its own, which can be shut as a stopped
+    orchestrator's is (connections refused) or held as a hung one's is (connections accepted
+    and never answered), and opened again.
+
+    Shutting is graceful, as a server stopping is: a request already under way is answered.
+    """
+
+    def __init__(self, orch: SimOrchestrator) -> None:
+        self.orch = orch
+        self.port = 0
+        self._runner = web.AppRunner(orch.app, access_log=None)
+        self._site: web.TCPSite | None = None
+        self._holder: asyncio.Server | None = None
+        self._held: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def open(self) -> None:
+        await self.shut()
+        if self._runner.server is None:
+            await self._runner.setup()
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await self._site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def shut(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+            assert self._runner.server is not None
+            for connection in self._runner.server.connections:
+                connection.close()  # idle ones at once, busy ones after their answer
+        if self._holder is not None:
+            self._holder.close()
+            for writer in self._held:
+                writer.close()
+            self._held.clear()
+            await self._holder.wait_closed()
+            self._holder = None
+
+    async def hold(self) -> None:
+        await self.shut()
+        self._holder = await asyncio.start_server(self._hold, "127.0.0.1", self.port)
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._held.append(writer)
+        await reader.read()  # until the client gives up
+
+    async def close(self) -> None:
+        await self.shut()
+        await self._runner.cleanup()
+
+
+@pytest.fixture
+async def door(orch_options: dict[str, Any]) -> AsyncIterator[Door]:
+    orchestrator = SimOrchestrator(api_key=KEY, **{"stat_interval": 0.5, **orch_options})
+    await orchestrator.start()
+    opened = Door(orchestrator)
+    await opened.open()
+    yield opened
+    assert_clean(orchestrator)
+    await orchestrator.stop()
+    await opened.close()
+
+
+async def after_a_refresh(orch: SimOrchestrator) -> None:
+    """Until the pool's next background refresh makes its last request, which is answered
+    whatever the door does next: the refresh after it is seconds away, so what happens
+    next is not a refresh's doing."""
+    seen = orch.counters["GET /orchestrator/status"]
+    await orch.wait_until(lambda: orch.counters["GET /orchestrator/status"] > seen)
+
+
+def fallback_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
+
+
+def recovered(caplog: pytest.LogCaptureFixture) -> bool:
+    return any("answers again" in r.getMessage() for r in caplog.records)
 
 
 def pool_sessions(orch: SimOrchestrator) -> int:
@@ -177,3 +274,171 @@ async def test_a_wrong_api_key_is_reported_once(
     complaints = [r for r in caplog.records if "ACEXY_ORCH_APIKEY" in r.getMessage()]
     assert len(complaints) == 1
     assert "wrong" not in caplog.text
+
+
+def key(n: int) -> ContentKey:
+    return ContentKey("content_id", content_id(n))
+
+
+PoolFactory = Callable[..., OrchestratorPool]
+
+
+@pytest.fixture
+async def make_pool() -> AsyncIterator[PoolFactory]:
+    """Pools of our own in front of a simulated orchestrator, with a short request timeout."""
+    made: list[OrchestratorPool] = []
+    async with aiohttp.ClientSession() as http:
+
+        def make(url: str, max_per_engine: int = 1) -> OrchestratorPool:
+            pool = OrchestratorPool(
+                http,
+                url=url,
+                api_key=KEY,
+                container_id="",
+                max_per_engine=max_per_engine,
+                fallback=FALLBACK,
+                provision_timeout=5.0,
+                request_timeout=REQUEST_TIMEOUT,
+            )
+            pool.start()
+            made.append(pool)
+            return pool
+
+        yield make
+        for pool in made:
+            await pool.aclose()
+
+
+@pytest.mark.parametrize("orch_options", [{"engines": 1}], ids=["one-engine"])
+async def test_a_stopped_orchestrator_sends_new_contents_to_the_fallback_at_once(
+    door: Door, proxy: ProxyFactory, sim: RunningSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "hlsproxy.engine.orchestrator")
+    client = await proxy(orch_url=door.url, orch_apikey=KEY, max_streams_per_engine="1")
+    first = await play(client, CID)  # the pool's one engine is full now
+    await after_a_refresh(door.orch)
+    await door.shut()
+    started = time.monotonic()
+    second = await play(client, CID2)
+    assert time.monotonic() - started < 1.5  # not after the next refresh, 2 s away
+    assert sim.counters["start"] == 1
+    assert len(fallback_lines(caplog)) == 1
+
+    await door.open()
+    await eventually(lambda: recovered(caplog))
+    third = await play(client, content_id(3))
+    assert sim.counters["start"] == 1
+    assert door.orch.counters["provisioned"] == 1
+    assert pool_sessions(door.orch) == 2
+    assert len(fallback_lines(caplog)) == 1
+    for player in (first, second, third):
+        player.close()
+
+
+Fault = Callable[[Door, bool], Awaitable[None]]
+
+
+async def stopped(door: Door, on: bool) -> None:
+    await (door.shut() if on else door.open())
+
+
+async def hung(door: Door, on: bool) -> None:
+    await (door.hold() if on else door.open())
+
+
+async def reads_garbage(door: Door, on: bool) -> None:
+    door.orch.faults.garbage = on
+
+
+async def provisions_garbage(door: Door, on: bool) -> None:
+    door.orch.faults.provision_answer = "garbage" if on else "normal"
+
+
+async def provisions_never(door: Door, on: bool) -> None:
+    door.orch.faults.provision_answer = "none" if on else "normal"
+
+
+@pytest.mark.parametrize("orch_options", [{"engines": 1}], ids=["one-engine"])
+@pytest.mark.parametrize(
+    "fault",
+    [stopped, hung, reads_garbage, provisions_garbage, provisions_never],
+    ids=lambda fault: fault.__name__.replace("_", "-"),
+)
+async def test_a_full_pool_falls_back_at_once_when_the_orchestrator_fails(
+    door: Door, make_pool: PoolFactory, fault: Fault, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "hlsproxy.engine.orchestrator")
+    pool = make_pool(door.url)
+    first = await pool.acquire(key(1))
+    (engine,) = door.orch.engines
+    assert first.container_id == engine.container_id  # and the pool is full
+    await after_a_refresh(door.orch)
+    await fault(door, True)
+    started = time.monotonic()
+    assert await pool.acquire(key(2)) == FALLBACK
+    assert time.monotonic() - started < REQUEST_TIMEOUT + 0.5
+    assert len(fallback_lines(caplog)) == 1
+
+    await fault(door, False)
+    await eventually(lambda: recovered(caplog))
+    back = await pool.acquire(key(3))
+    assert back.container_id in {e.container_id for e in door.orch.engines if e is not engine}
+    assert len(fallback_lines(caplog)) == 1
+    pool.release(first, key(1))
+    pool.release(back, key(3))
+
+
+@pytest.mark.parametrize("orch_options", [{"engines": 2}], ids=["two-engines"])
+async def test_the_content_engine_memory_forgets_the_least_recently_asked(
+    orch: SimOrchestrator, make_pool: PoolFactory
+) -> None:
+    pool = make_pool(orch.url, max_per_engine=2)
+    usual = await pool.acquire(key(0))
+    moved = await pool.acquire(key(1))  # to the other engine: the usual one is busier
+    assert moved.container_id != usual.container_id
+    pool.release(moved, key(1))
+    pool.release(usual, key(0))
+    assert await pool.acquire(key(1)) == moved  # remembered
+    pool.release(moved, key(1))
+
+    for n in range(2, 2 + REMEMBERED_CONTENTS):
+        engine = await pool.acquire(key(n))
+        assert engine == usual
+        pool.release(engine, key(n))
+    assert await pool.acquire(key(1)) == usual  # forgotten, so placed by load
+    pool.release(usual, key(1))
+
+
+# No stat polls: they would end these streams, which no engine plays, before their end events.
+QUIET = {"engines": 1, "stat_interval": 3600.0}
+
+
+@pytest.mark.parametrize("orch_options", [QUIET], ids=["one-engine"])
+async def test_events_for_a_hung_orchestrator_queue_up_to_a_bound(
+    door: Door, make_pool: PoolFactory
+) -> None:
+    (engine,) = door.orch.engines
+    on = Engine("http", engine.host, engine.port, engine.container_id)
+    pool = make_pool(door.url)
+    await door.hold()
+
+    def session(n: int) -> EngineSession:
+        stat = f"{on.base_url}/ace/stat/{n}"
+        info = PlaybackInfo(
+            playback_url=stat, stat_url=stat, command_url=stat, playback_session_id=f"s{n}"
+        )
+        return EngineSession(on, StreamRequest(key(n), ()), "ts", f"p{n}", info)
+
+    sessions = [session(n) for n in range(EVENTS_QUEUED + 50)]
+    for started in sessions:
+        pool.session_started(started)
+    await door.open()
+    kept = {f"{key(n).value}|s{n}" for n in range(EVENTS_QUEUED)}
+    await door.orch.wait_until(lambda: len(door.orch.events_started) >= len(kept), 30)
+    for ended in sessions:
+        pool.session_ended(ended, "client_disconnected")
+    await door.orch.wait_until(lambda: len(door.orch.events_ended) >= len(kept), 30)
+    await pool.aclose()
+    assert {e["labels"]["stream_id"] for e in door.orch.events_started} == kept
+    # a stream the orchestrator never heard of gets no end event, which it would misfile
+    assert sorted(e["stream_id"] for e in door.orch.events_ended) == sorted(kept)

@@ -627,6 +627,25 @@ async def test_garbage_answers_reads_with_non_json(make: Make, http: aiohttp.Cli
     assert status == 200
 
 
+async def test_provisioning_can_answer_garbage_or_nothing(
+    make: Make, http: aiohttp.ClientSession
+) -> None:
+    orch = await make(engines=1)
+    orch.faults.provision_answer = "garbage"
+    async with http.post(f"{orch.url}/provision/acestream", json={}) as resp:
+        assert resp.status == 200
+        with pytest.raises(ValueError):
+            await resp.json(content_type=None)
+    orch.faults.provision_answer = "none"
+    held = asyncio.create_task(post(http, f"{orch.url}/provision/acestream", {}))
+    await orch.wait_until(lambda: orch.counters["POST /provision/acestream"] == 2)
+    assert not held.done()
+    await orch.stop()  # lets a held request go, without an answer
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await held
+    assert len(orch.engines) == 1
+
+
 async def test_calls_are_recorded_and_unknown_routes_are_404(
     make: Make, http: aiohttp.ClientSession
 ) -> None:

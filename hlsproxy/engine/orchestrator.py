@@ -3,8 +3,15 @@
 The engine list and the orchestrator's status are refreshed in the background, never per
 request. Between refreshes our own session counts are trusted (engine/selection.py).
 Provisioning is single-flight and bounded; stream events are posted by a background worker
-with retries, so no client ever waits on them. When the orchestrator is unreachable or
-answers garbage, streams go to the fixed engine until it answers again.
+with retries, so no client ever waits on them.
+
+Any request that cannot reach the orchestrator (refused, timed out), and a refresh or a
+provisioning that gets an answer it cannot read, sends new streams to the fixed engine at
+once, and until a refresh gets an answer again.
+
+What grows with what clients ask is bounded: the content -> engine memory by size (the
+least recently asked content is forgotten first), the events waiting to be posted by
+size, the failed engines by age and our session counts by the sessions that hold them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cachetools import LRUCache
 
 from ..content import ContentKey
 from ..errors import Unavailable
@@ -32,6 +40,8 @@ log = logging.getLogger(__name__)
 REFRESH_EVERY = 2.0
 REQUEST_TIMEOUT = 6.0  # the engine list makes the orchestrator ask every engine (5 s)
 FAILED_FOR = 15.0  # an engine that stopped answering is avoided this long
+REMEMBERED_CONTENTS = 1024  # contents whose engine is remembered, for content affinity
+EVENTS_QUEUED = 1000  # events waiting for an orchestrator that does not answer
 EVENT_TRIES = 3
 _CONTAINER_ID = re.compile(r"/(?:docker/containers|docker|libpod-|crio-)/?([0-9a-f]{64})")
 
@@ -58,6 +68,7 @@ class OrchestratorPool:
         max_per_engine: int,
         fallback: Engine,
         provision_timeout: float,
+        request_timeout: float = REQUEST_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
@@ -68,6 +79,7 @@ class OrchestratorPool:
         self._fallback = fallback
         self._scheme = fallback.scheme
         self._provision_timeout = provision_timeout
+        self._request_timeout = request_timeout
         self._clock = clock
         self._candidates: list[Candidate] = []
         self._names: dict[str, str] = {}
@@ -76,11 +88,12 @@ class OrchestratorPool:
         self._refreshed = asyncio.Event()
         self._auth_reported = False
         self._ours: Counter[str] = Counter()
-        self._recent: dict[ContentKey, str] = {}
+        self._recent: LRUCache[ContentKey, str] = LRUCache(REMEMBERED_CONTENTS)
         self._failed: dict[str, float] = {}
         self._stream_ids: dict[str, str] = {}  # playback session -> the stream_id we sent
-        self._provisioning: asyncio.Task[None] | None = None
-        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._provisioning: asyncio.Task[bool] | None = None
+        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(EVENTS_QUEUED)
+        self._events_dropped = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     def __repr__(self) -> str:
@@ -109,7 +122,7 @@ class OrchestratorPool:
     async def acquire(self, key: ContentKey) -> Engine:
         if self._reachable is None:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REQUEST_TIMEOUT):
+                async with asyncio.timeout(self._request_timeout):
                     await self._refreshed.wait()
         if not self._reachable:
             return self._fallback
@@ -119,7 +132,8 @@ class OrchestratorPool:
                 self._provisioning = asyncio.create_task(self._provision())
                 self._provisioning.add_done_callback(_retrieve)
             # Shielded: a client giving up does not cancel the provisioning for the others.
-            await asyncio.shield(self._provisioning)
+            if not await asyncio.shield(self._provisioning):
+                return self._fallback  # the orchestrator went away while we asked it
             chosen = self._choose(key)
             if chosen is None:
                 raise Unavailable("every engine is busy", retry_after=10)
@@ -130,13 +144,14 @@ class OrchestratorPool:
     def release(self, engine: Engine, key: ContentKey) -> None:
         if engine.container_id is not None and self._ours[engine.container_id] > 0:
             self._ours[engine.container_id] -= 1
+            if not self._ours[engine.container_id]:
+                del self._ours[engine.container_id]
 
     def session_started(self, session: EngineSession) -> None:
         if session.engine.container_id is None:
             return  # the fallback engine is not the orchestrator's
         key = session.request.key
         stream_id = f"{key.value}|{session.info.playback_session_id}"
-        self._stream_ids[session.info.playback_session_id] = stream_id
         body: dict[str, Any] = {
             "engine": {"host": session.engine.host, "port": session.engine.port},
             "stream": {"key_type": key.kind, "key": key.value},
@@ -150,7 +165,10 @@ class OrchestratorPool:
         }
         if self._container_id:
             body["container_id"] = self._container_id
-        self._events.put_nowait(("/events/stream_started", body))
+        # A stream the orchestrator never heard of gets no end event either: v1.4.1 would
+        # end some other stream of ours for an end event it cannot match.
+        if self._post("/events/stream_started", body):
+            self._stream_ids[session.info.playback_session_id] = stream_id
 
     def session_ended(self, session: EngineSession, reason: EndReason) -> None:
         stream_id = self._stream_ids.pop(session.info.playback_session_id, None)
@@ -159,11 +177,15 @@ class OrchestratorPool:
         body: dict[str, Any] = {"stream_id": stream_id, "reason": reason}
         if self._container_id:
             body["container_id"] = self._container_id
-        self._events.put_nowait(("/events/stream_ended", body))
+        # Dropped when the queue is full, the orchestrator ends the stream itself once its
+        # stat URL stops answering.
+        self._post("/events/stream_ended", body)
 
     def engine_failed(self, engine: Engine) -> None:
         if engine.container_id is not None:
-            self._failed[engine.container_id] = self._clock() + FAILED_FOR
+            now = self._clock()
+            self._failed = {id_: until for id_, until in self._failed.items() if until > now}
+            self._failed[engine.container_id] = now + FAILED_FOR
 
     def engines(self) -> list[PoolEngine]:
         if not self._reachable:
@@ -213,15 +235,8 @@ class OrchestratorPool:
             engines = await self._get_json("/engines")
             status = await self._get_json("/orchestrator/status")
             candidates = [_candidate(e) for e in _listed(engines, "engines")]
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError) as e:
-            if self._reachable is not False:
-                log.warning(
-                    "orchestrator at %s unusable (%s); using the engine at %s",
-                    self._url,
-                    type(e).__name__,
-                    self._fallback,
-                )
-            self._reachable = False
+        except _UNUSABLE as exc:
+            self._lost(exc)
         else:
             if self._reachable is False:
                 log.warning("orchestrator at %s answers again; using its engines", self._url)
@@ -234,15 +249,30 @@ class OrchestratorPool:
             self._status = status if isinstance(status, dict) else {}
         self._refreshed.set()
 
+    def _lost(self, exc: BaseException) -> None:
+        """New streams go to the fixed engine from now until a refresh gets an answer."""
+        if self._reachable is not False:
+            log.warning(
+                "orchestrator at %s unusable (%s); using the engine at %s",
+                self._url,
+                type(exc).__name__,
+                self._fallback,
+            )
+        self._reachable = False
+
     async def _get_json(self, path: str) -> Any:
         async with (
-            asyncio.timeout(REQUEST_TIMEOUT),
+            asyncio.timeout(self._request_timeout),
             self._http.get(self._url + path, headers=self._headers) as resp,
         ):
             resp.raise_for_status()
             return await resp.json(content_type=None)
 
-    async def _provision(self) -> None:
+    async def _provision(self) -> bool:
+        """True once a new engine answers; False when the orchestrator cannot be used.
+
+        Raises Unavailable when the orchestrator answers that it cannot add an engine.
+        """
         blocked = (self._status.get("provisioning") or {}) if self._status else {}
         if blocked and blocked.get("can_provision") is False:
             raise _blocked(
@@ -250,31 +280,34 @@ class OrchestratorPool:
             )
         try:
             async with (
-                asyncio.timeout(REQUEST_TIMEOUT),
+                asyncio.timeout(self._request_timeout),
                 self._http.post(
                     self._url + "/provision/acestream",
                     json={"labels": {}, "env": {}},
                     headers=self._headers,
                 ) as resp,
             ):
-                body = await resp.json(content_type=None)
                 status = resp.status
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            raise Unavailable("the orchestrator cannot add an engine now", retry_after=10) from exc
-        if status in (401, 403):
-            self._report_auth(status)
-            raise Unavailable("the orchestrator refused to add an engine", retry_after=60)
-        if status >= 400:
-            detail = body.get("detail") if isinstance(body, dict) else None
-            raise _blocked(detail if isinstance(detail, dict) else {}, detail)
-        new_id = str(body["container_id"])
+                if status in (401, 403):
+                    self._report_auth(status)
+                    raise Unavailable("the orchestrator refused to add an engine", retry_after=60)
+                body = await resp.json(content_type=None)
+            if status >= 400:
+                detail = body.get("detail") if isinstance(body, dict) else None
+                raise _blocked(detail if isinstance(detail, dict) else {}, detail)
+            new_id = str(body["container_id"])
+        except _UNUSABLE as exc:
+            self._lost(exc)
+            return False
         log.info("orchestrator is adding engine %s", new_id[:12])
         deadline = self._clock() + self._provision_timeout
         while self._clock() < deadline:
             await self._refresh()
+            if not self._reachable:
+                return False
             listed = next((c for c in self._candidates if c.engine_id == new_id), None)
             if listed is not None and await self._answers(listed):
-                return
+                return True
             await asyncio.sleep(0.25)
         raise Unavailable(
             f"no new engine came up within {self._provision_timeout:g}s", retry_after=10
@@ -312,7 +345,7 @@ class OrchestratorPool:
         """Post one event; None when it landed or can never land (auth), else the problem."""
         try:
             async with (
-                asyncio.timeout(REQUEST_TIMEOUT),
+                asyncio.timeout(self._request_timeout),
                 self._http.post(self._url + path, json=body, headers=self._headers) as resp,
             ):
                 if resp.status in (401, 403):
@@ -320,7 +353,24 @@ class OrchestratorPool:
                     return None
                 return None if resp.status < 400 else f"HTTP {resp.status}"
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._lost(exc)
             return type(exc).__name__
+
+    def _post(self, path: str, body: dict[str, Any]) -> bool:
+        """Queue an event for the worker; False when the queue is full and it is dropped."""
+        try:
+            self._events.put_nowait((path, body))
+        except asyncio.QueueFull:
+            self._events_dropped += 1
+            if self._events_dropped == 1:
+                log.warning(
+                    "orchestrator at %s is %d events behind; dropping new ones",
+                    self._url,
+                    EVENTS_QUEUED,
+                )
+            return False
+        self._events_dropped = 0
+        return True
 
     def _report_auth(self, status: int) -> None:
         if not self._auth_reported:
@@ -328,6 +378,11 @@ class OrchestratorPool:
             log.error(
                 "the orchestrator answered HTTP %d to our API key: check ACEXY_ORCH_APIKEY", status
             )
+
+
+# What a request to the orchestrator raises when it cannot be used: no connection, no
+# answer in time, or an answer that is not the JSON it documents.
+_UNUSABLE = (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError)
 
 
 def _listed(body: Any, field: str) -> list[dict[str, Any]]:
@@ -365,6 +420,6 @@ def _blocked(details: dict[str, Any], text: object) -> Unavailable:
     return Unavailable(f"no engine is free and the orchestrator cannot add one: {message}", retry)
 
 
-def _retrieve(task: asyncio.Task[None]) -> None:
+def _retrieve(task: asyncio.Task[bool]) -> None:
     if not task.cancelled():
         task.exception()

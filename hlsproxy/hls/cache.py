@@ -19,6 +19,12 @@ that wants to remember a 404 for a while keeps that memory itself.
 The cache sets no timeout of its own: the fetch and its `Source` carry the upstream's
 (aiohttp's `ClientTimeout`), and a source that raises ends the flight.
 
+Memory is bounded by size. Bodies still arriving count against the byte budget as they
+grow, pushing out the least recently used cached ones. One body may take at most
+`max_segment_bytes` (by default a quarter of the budget, and at least 32 MiB): a flight that
+announces more, or receives more, fails for every client and is not cached, so an upstream
+that never ends a body costs no more than that.
+
 A caller serves an entry like this:
 
     entry = await cache.get(url, fetch, ttl)
@@ -44,6 +50,8 @@ from cachetools import TLRUCache
 from ..errors import EngineProtocolError, ShuttingDown, Unavailable
 
 log = logging.getLogger(__name__)
+
+MIN_SEGMENT_CAP = 32 * 1024 * 1024
 
 Clock = Callable[[], float]
 
@@ -93,9 +101,11 @@ class CacheStats:
     evicted: int = 0  # removed to make room within the byte budget
     expired: int = 0  # removed because their TTL ran out
     oversize: int = 0  # complete bodies served but larger than the whole budget
+    too_large: int = 0  # fetches failed for a body beyond max_segment_bytes
     entries: int = 0
     current_bytes: int = 0
     flights: int = 0
+    flight_bytes: int = 0  # received so far by the flights under way
 
 
 class Flight:
@@ -224,13 +234,25 @@ class _Store(TLRUCache[Hashable, Cached, float]):
 
 
 class SegmentCache:
-    def __init__(self, *, max_bytes: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        max_segment_bytes: int | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
+        if max_segment_bytes is None:
+            max_segment_bytes = max(max_bytes // 4, MIN_SEGMENT_CAP)
+        if max_segment_bytes < 1:
+            raise ValueError(f"max_segment_bytes must be >= 1, not {max_segment_bytes}")
         self.max_bytes = max_bytes
+        self.max_segment_bytes = max_segment_bytes
         self._clock = clock
         self._store = _Store(max_bytes, clock)
         self._flights: dict[Hashable, Flight] = {}
+        self._flight_bytes = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._counts = CacheStats()
         self.closed = False
@@ -253,6 +275,7 @@ class SegmentCache:
             entries=len(self._store),
             current_bytes=int(self._store.currsize),
             flights=len(self._flights),
+            flight_bytes=self._flight_bytes,
         )
 
     def peek(self, key: Hashable) -> Cached | None:
@@ -354,11 +377,17 @@ class SegmentCache:
         source: Source | None = None
         try:
             source = await fetch()
+            if source.length is not None and source.length > self.max_segment_bytes:
+                raise self._too_large()
             flight._open(source.content_type, source.length)
             async for piece in source.chunks():
                 if not piece:
                     continue
+                if flight.received + len(piece) > self.max_segment_bytes:
+                    raise self._too_large()
                 flight._append(piece)
+                self._flight_bytes += len(piece)
+                self._make_room()
                 self._counts.bytes_fetched += len(piece)
                 if source.length is not None and flight.received > source.length:
                     raise EngineProtocolError(
@@ -377,8 +406,23 @@ class SegmentCache:
             flight._fail(error)
         finally:
             self._forget(flight)
+            self._flight_bytes -= flight.received
             if source is not None:
                 await self._close(source)
+
+    def _too_large(self) -> EngineProtocolError:
+        self._counts.too_large += 1
+        return EngineProtocolError(
+            f"the segment is larger than {self.max_segment_bytes} bytes, the most one may take"
+        )
+
+    def _make_room(self) -> None:
+        """Push out the least recently used bodies until the flights' bytes fit as well."""
+        while self._store.currsize + self._flight_bytes > self.max_bytes:
+            try:
+                self._store.popitem()
+            except KeyError:  # nothing cached is left; a flight is never cut for the budget
+                return
 
     @staticmethod
     async def _close(source: Source) -> None:

@@ -44,6 +44,7 @@ _Model = TypeVar("_Model", bound=BaseModel)
 _UNKNOWN_SESSION = "unknown playback session id"
 _PROBE_TIMEOUT = 1.0
 _STAT_TIMEOUT = 3.0
+_HELD_AT_MOST = 3600.0  # a request held without an answer, if the orchestrator never stops
 _STAT_FIELDS = ("status", "peers", "speed_down", "speed_up", "downloaded", "uploaded")
 # What a reverse proxy in front of a broken orchestrator sends, labelled as JSON.
 _GARBAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -75,6 +76,9 @@ class OrchFaults:
     answers 503 and the status reports the block."""
     provision_delay: float = 0.0
     """Seconds before a provisioned engine answers and appears in `/engines`."""
+    provision_answer: Literal["normal", "garbage", "none"] = "normal"
+    """How provisioning answers: as documented, 200 with a body that is not JSON, or not at
+    all until the orchestrator stops."""
     wrapped_lists: bool = False
     """v2.1's list shapes: `{"engines": [...], "total": n}` and `{"streams": [...]}`."""
 
@@ -326,6 +330,7 @@ class SimOrchestrator:
         if self._state == "stopped":
             return
         self._state = "stopped"
+        self._wake()  # requests held without an answer end before the server waits for them
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -677,6 +682,11 @@ class SimOrchestrator:
         if isinstance(parsed, web.Response):
             return parsed
         _, body = parsed
+        if self.faults.provision_answer == "garbage":
+            return web.Response(body=_GARBAGE, content_type="application/json")
+        if self.faults.provision_answer == "none":
+            await self._changes.wait_until(lambda: self._state != "running", _HELD_AT_MOST)
+            return _drop(request)
         block = self._block()
         if block is not None:
             code, why = block
