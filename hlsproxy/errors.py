@@ -17,6 +17,7 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
         ├── EngineRejected (502)       the engine answered with an "error" field
         ├── EngineProtocolError (502)  the engine answered something we cannot read
         ├── EngineStatus (502)         a resource answered an unexpected HTTP status
+        ├── EngineRedirected (502)     a redirect away from the engine, or too many
         └── EngineTimeout (504)
 """
 
@@ -100,6 +101,10 @@ class EngineStatus(EngineError):
     def __init__(self, upstream_status: int) -> None:
         super().__init__(f"the engine answered HTTP {upstream_status}")
         self.upstream_status = upstream_status
+
+
+class EngineRedirected(EngineError):
+    code = "engine_redirect"
 
 
 class EngineTimeout(EngineError):
