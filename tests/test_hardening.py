@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from hlsproxy.engine.client import MAX_REDIRECTS
+from hlsproxy.logs import TEXT_FORMAT
 
 from .canary import Canary, canary
 from .conftest import CID, ProxyFactory, RunningSim
@@ -71,3 +74,92 @@ async def test_a_ts_stream_redirected_off_the_engine_never_reaches_the_other_add
     assert b"canary" not in body
     assert resp.status >= 500
     assert canary.requests == []
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ("bytes=" + "9" * 4400 + "-", 416),
+        ("bytes=0-" + "9" * 4400, 206),
+        ("bytes=-" + "9" * 4400, 206),
+    ],
+    ids=["huge-start", "huge-end", "huge-suffix"],
+)
+async def test_a_range_with_thousands_of_digits_is_answered_not_a_500(
+    proxy: ProxyFactory, header: str, status: int
+) -> None:
+    client = await proxy()
+    segment = _uris(await _playlist(client))[-1]
+    async with client.get(segment) as resp:
+        whole = await resp.read()
+    async with client.get(segment, headers={"Range": header}) as resp:
+        assert resp.status == status
+        if status == 206:
+            assert await resp.read() == whole
+        else:
+            assert resp.headers["Content-Range"] == f"bytes */{len(whole)}"
+
+
+async def test_a_forged_line_in_a_path_or_pid_stays_on_one_log_line(
+    proxy: ProxyFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    client = await proxy(access_log="true")
+    forged = '%0a2026-01-01 00:00:00,000 INFO hlsproxy.access: 10.0.0.9 "GET /admin" 200'
+    await client.get(f"/ace/nothing{forged}%0d%1b[2J")
+    async with client.get(f"/ace/getstream?id={CID}&pid=x{forged}") as resp:
+        await resp.content.readexactly(188)
+    text = caplog.text
+    assert "\\n2026-01-01" in text  # escaped, in the line of the request that sent it
+    assert not any(line.startswith("2026-01-01 00:00:00,000") for line in text.splitlines())
+    assert "\x1b" not in text and "\r" not in text
+
+
+async def test_only_what_players_fetch_is_readable_by_other_web_pages(
+    proxy: ProxyFactory,
+) -> None:
+    client = await proxy()
+    origin = {"Origin": "http://evil.test"}
+    text = await _playlist(client)
+    for path in (f"/ace/manifest.m3u8?id={CID}", _uris(text)[-1], "/ace/hls/id/0/nothing"):
+        async with client.get(path, headers=origin) as resp:
+            assert resp.headers["Access-Control-Allow-Origin"] == "*", path
+    for path in ("/", "/metrics", "/ace/status", f"/ace/status?id={CID}"):
+        async with client.get(path, headers=origin) as resp:
+            assert "Access-Control-Allow-Origin" not in resp.headers, path
+    async with client.options(
+        "/ace/status", headers={**origin, "Access-Control-Request-Method": "GET"}
+    ) as resp:
+        assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_only_engine_parameters_reach_the_engine(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy()
+    query = {
+        "id": CID,
+        "transcode_audio": "1",
+        "preferred_audio_language": "spa",
+        "stream_id": "2",
+        "method": "stop",
+        "node_id": "x",
+        "_": "1712345678",
+    }
+    async with client.get("/ace/getstream", params=query) as resp:
+        assert resp.status == 200
+        await resp.content.readexactly(188)
+    (session,) = sim.engine.sessions
+    assert {k: v for k, v in session.params.items() if k not in ("format", "pid", "id")} == {
+        "transcode_audio": "1",
+        "preferred_audio_language": "spa",
+        "stream_id": "2",
+    }
+
+
+async def test_a_url_key_with_control_characters_is_refused(proxy: ProxyFactory) -> None:
+    client = await proxy(allow_remote_content="true")
+    async with client.get("/ace/getstream", params={"url": "http://a.test/x\n.torrent"}) as resp:
+        assert resp.status == 400
+        assert "control characters" in (await resp.json())["message"]

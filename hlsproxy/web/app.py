@@ -34,7 +34,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_streams)
-    app.on_response_prepare.append(middleware.add_cors)
+    app.on_response_prepare.append(middleware.cors(hls_routes.PLAYER_PATHS))
     # Live streams never end by themselves: end them before aiohttp waits for handlers.
     app.on_shutdown.append(_end_streams)
     routes.setup(app)

@@ -38,20 +38,25 @@ PLAYLIST_HEADERS = {"Cache-Control": "no-cache"}
 # A resource URL names immutable bytes for as long as it exists.
 RESOURCE_HEADERS = {"Cache-Control": "public, max-age=86400, immutable", "Accept-Ranges": "bytes"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# Past this many digits a position is beyond any resource; int() would refuse 4,300 of them.
+_MAX_DIGITS = 18
 _PATH_KINDS: dict[str, KeyType] = {"id": "content_id", "infohash": "infohash"}
 _TOKEN = re.compile(r"[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
+
+
+# What browser players fetch: the only answers other web pages may read (CORS).
+PLAYER_PATHS = (
+    "/ace/manifest.m3u8",
+    "/ace/hls/{kind}/{value}/{token}",
+    "/ace/getstream",
+    "/ace/getstream/",
+)
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/ace/manifest.m3u8", manifest)
     app.router.add_get("/ace/hls/{kind}/{value}/{token}", hls_resource)
-    for path in (
-        "/ace/manifest.m3u8",
-        "/ace/hls/{kind}/{value}/{token}",
-        "/ace/getstream",
-        "/ace/getstream/",
-        "/ace/status",
-    ):
+    for path in PLAYER_PATHS:
         app.router.add_route("OPTIONS", path, preflight)
 
 
@@ -157,14 +162,20 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
     match = _RANGE.fullmatch(header.strip())
     if match is None or match.group(1) == match.group(2) == "":
         raise BadRequest("only a single bytes=start-end range is supported")
-    first, last = match.groups()
-    if first == "":  # a suffix: the last N bytes
-        start, end = max(0, size - int(last)), size - 1
+    first, last = (_position(group) for group in match.groups())
+    if first is None:  # a suffix: the last N bytes
+        start, end = max(0, size - (last or 0)), size - 1
     else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        start, end = first, size - 1 if last is None else min(last, size - 1)
     if start >= size or start > end:
         raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     return start, end
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
 
 async def _stream_flight(
