@@ -27,41 +27,43 @@ def _uris(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
+async def _segment_redirected(
+    proxy: ProxyFactory, sim: RunningSim, to: str
+) -> tuple[int, bytes, int]:
+    """A segment fetched once the engine redirects segments `to` (see `Faults`): the
+    status, the body, and how many requests the engine saw for it."""
+    client = await proxy(hls_prefetch="0")  # so that only the client's fetch meets it
+    segment = _uris(await _playlist(client))[-1]
+    sim.faults.redirect_to = to
+    before = len(sim.engine.requests)
+    async with client.get(segment) as resp:
+        return resp.status, await resp.read(), len(sim.engine.requests) - before
+
+
 async def test_a_redirect_off_the_engine_is_a_502_that_names_no_address(
     proxy: ProxyFactory, sim: RunningSim, canary: Canary
 ) -> None:
-    client = await proxy()
-    segment = _uris(await _playlist(client))[-1]
-    sim.faults.redirect_to = f"{canary.url}/elsewhere{{path}}"
-    async with client.get(segment) as resp:
-        assert resp.status == 502
-        body = await resp.text()
-    assert "127.0.0.1" not in body and str(canary.port) not in body
+    status, body, _ = await _segment_redirected(proxy, sim, f"{canary.url}/elsewhere{{path}}")
+    assert status == 502
+    assert b"127.0.0.1" not in body and str(canary.port).encode() not in body
     assert canary.requests == []
 
 
 async def test_a_redirect_within_the_engine_is_followed(
     proxy: ProxyFactory, sim: RunningSim
 ) -> None:
-    client = await proxy()
-    segment = _uris(await _playlist(client))[-1]
-    sim.faults.redirect_to = f"http://127.0.0.1:{sim.port}{{path}}?moved"
-    async with client.get(segment) as resp:
-        assert resp.status == 200
-        assert len(await resp.read()) > 188
-    assert sim.counters["segment"] >= 1
+    to = f"http://127.0.0.1:{sim.port}{{path}}?moved"
+    status, body, requests = await _segment_redirected(proxy, sim, to)
+    assert status == 200
+    assert len(body) > 188 and requests == 2
 
 
 async def test_redirects_are_followed_a_bounded_number_of_times(
     proxy: ProxyFactory, sim: RunningSim
 ) -> None:
-    client = await proxy()
-    segment = _uris(await _playlist(client))[-1]
-    sim.faults.redirect_to = "{path}"  # to itself, for ever
-    before = len(sim.engine.requests)
-    async with client.get(segment) as resp:
-        assert resp.status == 502
-    assert len(sim.engine.requests) - before == MAX_REDIRECTS + 1
+    status, _, requests = await _segment_redirected(proxy, sim, "{path}")  # to itself
+    assert status == 502
+    assert requests == MAX_REDIRECTS + 1
 
 
 async def test_a_ts_stream_redirected_off_the_engine_never_reaches_the_other_address(
@@ -163,3 +165,56 @@ async def test_a_url_key_with_control_characters_is_refused(proxy: ProxyFactory)
     async with client.get("/ace/getstream", params={"url": "http://a.test/x\n.torrent"}) as resp:
         assert resp.status == 400
         assert "control characters" in (await resp.json())["message"]
+
+
+TOKEN = "phone-7f3a"
+
+
+async def test_the_token_goes_only_into_uris_that_point_at_the_proxy(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    sim.faults.playlist_lines = (
+        '#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI="skd://drm.example/ace/hls/key"',
+        '#EXT-X-COM-EXAMPLE-AD:ID=1,X-LINK="https://ads.example/ace/hls/spot"',
+        "# mirror: https://mirror.example/ace/hls/id/x/y.ts",
+    )
+    client = await proxy(access_token=TOKEN)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for headers, params in (({}, {"token": TOKEN}), (bearer, {})):
+        async with client.get(
+            "/ace/manifest.m3u8", params={"id": CID, **params}, headers=headers
+        ) as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        carrying = [line for line in text.splitlines() if TOKEN in line]
+        assert carrying == [uri for uri in _uris(text) if uri.startswith("/ace/hls/id/")]
+        assert carrying  # every segment, whichever way the player presented the token
+        for line in sim.faults.playlist_lines:
+            assert line in text  # third-party lines pass through as they were
+    async with client.get(_uris(text)[-1]) as resp:  # from the playlist alone
+        assert resp.status == 200
+
+
+async def test_no_line_of_a_served_playlist_names_the_engine(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    sim.faults.playlist_lines = (
+        '#EXT-X-COM-EXAMPLE-THUMBS:ID="t",URI="http://{host}/ace/c/thumbs/1.jpg"',
+        '#EXT-X-COM-EXAMPLE-THUMBS:ID="u",SERVER-URI="/ace/c/thumbs/2.jpg",X-PEER={host}',
+        '#EXT-X-COM-EXAMPLE-DATA:ID="d",X-DATA="http://{host}/ace/stat/x",LABEL="kept"',
+        "#EXT-X-COM-EXAMPLE-NOTE:served by {host}",
+        "# engine at HTTP%3A%2F%2F{host}",
+    )
+    client = await proxy()
+    text = await _playlist(client)
+    assert "127.0.0.1" not in text
+    assert f":{sim.port}" not in text
+    lines = text.splitlines()
+    thumbs = [line for line in lines if line.startswith("#EXT-X-COM-EXAMPLE-THUMBS")]
+    assert len(thumbs) == 2
+    assert all('URI="/ace/hls/id/' in line for line in thumbs)  # resources: named
+    assert '#EXT-X-COM-EXAMPLE-DATA:ID="d",LABEL="kept"' in lines  # the attribute went
+    assert not any("NOTE" in line or "engine at" in line for line in lines)  # lines went
+    assert len(_uris(text)) >= 1
+    async with client.get(_uris(text)[-1]) as resp:
+        assert resp.status == 200

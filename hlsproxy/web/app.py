@@ -16,7 +16,7 @@ from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions, HlsStream
 from ..streams import Mode, Registry
 from ..ts.stream import TsOptions, TsStream
-from . import hls_routes, middleware, routes, status
+from . import hls_routes, hls_urls, middleware, routes, status
 from .access import access_control
 from .keys import METRICS, POOL, SEGMENTS, SETTINGS, STREAMS, AnyStream
 from .metrics import Metrics
@@ -76,7 +76,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         hls_options = HlsOptions(
             stream_timeout=settings.m3u8_stream_timeout,
             prefetch=settings.hls_prefetch,
-            public_url=settings.public_url,
+            locate=hls_urls.locator(app),
         )
         segments = SegmentCache(max_bytes=settings.hls_cache_size)
 
