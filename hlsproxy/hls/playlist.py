@@ -176,7 +176,7 @@ class _Scan:
 
     base_url: str
     upstream: re.Pattern[str]
-    """The upstream's host name, as a word: no line may carry it outside a named URI."""
+    """The upstream's host name: no line may carry it outside a named URI."""
     lines: list[_Line]
     segments: list[_Segment] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
@@ -426,7 +426,8 @@ def _upstream(base_url: str) -> re.Pattern[str]:
     parts = urlsplit(base_url)
     if parts.scheme.lower() not in _HTTP or not parts.hostname:
         raise ValueError(f"the base URL must be an absolute http(s) URL, not {base_url!r}")
-    return re.compile(rf"(?<![a-z0-9-]){re.escape(parts.hostname.lower())}(?![a-z0-9-])")
+    # Anywhere, even inside a longer name or address: a false alarm costs only a line.
+    return re.compile(re.escape(parts.hostname.lower()))
 
 
 def _names_upstream(scan: _Scan, text: str) -> bool:
