@@ -55,7 +55,7 @@ class StreamRow:
 @dataclass(frozen=True, slots=True)
 class EngineRow:
     label: str
-    address: str
+    """The engine's name; never its address, which is no business of the page's readers."""
     health: str
     """healthy, unhealthy or unknown."""
     streams: int
@@ -388,7 +388,7 @@ def _engines_table(rows: Sequence[EngineRow]) -> str:
     body = "\n".join(_engine_row(row) for row in rows)
     return (
         '<div class="card scroll"><table class="rows">\n'
-        "<thead><tr><th>Engine</th><th>Address</th><th>Health</th><th>Load</th></tr></thead>\n"
+        "<thead><tr><th>Engine</th><th>Health</th><th>Load</th></tr></thead>\n"
         f"<tbody>\n{body}\n</tbody>\n</table></div>"
     )
 
@@ -407,7 +407,6 @@ def _engine_row(row: EngineRow) -> str:
         )
     return (
         f'<tr><td data-label="Engine">{_e(row.label)}</td>'
-        f'<td data-label="Address"><code>{_e(row.address)}</code></td>'
         f'<td data-label="Health"><span class="badge health-{health}">{_e(row.health)}</span></td>'
         f'<td data-label="Load">{load}</td></tr>'
     )
