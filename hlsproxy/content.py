@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import BadRequest
-from .logs import printable
+from .logs import CONTROL, printable
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ ENGINE_PARAMS = frozenset(
         "use_stop_notifications",
     }
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KEYS = frozenset({"id", "content_id", "infohash", *_REMOTE})
 
 
@@ -102,7 +101,7 @@ def parse_stream_request(
             )
         if not value:
             raise BadRequest(f"{kind} is empty")
-        if _CONTROL.search(value):
+        if CONTROL.search(value):
             raise BadRequest(f"{kind} holds control characters")
     elif not _HEX40.fullmatch(value):
         name = "id" if kind == "content_id" else kind
