@@ -130,7 +130,7 @@ class _Attribute:
     last: int
 
 
-Edit = tuple[int, int, "Uri | str"]
+_Edit = tuple[int, int, Uri | str]
 
 
 @dataclass(slots=True)
@@ -141,16 +141,18 @@ class _Line:
     """"\\n", "\\r\\n", or "" for a last line with none."""
     name: str = ""
     """The tag's name, for a tag line."""
-    edits: list[Edit] = field(default_factory=list)
+    edits: list[_Edit] = field(default_factory=list)
     """Spans of `text` to replace, left to right: a URI to name, or text to put instead."""
     dropped: bool = False
+    """Left out of the output: it named the upstream."""
 
     @property
     def uris(self) -> list[Uri]:
-        return [new for _, _, new in self.edits if isinstance(new, Uri)]
+        return [uri for _, _, uri in _uri_edits(self)]
 
     def kept(self) -> str:
-        """The text that stays as it is: everything outside the edits."""
+        """The text that stays as it is: everything outside the edits, the pieces apart so
+        that the text either side of an edit cannot spell a host name together."""
         pieces, position = [], 0
         for start, end, _ in self.edits:
             pieces.append(self.text[position:start])
@@ -462,15 +464,22 @@ def _scan(text: str, base_url: str) -> _Scan:
             _scan_tag(scan, index, line, stripped)
         else:
             _scan_uri(scan, index, line, stripped)
-    kind: UriKind = "playlist" if scan.multivariant else "segment"
-    for index in scan.orphans:
-        line = scan.lines[index]
-        line.edits = [(a, b, replace(uri, kind=kind)) for a, b, uri in _uri_edits(line)]
+    if scan.multivariant:  # then an orphan is a playlist, and a playlist has no range
+        for index in scan.orphans:
+            line = scan.lines[index]
+            line.edits = [
+                (a, b, replace(uri, kind="playlist", byterange=None))
+                for a, b, uri in _uri_edits(line)
+            ]
     return scan
 
 
 def _uri_edits(line: _Line) -> list[tuple[int, int, Uri]]:
     return [(a, b, new) for a, b, new in line.edits if isinstance(new, Uri)]
+
+
+def _plain(scan: _Scan, kind: UriKind, url: str, attributes: list[_Attribute]) -> Uri:
+    return Uri(kind, url)
 
 
 def _scan_tag(scan: _Scan, index: int, line: _Line, stripped: str) -> None:
@@ -487,8 +496,7 @@ def _scan_tag(scan: _Scan, index: int, line: _Line, stripped: str) -> None:
         kind = _uri_kind(tag, attribute.name)
         url = None if kind is None else _resolve(attribute.value, scan.base_url)
         if kind is not None and url is not None:
-            locate = tag.locate or (lambda _s, kind, url, _a: Uri(kind, url))
-            new = locate(scan, kind, url, attributes)
+            new = (tag.locate or _plain)(scan, kind, url, attributes)
             line.edits.append((attribute.start, attribute.end, new))
         elif _names_upstream(scan, line.text[attribute.first : attribute.last]):
             line.edits.append((*_cut(line.text, attribute), ""))
@@ -530,7 +538,6 @@ def _scan_uri(scan: _Scan, index: int, line: _Line, stripped: str) -> None:
         # upstream is: the segment goes, with its tags.
         for dropped in scan.lines[start : index + 1]:
             dropped.dropped = True
-        url = None
     if scan.extinf is not None and not scan.stream_inf and not line.dropped:
         segment = _Segment(url or stripped, scan.extinf, byterange, scan.discontinuity, start)
         scan.segments.append(segment)
