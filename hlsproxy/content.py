@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import BadRequest
+from .logs import CONTROL, printable
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,22 @@ _REMOTE: tuple[KeyType, ...] = ("url", "magnet", "direct_url")
 _OURS = frozenset({"format", "pid", "sid"})
 # The proxy's own access token: never passed on, never logged.
 _PRIVATE = frozenset({"token"})
+# What the engine is told besides the content: the parameters its API names, and no other,
+# so that a client cannot reach engine features the proxy does not know about.
+ENGINE_PARAMS = frozenset(
+    {
+        "transcode_audio",
+        "transcode_mp3",
+        "transcode_ac3",
+        "preferred_audio_language",
+        "hlc",
+        "_idx",
+        "stream_id",
+        "quality",
+        "use_api_events",
+        "use_stop_notifications",
+    }
+)
 _KEYS = frozenset({"id", "content_id", "infohash", *_REMOTE})
 
 
@@ -43,7 +60,7 @@ class ContentKey:
 class StreamRequest:
     key: ContentKey
     params: tuple[tuple[str, str], ...]
-    """Every other query parameter, in order, for the engine."""
+    """The client's `ENGINE_PARAMS`, in order, for the engine."""
 
 
 def parse_stream_request(
@@ -65,9 +82,13 @@ def parse_stream_request(
             continue
         elif name in _OURS:
             if name != "format":
-                log.info("dropping the client's %s=%s: the proxy picks its own", name, value)
-        else:
+                log.info(
+                    "dropping the client's %s=%s: the proxy picks its own", name, printable(value)
+                )
+        elif name in ENGINE_PARAMS:
             params.append((name, value))
+        else:
+            log.debug("dropping %s=: not an engine parameter", printable(name))
     if not found:
         raise BadRequest("missing content: add ?id=<content id> or ?infohash=<infohash>")
     if len(found) > 1:
@@ -80,6 +101,8 @@ def parse_stream_request(
             )
         if not value:
             raise BadRequest(f"{kind} is empty")
+        if CONTROL.search(value):
+            raise BadRequest(f"{kind} holds control characters")
     elif not _HEX40.fullmatch(value):
         name = "id" if kind == "content_id" else kind
         raise BadRequest(f"{name} must be 40 hexadecimal characters, got {value[:60]!r}")

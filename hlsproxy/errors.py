@@ -20,7 +20,8 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
         ├── EngineRejected (502)       the engine answered with an "error" field
         │   └── ContentGone (502)      the engine cannot load the content at all
         ├── EngineProtocolError (502)  the engine answered something we cannot read
-        └── EngineStatus (502)         a resource answered an unexpected HTTP status
+        ├── EngineStatus (502)         a resource answered an unexpected HTTP status
+        └── EngineRedirected (502)     a redirect away from the engine, or too many
 
 Callers that treat a dead engine alike (fail over, mark the engine) catch EngineLost.
 """
@@ -117,6 +118,10 @@ class EngineStatus(EngineError):
     def __init__(self, upstream_status: int) -> None:
         super().__init__(f"the engine answered HTTP {upstream_status}")
         self.upstream_status = upstream_status
+
+
+class EngineRedirected(EngineError):
+    code = "engine_redirect"
 
 
 class EngineTimeout(EngineLost):

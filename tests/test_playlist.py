@@ -267,7 +267,6 @@ def test_uri_line_with_no_tag_before_it_is_still_rewritten() -> None:
         '#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI="skd://abc"',
         '#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="cc",NAME="en",INSTREAM-ID="CC1"',
         '#EXT-X-SESSION-DATA:DATA-ID="t",VALUE="http://not-a-uri.example/, a value"',
-        '#EXT-X-VENDOR:URI="http://unknown-tag.example/x"',
         "#EXT-X-MEDIA-SEQUENCE:7",
         "#EXT-X-PART-INF:PART-TARGET=1.0",
         '#EXT-X-MAP:URI="ftp://files.example/init.mp4"',
@@ -279,7 +278,6 @@ def test_uri_line_with_no_tag_before_it_is_still_rewritten() -> None:
         "session-key-skd",
         "closed-captions",
         "session-data-value",
-        "unknown-tag",
         "media-sequence-is-not-media",
         "part-inf-is-not-part",
         "ftp",
@@ -794,8 +792,11 @@ _URI_TAGS: dict[str, list[tuple[str, UriKind]]] = {
     "#EXT-X-SESSION-DATA": [("URI", "other")],
     "#EXT-X-CONTENT-STEERING": [("SERVER-URI", "other")],
     "#EXT-X-DATERANGE": [("X-ASSET-URI", "playlist"), ("X-ASSET-LIST", "other")],
+    # Tags the rewriter does not know: their URI attributes are named all the same.
+    "#EXT-X-VENDOR": [("URI", "other")],
+    "#EXT-X-COM-EXAMPLE-AD": [("URI", "other"), ("X-CLICK-URI", "other")],
 }
-_URI_ATTRIBUTE_NAMES = {"URI", "SERVER-URI", "X-ASSET-URI", "X-ASSET-LIST", "TYPE"}
+_URI_ATTRIBUTE_NAMES = {"URI", "SERVER-URI", "X-ASSET-URI", "X-ASSET-LIST", "X-CLICK-URI", "TYPE"}
 
 
 @dataclass(frozen=True)
@@ -847,7 +848,11 @@ def attribute_line(draw: st.DrawFn) -> tuple[str, str, list[UriKind]]:
         st.lists(
             st.tuples(
                 st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=10).filter(
-                    lambda n: n.strip("-") == n and n not in _URI_ATTRIBUTE_NAMES
+                    lambda n: (
+                        n.strip("-") == n
+                        and n not in _URI_ATTRIBUTE_NAMES
+                        and not n.endswith("-URI")
+                    )
                 ),
                 st.one_of(
                     _FREE_TEXT.map(lambda v: '"' + v.replace('"', "") + '"'),
@@ -896,7 +901,7 @@ def noise_line(draw: st.DrawFn) -> str:
             st.sampled_from(_NOISE_TAGS),
             st.tuples(
                 st.sampled_from(["#EXT-X-VENDOR", "#EXT-X-PRIV-A", "#EXT-OATCLS"]), _FREE_TEXT
-            ).map(lambda pair: f'{pair[0]}:URI="keep.test/x",{pair[1]}'),
+            ).map(lambda pair: f'{pair[0]}:URL="keep.test/x",{pair[1]}'),
         )
     )
 

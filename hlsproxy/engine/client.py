@@ -17,13 +17,16 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, ValidationError
+from yarl import URL
 
 from ..content import StreamRequest
 from ..errors import (
     ContentGone,
     EngineError,
     EngineProtocolError,
+    EngineRedirected,
     EngineRejected,
     EngineStatus,
     EngineTimeout,
@@ -40,6 +43,10 @@ _START_PATH: dict[Format, str] = {"ts": "/ace/getstream", "hls": "/ace/manifest.
 _NOT_MEDIA = ("text/html", "application/json", "text/plain")
 # What engines answer a start with for content they cannot find or load.
 _CONTENT_GONE = "failed to load content"
+# Redirects are followed only within the engine, and this many times at most: a Location
+# elsewhere would make the proxy fetch, and serve, whatever that address holds.
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,14 @@ class Engine:
 
     def __str__(self) -> str:
         return self.base_url
+
+    def owns(self, url: URL) -> bool:
+        """Whether `url` is at the address we reach this engine at: scheme, host and port."""
+        return (
+            url.scheme.lower() == self.scheme.lower()
+            and (url.host or "").lower() == self.host.strip("[]").lower()
+            and url.port == self.port
+        )
 
 
 class PlaybackInfo(BaseModel):
@@ -129,7 +144,7 @@ class EngineClient:
         async with contextlib.AsyncExitStack() as stack:
             async with self._errors("opening the stream"), asyncio.timeout(self._response_timeout):
                 resp = await stack.enter_async_context(
-                    self._http.get(session.url(session.info.playback_url))
+                    await self._get(session.engine, session.url(session.info.playback_url))
                 )
                 _check_media(resp)
             yield resp.content
@@ -149,7 +164,7 @@ class EngineClient:
             self._errors("fetching from the engine"),
             asyncio.timeout(self._response_timeout),
         ):
-            resp = await self._http.get(session.url(engine_url), headers=headers)
+            resp = await self._get(session.engine, session.url(engine_url), headers=headers)
         if resp.status not in (200, 206):
             resp.release()
             raise EngineStatus(resp.status)
@@ -159,7 +174,7 @@ class EngineClient:
         async with (
             self._errors("reading stream statistics"),
             asyncio.timeout(self._response_timeout),
-            self._http.get(session.url(session.info.stat_url)) as resp,
+            await self._get(session.engine, session.url(session.info.stat_url)) as resp,
         ):
             body = await self._json(resp)
         if body.get("error"):
@@ -174,8 +189,8 @@ class EngineClient:
             async with (
                 self._errors("stopping the stream"),
                 asyncio.timeout(self._stop_timeout),
-                self._http.get(
-                    session.url(session.info.command_url), params={"method": "stop"}
+                await self._get(
+                    session.engine, session.url(session.info.command_url), {"method": "stop"}
                 ) as resp,
             ):
                 body = await self._json(resp)
@@ -186,6 +201,25 @@ class EngineClient:
             log.info("stop of %s: engine says %s", session.request.key, body["error"])
             return False
         return True
+
+    async def _get(
+        self,
+        engine: Engine,
+        url: str,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """GET with redirects followed by hand, only while they stay on `engine`."""
+        target = URL(url).extend_query(params or {})
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self._http.get(target, headers=headers, allow_redirects=False)
+            if resp.status not in _REDIRECTS:
+                return resp
+            resp.release()
+            target = _location(resp.url, resp.headers)
+            if not engine.owns(target):
+                raise EngineRedirected("the engine redirected to another address")
+        raise EngineRedirected(f"the engine redirected more than {MAX_REDIRECTS} times")
 
     @contextlib.asynccontextmanager
     async def _errors(self, doing: str) -> AsyncIterator[None]:
@@ -274,6 +308,13 @@ def _unwrap(body: dict[str, Any], model: type[M]) -> M:
         return model.model_validate(body.get("response"))
     except ValidationError as exc:
         raise EngineProtocolError("the engine answered JSON of an unexpected shape") from exc
+
+
+def _location(base: URL, headers: CIMultiDictProxy[str]) -> URL:
+    try:
+        return base.join(URL(headers.get("Location", "")))
+    except ValueError as exc:
+        raise EngineRedirected("the engine redirected to an unreadable address") from exc
 
 
 def _check_media(resp: aiohttp.ClientResponse) -> None:

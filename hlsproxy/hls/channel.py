@@ -35,6 +35,7 @@ from ..sessions import Sessions
 from ..state import EndReason, Event, RetryPolicy, State, Watch, may_make_room
 from .cache import Cached, Flight, SegmentCache
 from .feed import concatenated
+from .media_types import MEDIA_TYPES
 from .playlist import (
     PlaylistInfo,
     Splice,
@@ -42,34 +43,13 @@ from .playlist import (
     end_playlist,
     looks_like_playlist,
     mark_discontinuity,
-    read_playlist,
+    rewrite,
 )
-from .playlist import rewrite_playlist as rewrite
 
 log = logging.getLogger(__name__)
 
 
 MAX_PLAYLIST_BYTES = 4 << 20
-# Kept when the upstream path has one; players (ffmpeg 7.1+) check segment extensions.
-MEDIA_EXTENSIONS = frozenset(
-    {
-        ".ts",
-        ".m4s",
-        ".mp4",
-        ".m4a",
-        ".m4v",
-        ".aac",
-        ".mp3",
-        ".ac3",
-        ".ec3",
-        ".vtt",
-        ".webvtt",
-        ".key",
-        ".json",
-        ".cmfv",
-        ".cmfa",
-    }
-)
 DEFAULT_EXTENSION = {
     "segment": ".ts",
     "part": ".ts",
@@ -83,11 +63,16 @@ DEFAULT_TARGET = 6.0
 QUIET_POLLS = 3
 
 
+Locator = Callable[[ContentKey, str], str]
+"""The URL at which clients fetch a resource of a content, given the resource's name: what a
+rewritten playlist says instead of the engine's URI."""
+
+
 @dataclass(frozen=True, slots=True)
 class HlsOptions:
     stream_timeout: float
     prefetch: int
-    public_url: str = ""
+    locate: Locator
 
 
 @dataclass(slots=True)
@@ -116,19 +101,12 @@ def _token(kind: str, url: str, byterange: object) -> str:
     if kind == "playlist":
         return digest + ".m3u8"
     ext = posixpath.splitext(urlsplit(url).path)[1].lower()
-    return digest + (ext if ext in MEDIA_EXTENSIONS else DEFAULT_EXTENSION[kind])
+    return digest + (ext if ext in MEDIA_TYPES else DEFAULT_EXTENSION[kind])
 
 
 def _over(exc: EngineError) -> bool:
     """The engine answered that the session is over (stopped, superseded, expired)."""
     return isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
-
-
-def path_key(key: ContentKey) -> str:
-    """The content key as it appears in resource paths, so a load balancer can hash on it."""
-    if key.kind in ("content_id", "infohash"):
-        return f"{'id' if key.kind == 'content_id' else 'infohash'}/{key.value}"
-    return f"{key.kind}/{hashlib.sha1(key.value.encode()).hexdigest()}"
 
 
 class HlsStream(EngineStream):
@@ -163,7 +141,6 @@ class HlsStream(EngineStream):
         self._cache = cache
         self._options = options
         self._last_used = self.started_at
-        self._prefix = f"{options.public_url}/ace/hls/{path_key(request.key)}/"
         # token -> what it names and when a playlist named it or a client asked for it last;
         # only these can be fetched
         self._names: dict[str, tuple[Uri, float]] = {}
@@ -333,15 +310,11 @@ class HlsStream(EngineStream):
             raise EngineProtocolError("the engine's playlist is not a playlist")
         text = body.decode("utf-8", errors="replace")
         try:
-            info = read_playlist(text, base)
-            rewritten = rewrite(text, base, self._name)
-            if splice is not None:
-                return _Playlist(
-                    mark_discontinuity(rewritten, splice), info, self._clock(), splice.media_offset
-                )
+            rewritten = rewrite(text, base, self._name, splice)
         except ValueError as exc:
             raise EngineProtocolError("the engine's playlist cannot be read") from exc
-        return _Playlist(rewritten, info, self._clock())
+        offset = 0 if splice is None else splice.media_offset
+        return _Playlist(rewritten.text, rewritten.info, self._clock(), offset)
 
     async def _serve(self) -> None:
         session = await self._start_session()
@@ -455,7 +428,7 @@ class HlsStream(EngineStream):
     def _name(self, uri: Uri) -> str:
         token = _token(uri.kind, uri.url, uri.byterange)
         self._names[token] = (uri, self._clock())
-        return self._prefix + token
+        return self._options.locate(self.key, token)
 
     async def _teardown(self) -> None:
         if not self._attempted.done():

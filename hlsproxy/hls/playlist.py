@@ -5,9 +5,15 @@ Pure: text in, text or data out; no I/O, no clock.
 Rewriting goes line by line, because parsing into objects and dumping back loses what the
 parser does not model (custom tags, comments, spacing). A line that carries no URI comes out
 byte for byte, with its own line end; only the URI inside a URI line or a URI attribute is
-replaced. The `m3u8` library reads the playlist-level metadata; which lines are segments, and
-their URLs and byte ranges, come from the same scan that rewriting uses, so that the segments
-`read_playlist` reports are exactly the URIs `rewrite_playlist` hands to the namer.
+replaced. What each tag means is registered once (`_TAGS`: which attributes hold URIs, whether
+it belongs to a segment, what it tells the scan); one scan collects the lines' edits, the
+segments and the playlist's numbers, so that the segments `read_playlist` reports are exactly
+the URIs `rewrite_playlist` hands to the namer. A tag nobody registered is still searched for
+`URI` and `*-URI` attributes.
+
+No line leaves with the upstream's host in it, outside a named URI: players must not learn
+where the engine is. A non-URI attribute carrying it is removed, an EXTINF title is dropped,
+any other line goes (a segment whose URI is not http(s) goes with its tags).
 
 URIs that are not http(s) after resolution (`skd://`, `data:`, ...) are left as they are: the
 player handles them itself.
@@ -29,12 +35,10 @@ session): media sequence numbers keep growing and the break carries EXT-X-DISCON
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
-from urllib.parse import urljoin, urlsplit
-
-import m3u8  # type: ignore[import-untyped]
+from urllib.parse import unquote, urljoin, urlsplit
 
 UriKind = Literal["segment", "playlist", "key", "init", "part", "other"]
 
@@ -110,37 +114,6 @@ def looks_like_playlist(body: bytes) -> bool:
 
 # --- scanning -----------------------------------------------------------------------------
 
-# Tag -> its attributes that hold a URI, and what that URI points to.
-_URI_ATTRIBUTES: dict[str, tuple[tuple[str, UriKind], ...]] = {
-    "#EXT-X-MEDIA": (("URI", "playlist"),),
-    "#EXT-X-I-FRAME-STREAM-INF": (("URI", "playlist"),),
-    "#EXT-X-IMAGE-STREAM-INF": (("URI", "playlist"),),
-    "#EXT-X-RENDITION-REPORT": (("URI", "playlist"),),
-    "#EXT-X-KEY": (("URI", "key"),),
-    "#EXT-X-SESSION-KEY": (("URI", "key"),),
-    "#EXT-X-MAP": (("URI", "init"),),
-    "#EXT-X-PART": (("URI", "part"),),
-    "#EXT-X-PRELOAD-HINT": (("URI", "part"),),
-    "#EXT-X-SESSION-DATA": (("URI", "other"),),
-    "#EXT-X-CONTENT-STEERING": (("SERVER-URI", "other"),),
-    # HLS interstitials: the asset is a multivariant playlist, the asset list is JSON.
-    "#EXT-X-DATERANGE": (("X-ASSET-URI", "playlist"), ("X-ASSET-LIST", "other")),
-}
-# Tags that belong to the media segment after them (used to find where a segment starts).
-_SEGMENT_TAGS = frozenset(
-    {
-        "#EXTINF",
-        "#EXT-X-BYTERANGE",
-        "#EXT-X-DISCONTINUITY",
-        "#EXT-X-PROGRAM-DATE-TIME",
-        "#EXT-X-KEY",
-        "#EXT-X-MAP",
-        "#EXT-X-DATERANGE",
-        "#EXT-X-GAP",
-        "#EXT-X-BITRATE",
-        "#EXT-X-PART",
-    }
-)
 _RANGE = re.compile(r"\s*(\d+)(?:@(\d+))?\s*")
 _HTTP = ("http", "https")
 
@@ -152,6 +125,12 @@ class _Attribute:
     start: int
     """Where the value (inside its quotes, if quoted) starts and ends in the line."""
     end: int
+    first: int
+    """Where the attribute starts (its name) and ends (after a closing quote)."""
+    last: int
+
+
+_Edit = tuple[int, int, Uri | str]
 
 
 @dataclass(slots=True)
@@ -160,8 +139,26 @@ class _Line:
     """The line without its line end."""
     end: str
     """"\\n", "\\r\\n", or "" for a last line with none."""
-    uris: list[tuple[int, int, Uri]] = field(default_factory=list)
-    """Spans of `text` to replace, left to right."""
+    name: str = ""
+    """The tag's name, for a tag line."""
+    edits: list[_Edit] = field(default_factory=list)
+    """Spans of `text` to replace, left to right: a URI to name, or text to put instead."""
+    dropped: bool = False
+    """Left out of the output: it named the upstream."""
+
+    @property
+    def uris(self) -> list[Uri]:
+        return [uri for _, _, uri in _uri_edits(self)]
+
+    def kept(self) -> str:
+        """The text that stays as it is: everything outside the edits, the pieces apart so
+        that the text either side of an edit cannot spell a host name together."""
+        pieces, position = [], 0
+        for start, end, _ in self.edits:
+            pieces.append(self.text[position:start])
+            position = end
+        pieces.append(self.text[position:])
+        return " ".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +174,179 @@ class _Segment:
 
 @dataclass(slots=True)
 class _Scan:
+    """One pass over a playlist: its lines with their edits, its segments, its metadata."""
+
+    base_url: str
+    upstream: re.Pattern[str]
+    """The upstream's host name: no line may carry it outside a named URI."""
     lines: list[_Line]
-    segments: list[_Segment]
+    segments: list[_Segment] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict)
+    """Playlist tags' values as written (numbers are read by `_info`, which may fail)."""
+    head: int | None = None
+    """Index of the #EXTM3U line."""
+    multivariant: bool = False
+    ended: bool = False
+    orphans: list[int] = field(default_factory=list)
+    """URI lines with no EXTINF or STREAM-INF before them: their kind is known at the end."""
+    # Where each URI's last range ended, by chain: omitted offsets continue from there.
+    segment_ends: dict[str, int] = field(default_factory=dict)
+    part_ends: dict[str, int] = field(default_factory=dict)
+    # The media segment (or variant) being read: what its tags said so far.
+    extinf: str | None = None
+    pending_range: tuple[int, int | None] | None = None
+    discontinuity: bool = False
+    stream_inf: bool = False
+    block_start: int | None = None
+
+
+_Read = Callable[[_Scan, int, str, list[_Attribute]], None]
+"""What a tag tells the scan: (scan, line index, the value after ':', its attributes)."""
+_Locate = Callable[[_Scan, UriKind, str, list[_Attribute]], Uri]
+"""The Uri a URI attribute of the tag names: (scan, kind, resolved URL, the attributes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Tag:
+    uris: Mapping[str, UriKind]
+    """Attributes that hold a URI, and what it points to; beyond these, in every tag,
+    `URI` and `*-URI` attributes name an "other" resource."""
+    segment: bool
+    """Belongs to the media segment after it (marks where that segment starts)."""
+    attributes: bool
+    """Its value is an attribute list."""
+    read: _Read | None
+    locate: _Locate | None
+
+
+_TAGS: dict[str, _Tag] = {}
+_UNKNOWN = _Tag({}, segment=False, attributes=True, read=None, locate=None)
+
+
+def _tag(
+    name: str,
+    *,
+    uris: Mapping[str, UriKind] | None = None,
+    segment: bool = False,
+    attributes: bool = True,
+    read: _Read | None = None,
+    locate: _Locate | None = None,
+) -> None:
+    _TAGS[name] = _Tag(uris or {}, segment, attributes, read, locate)
+
+
+def _reads(
+    name: str, *, segment: bool = False, attributes: bool = False
+) -> Callable[[_Read], _Read]:
+    def register(read: _Read) -> _Read:
+        _tag(name, segment=segment, attributes=attributes, read=read)
+        return read
+
+    return register
+
+
+def _locates(
+    name: str, uris: Mapping[str, UriKind], *, segment: bool = False
+) -> Callable[[_Locate], _Locate]:
+    def register(locate: _Locate) -> _Locate:
+        _tag(name, uris=uris, segment=segment, locate=locate)
+        return locate
+
+    return register
+
+
+def _keep_value(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    scan.values[scan.lines[index].name] = value.strip()
+
+
+for _name in (
+    "#EXT-X-TARGETDURATION",
+    "#EXT-X-MEDIA-SEQUENCE",
+    "#EXT-X-DISCONTINUITY-SEQUENCE",
+    "#EXT-X-PLAYLIST-TYPE",
+):
+    _tag(_name, attributes=False, read=_keep_value)
+for _name in ("#EXT-X-PROGRAM-DATE-TIME", "#EXT-X-BITRATE", "#EXT-X-GAP"):
+    _tag(_name, segment=True, attributes=False)
+_tag("#EXT-X-KEY", uris={"URI": "key"}, segment=True)
+_tag("#EXT-X-SESSION-KEY", uris={"URI": "key"})
+_tag("#EXT-X-SESSION-DATA", uris={"URI": "other"})
+_tag("#EXT-X-CONTENT-STEERING", uris={"SERVER-URI": "other"})
+# HLS interstitials: the asset is a multivariant playlist, the asset list is JSON.
+_tag("#EXT-X-DATERANGE", uris={"X-ASSET-URI": "playlist", "X-ASSET-LIST": "other"}, segment=True)
+for _name in (
+    "#EXT-X-MEDIA",
+    "#EXT-X-I-FRAME-STREAM-INF",
+    "#EXT-X-IMAGE-STREAM-INF",
+    "#EXT-X-RENDITION-REPORT",
+):
+    _tag(_name, uris={"URI": "playlist"})
+
+
+@_reads("#EXTM3U")
+def _header(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    if scan.head is None:
+        scan.head = index
+
+
+@_reads("#EXTINF", segment=True)
+def _extinf(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    scan.extinf = value.strip()
+
+
+@_reads("#EXT-X-BYTERANGE", segment=True)
+def _byterange(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    scan.pending_range = _parse_range(value)
+
+
+@_reads("#EXT-X-DISCONTINUITY", segment=True)
+def _discontinuity(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    scan.discontinuity = True
+
+
+@_reads("#EXT-X-ENDLIST")
+def _endlist(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    scan.ended = True
+
+
+@_reads("#EXT-X-STREAM-INF", attributes=True)
+def _stream_inf(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    scan.stream_inf = scan.multivariant = True
+
+
+@_reads("#EXT-X-SKIP", attributes=True)
+def _skip(scan: _Scan, index: int, value: str, attributes: list[_Attribute]) -> None:
+    scan.values["SKIPPED-SEGMENTS"] = _first(attributes, "SKIPPED-SEGMENTS") or "0"
+
+
+@_locates("#EXT-X-MAP", {"URI": "init"}, segment=True)
+def _map(scan: _Scan, kind: UriKind, url: str, attributes: list[_Attribute]) -> Uri:
+    spec = _parse_range(_first(attributes, "BYTERANGE") or "")
+    return Uri(kind, url, None if spec is None else ByteRange(spec[0], spec[1] or 0))
+
+
+@_locates("#EXT-X-PART", {"URI": "part"}, segment=True)
+def _part(scan: _Scan, kind: UriKind, url: str, attributes: list[_Attribute]) -> Uri:
+    spec = _parse_range(_first(attributes, "BYTERANGE") or "")
+    return Uri(kind, url, None if spec is None else _chain(spec, url, scan.part_ends))
+
+
+@_locates("#EXT-X-PRELOAD-HINT", {"URI": "part"})
+def _preload_hint(scan: _Scan, kind: UriKind, url: str, attributes: list[_Attribute]) -> Uri:
+    if (_first(attributes, "TYPE") or "").upper() == "MAP":
+        kind = "init"
+    length = _first(attributes, "BYTERANGE-LENGTH") or ""
+    start = _first(attributes, "BYTERANGE-START") or "0"
+    if length.isdigit() and start.isdigit():
+        return Uri(kind, url, ByteRange(int(length), int(start)))
+    return Uri(kind, url)
+
+
+def _uri_kind(tag: _Tag, attribute: str) -> UriKind | None:
+    kind = tag.uris.get(attribute)
+    if kind is None and (attribute == "URI" or attribute.endswith("-URI")):
+        return "other"
+    return kind
 
 
 def _split_lines(text: str) -> list[_Line]:
@@ -220,14 +388,14 @@ def _attributes(line: str, start: int) -> list[_Attribute]:
             j += 1
         if j < n and line[j] == '"':
             close = line.find('"', j + 1)
-            if close < 0:
-                close = n
-            found.append(_Attribute(name, line[j + 1 : close], j + 1, close))
+            last = n if close < 0 else close + 1
+            close = n if close < 0 else close
+            found.append(_Attribute(name, line[j + 1 : close], j + 1, close, i, last))
             comma = line.find(",", close)
         else:
             comma = line.find(",", j)
             value = line[j : n if comma < 0 else comma].rstrip()
-            found.append(_Attribute(name, value, j, j + len(value)))
+            found.append(_Attribute(name, value, j, j + len(value), i, j + len(value)))
         i = n if comma < 0 else comma + 1
     return found
 
@@ -256,10 +424,18 @@ def _resolve(reference: str, base_url: str) -> str | None:
     return url if urlsplit(url).scheme.lower() in _HTTP else None
 
 
-def _check_base(base_url: str) -> None:
+def _upstream(base_url: str) -> re.Pattern[str]:
     parts = urlsplit(base_url)
-    if parts.scheme.lower() not in _HTTP or not parts.netloc:
+    if parts.scheme.lower() not in _HTTP or not parts.hostname:
         raise ValueError(f"the base URL must be an absolute http(s) URL, not {base_url!r}")
+    # Anywhere, even inside a longer name or address: a false alarm costs only a line.
+    return re.compile(re.escape(parts.hostname.lower()))
+
+
+def _names_upstream(scan: _Scan, text: str) -> bool:
+    """Whether text carries the upstream's host, in any case, percent-encoded or not."""
+    lowered = text.lower()
+    return bool(scan.upstream.search(lowered) or scan.upstream.search(unquote(lowered)))
 
 
 def _parse_range(spec: str) -> tuple[int, int | None] | None:
@@ -270,74 +446,6 @@ def _parse_range(spec: str) -> tuple[int, int | None] | None:
     return int(match.group(1)), None if offset is None else int(offset)
 
 
-def _scan(text: str, base_url: str) -> _Scan:
-    _check_base(base_url)
-    lines = _split_lines(text)
-    multivariant = any(line.text.strip().startswith("#EXT-X-STREAM-INF") for line in lines)
-    segments: list[_Segment] = []
-    # Where each URI's last range ended, by chain: omitted offsets continue from there.
-    segment_ends: dict[str, int] = {}
-    part_ends: dict[str, int] = {}
-
-    extinf: str | None = None
-    pending_range: tuple[int, int | None] | None = None
-    discontinuity = False
-    stream_inf = False
-    block_start: int | None = None
-
-    for index, line in enumerate(lines):
-        stripped = line.text.strip()
-        if not stripped:
-            continue
-        indent = len(line.text) - len(line.text.lstrip())
-        if stripped.startswith("#"):
-            name = _tag_name(stripped)
-            if name in _SEGMENT_TAGS and block_start is None:
-                block_start = index
-            if name == "#EXTINF":
-                extinf = stripped[len(name) + 1 :]
-            elif name == "#EXT-X-BYTERANGE":
-                pending_range = _parse_range(stripped[len(name) + 1 :])
-            elif name == "#EXT-X-DISCONTINUITY":
-                discontinuity = True
-            elif name == "#EXT-X-STREAM-INF":
-                stream_inf = True
-            elif name in _URI_ATTRIBUTES:
-                attributes = _attributes(line.text, indent + len(name) + 1)
-                line.uris = _attribute_uris(
-                    name, attributes, _URI_ATTRIBUTES[name], base_url, part_ends
-                )
-            continue
-
-        # A URI line. One with no EXTINF or STREAM-INF before it is malformed, but it is
-        # still rewritten, so that no upstream address reaches a player.
-        if stream_inf:
-            kind: UriKind = "playlist"
-        elif extinf is not None:
-            kind = "segment"
-        else:
-            kind = "playlist" if multivariant else "segment"
-        url = _resolve(stripped, base_url)
-        byterange = None
-        if kind == "segment" and pending_range is not None:
-            byterange = _chain(pending_range, url or stripped, segment_ends)
-        if url is not None:
-            line.uris = [(indent, indent + len(stripped), Uri(kind, url, byterange))]
-        if extinf is not None and not stream_inf:
-            segments.append(
-                _Segment(
-                    url or stripped,
-                    extinf,
-                    byterange,
-                    discontinuity,
-                    index if block_start is None else block_start,
-                )
-            )
-        extinf = pending_range = block_start = None
-        discontinuity = stream_inf = False
-    return _Scan(lines, segments)
-
-
 def _chain(spec: tuple[int, int | None], url: str, ends: dict[str, int]) -> ByteRange:
     length, offset = spec
     if offset is None:
@@ -346,111 +454,222 @@ def _chain(spec: tuple[int, int | None], url: str, ends: dict[str, int]) -> Byte
     return ByteRange(length, offset)
 
 
-def _attribute_uris(
-    tag: str,
-    attributes: list[_Attribute],
-    wanted: tuple[tuple[str, UriKind], ...],
-    base_url: str,
-    part_ends: dict[str, int],
-) -> list[tuple[int, int, Uri]]:
-    found: list[tuple[int, int, Uri]] = []
+def _scan(text: str, base_url: str) -> _Scan:
+    scan = _Scan(base_url, _upstream(base_url), _split_lines(text))
+    for index, line in enumerate(scan.lines):
+        stripped = line.text.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            _scan_tag(scan, index, line, stripped)
+        else:
+            _scan_uri(scan, index, line, stripped)
+    if scan.multivariant:  # then an orphan is a playlist, and a playlist has no range
+        for index in scan.orphans:
+            line = scan.lines[index]
+            line.edits = [
+                (a, b, replace(uri, kind="playlist", byterange=None))
+                for a, b, uri in _uri_edits(line)
+            ]
+    return scan
+
+
+def _uri_edits(line: _Line) -> list[tuple[int, int, Uri]]:
+    return [(a, b, new) for a, b, new in line.edits if isinstance(new, Uri)]
+
+
+def _plain(scan: _Scan, kind: UriKind, url: str, attributes: list[_Attribute]) -> Uri:
+    return Uri(kind, url)
+
+
+def _scan_tag(scan: _Scan, index: int, line: _Line, stripped: str) -> None:
+    indent = len(line.text) - len(line.text.lstrip())
+    line.name = name = _tag_name(stripped)
+    tag = _TAGS.get(name, _UNKNOWN)
+    if tag.segment and scan.block_start is None:
+        scan.block_start = index
+    value_at = indent + len(name) + 1
+    attributes = _attributes(line.text, value_at) if tag.attributes else []
+    if tag.read is not None:
+        tag.read(scan, index, line.text[value_at:], attributes)
     for attribute in attributes:
-        kind = next((kind for name, kind in wanted if name == attribute.name), None)
-        if kind is None:
-            continue
-        url = _resolve(attribute.value, base_url)
-        if url is None:
-            continue
-        byterange = None
-        if tag == "#EXT-X-MAP":
-            spec = _parse_range(_first(attributes, "BYTERANGE") or "")
-            if spec is not None:
-                byterange = ByteRange(spec[0], spec[1] or 0)
-        elif tag == "#EXT-X-PART":
-            spec = _parse_range(_first(attributes, "BYTERANGE") or "")
-            if spec is not None:
-                byterange = _chain(spec, url, part_ends)
-        elif tag == "#EXT-X-PRELOAD-HINT":
-            if (_first(attributes, "TYPE") or "").upper() == "MAP":
-                kind = "init"
-            length = _first(attributes, "BYTERANGE-LENGTH") or ""
-            start = _first(attributes, "BYTERANGE-START") or "0"
-            if length.isdigit() and start.isdigit():
-                byterange = ByteRange(int(length), int(start))
-        found.append((attribute.start, attribute.end, Uri(kind, url, byterange)))
-    return found
+        kind = _uri_kind(tag, attribute.name)
+        url = None if kind is None else _resolve(attribute.value, scan.base_url)
+        if kind is not None and url is not None:
+            new = (tag.locate or _plain)(scan, kind, url, attributes)
+            line.edits.append((attribute.start, attribute.end, new))
+        elif _names_upstream(scan, line.text[attribute.first : attribute.last]):
+            line.edits.append((*_cut(line.text, attribute), ""))
+    if _names_upstream(scan, line.kept()):
+        if name == "#EXTINF":  # the duration is needed; the title is not
+            line.text, line.edits = f"#EXTINF:{(scan.extinf or '').partition(',')[0]},", []
+        else:
+            line.dropped = True
+
+
+def _cut(text: str, attribute: _Attribute) -> tuple[int, int]:
+    """The span that removes an attribute and one comma next to it."""
+    start, end = attribute.first, attribute.last
+    after = text[end:].lstrip(" \t")
+    if after.startswith(","):
+        return start, len(text) - len(after) + 1
+    before = text[:start].rstrip(" \t")
+    if before.endswith(","):
+        return len(before) - 1, end
+    return start, end
+
+
+def _scan_uri(scan: _Scan, index: int, line: _Line, stripped: str) -> None:
+    # A URI line with no EXTINF or STREAM-INF before it is malformed, but it is still
+    # rewritten, so that no upstream address reaches a player.
+    indent = len(line.text) - len(line.text.lstrip())
+    kind: UriKind = "playlist" if scan.stream_inf else "segment"
+    url = _resolve(stripped, scan.base_url)
+    byterange = None
+    if kind == "segment" and scan.pending_range is not None:
+        byterange = _chain(scan.pending_range, url or stripped, scan.segment_ends)
+    start = index if scan.block_start is None else scan.block_start
+    if url is not None:
+        line.edits = [(indent, indent + len(stripped), Uri(kind, url, byterange))]
+        if scan.extinf is None and not scan.stream_inf:
+            scan.orphans.append(index)
+    elif _names_upstream(scan, stripped):
+        # Not a resource the proxy can serve, and it would tell players where the
+        # upstream is: the segment goes, with its tags.
+        for dropped in scan.lines[start : index + 1]:
+            dropped.dropped = True
+    if scan.extinf is not None and not scan.stream_inf and not line.dropped:
+        segment = _Segment(url or stripped, scan.extinf, byterange, scan.discontinuity, start)
+        scan.segments.append(segment)
+    scan.extinf = scan.pending_range = scan.block_start = None
+    scan.discontinuity = scan.stream_inf = False
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _info(scan: _Scan) -> PlaylistInfo:
+    """The playlist's numbers. Raises ValueError if one cannot be read."""
+    values = scan.values
+
+    def number(name: str) -> int:
+        try:
+            return int(values.get(name, "0"))
+        except ValueError as exc:
+            raise ValueError(f"unreadable {name}: {values[name]!r}") from exc
+
+    target = values.get("#EXT-X-TARGETDURATION")
+    try:
+        target_duration = None if target is None else float(target)
+    except ValueError as exc:
+        raise ValueError(f"unreadable EXT-X-TARGETDURATION: {target!r}") from exc
+    media_sequence = 0 if scan.multivariant else number("#EXT-X-MEDIA-SEQUENCE")
+    # In a delta update (EXT-X-SKIP) the first segment listed follows the skipped ones.
+    first = media_sequence + number("SKIPPED-SEGMENTS")
+    segments: list[MediaSegment] = []
+    for sequence, segment in enumerate(scan.segments, start=first):
+        try:
+            duration = float(segment.duration.partition(",")[0])
+        except ValueError as exc:
+            raise ValueError(f"unreadable EXTINF: {segment.duration!r}") from exc
+        segments.append(
+            MediaSegment(segment.url, duration, sequence, segment.byterange, segment.discontinuity)
+        )
+    playlist_type = values.get("#EXT-X-PLAYLIST-TYPE")
+    return PlaylistInfo(
+        multivariant=scan.multivariant,
+        target_duration=target_duration,
+        media_sequence=media_sequence,
+        discontinuity_sequence=number("#EXT-X-DISCONTINUITY-SEQUENCE"),
+        segments=tuple(segments),
+        ended=scan.ended,
+        playlist_type=None if playlist_type is None else playlist_type.upper(),
+    )
+
+
+def read_playlist(text: str, base_url: str) -> PlaylistInfo:
+    """The playlist's metadata and media segments. Raises ValueError if it cannot be read."""
+    return _info(_scan(text, base_url))
+
+
+def playlist_uris(text: str, base_url: str) -> list[Uri]:
+    """Every URI `rewrite_playlist` would hand to the namer, in the order they appear."""
+    return [uri for line in _scan(text, base_url).lines for uri in line.uris]
 
 
 # --- rewriting ----------------------------------------------------------------------------
 
 
-def playlist_uris(text: str, base_url: str) -> list[Uri]:
-    """Every URI `rewrite_playlist` would hand to the namer, in the order they appear."""
-    return [uri for line in _scan(text, base_url).lines for _, _, uri in line.uris]
+@dataclass(frozen=True, slots=True)
+class Rewritten:
+    text: str
+    info: PlaylistInfo
+    """Of the playlist as the upstream wrote it (its own media sequence numbers)."""
+
+
+def rewrite(text: str, base_url: str, name: Namer, splice: Splice | None = None) -> Rewritten:
+    """The playlist rewritten for players, and what it says, from one scan: every http(s)
+    URI replaced by `name(uri)`, renumbered by `splice` if given (see `mark_discontinuity`).
+
+    Raises ValueError if the playlist's numbers cannot be read.
+    """
+    scan = _scan(text, base_url)
+    info = _info(scan)
+    return Rewritten(_emit(scan, name, None if splice is None else (splice, info)), info)
 
 
 def rewrite_playlist(text: str, base_url: str, name: Namer) -> str:
-    """The playlist with every http(s) URI replaced by `name(uri)`; nothing else changes.
+    """The playlist with every http(s) URI replaced by `name(uri)`.
 
-    `base_url` is the URL the playlist was finally fetched from (after redirects).
-    A leading BOM is dropped.
+    `base_url` is the URL the playlist was finally fetched from (after redirects). No line
+    keeps the host of `base_url` outside a URI that went through the namer: another
+    attribute that carries it is removed, an EXTINF loses its title, any other line goes.
+    Nothing else changes. A leading BOM is dropped.
     """
+    return _emit(_scan(text, base_url), name, None)
+
+
+def _emit(scan: _Scan, name: Namer | None, splice: tuple[Splice, PlaylistInfo] | None) -> str:
+    lines = scan.lines
+    end = next((line.end for line in lines if line.end), "\n")
+    headers: dict[str, int] = {}
+    missing: list[str] = []
+    break_at: int | None = None
+    if splice is not None:
+        headers, missing, break_at = _renumbering(scan, *splice, end)
     out: list[str] = []
-    for line in _scan(text, base_url).lines:
-        if not line.uris:
-            out.append(line.text + line.end)
+    for index, line in enumerate(lines):
+        if index == break_at:
+            out.append(f"#EXT-X-DISCONTINUITY{end}")
+        if line.dropped:
             continue
-        names = [_checked(name(uri), uri) for _, _, uri in line.uris]
-        pieces: list[str] = []
-        position = 0
-        for (start, end, _), new in zip(line.uris, names, strict=True):
-            pieces += [line.text[position:start], new]
-            position = end
-        pieces += [line.text[position:], line.end]
-        out.append("".join(pieces))
+        if line.name in headers:
+            out.append(f"{line.name}:{headers[line.name]}{line.end}")
+        elif index == scan.head and missing:
+            out += [line.text + (line.end or end), *missing]
+        else:
+            out.append(_edited(line, name) + line.end)
     return "".join(out)
+
+
+def _edited(line: _Line, name: Namer | None) -> str:
+    pieces: list[str] = []
+    position = 0
+    for start, end, edit in line.edits:
+        if isinstance(edit, str):
+            new = edit
+        else:
+            new = line.text[start:end] if name is None else _checked(name(edit), edit)
+        pieces += [line.text[position:start], new]
+        position = end
+    pieces.append(line.text[position:])
+    return "".join(pieces)
 
 
 def _checked(new: str, uri: Uri) -> str:
     if not new or new.startswith("#") or any(c in new for c in '"\r\n'):
         raise ValueError(f"a namer gave {new!r} for a {uri.kind} URI: unusable in a playlist")
     return new
-
-
-# --- reading ------------------------------------------------------------------------------
-
-
-def read_playlist(text: str, base_url: str) -> PlaylistInfo:
-    """The playlist's metadata and media segments. Raises ValueError if it cannot be read."""
-    scan = _scan(text, base_url)
-    try:
-        parsed = m3u8.loads(text.removeprefix(_BOM))
-    # The parser raises whatever its casts raise (ValueError, IndexError, ...) on bad input.
-    except Exception as exc:
-        raise ValueError(f"unreadable playlist: {exc}") from exc
-    media_sequence = int(parsed.media_sequence or 0)
-    # In a delta update (EXT-X-SKIP) the first segment listed follows the skipped ones.
-    skipped = int(parsed.skip.skipped_segments or 0) if parsed.skip else 0
-    segments: list[MediaSegment] = []
-    for number, segment in enumerate(scan.segments, start=media_sequence + skipped):
-        try:
-            duration = float(segment.duration.partition(",")[0])
-        except ValueError as exc:
-            raise ValueError(f"unreadable EXTINF: {segment.duration!r}") from exc
-        segments.append(
-            MediaSegment(segment.url, duration, number, segment.byterange, segment.discontinuity)
-        )
-    target_duration = parsed.target_duration
-    playlist_type = parsed.playlist_type
-    return PlaylistInfo(
-        multivariant=bool(parsed.is_variant),
-        target_duration=None if target_duration is None else float(target_duration),
-        media_sequence=media_sequence,
-        discontinuity_sequence=int(parsed.discontinuity_sequence or 0),
-        segments=tuple(segments),
-        ended=bool(parsed.is_endlist),
-        playlist_type=None if playlist_type is None else str(playlist_type).upper(),
-    )
 
 
 # --- editing ------------------------------------------------------------------------------
@@ -544,14 +763,18 @@ def mark_discontinuity(text: str, splice: Splice) -> str:
     in the playlist. Every other line is kept byte for byte.
     """
     scan = _scan(text, _ANY_BASE)
-    info = read_playlist(text, _ANY_BASE)
+    return _emit(scan, None, (splice, _info(scan)))
+
+
+def _renumbering(
+    scan: _Scan, splice: Splice, info: PlaylistInfo, end: str
+) -> tuple[dict[str, int], list[str], int | None]:
+    """The header values to set, the header lines to add, and the line before which the
+    break's EXT-X-DISCONTINUITY goes."""
     if info.multivariant:
         raise ValueError("only a media playlist can be spliced")
-    lines = scan.lines
-    head = next((i for i, line in enumerate(lines) if line.text.strip() == "#EXTM3U"), None)
-    if head is None:
+    if scan.head is None:
         raise ValueError("not a playlist: no #EXTM3U line")
-
     break_at: int | None = None
     for segment, read in zip(scan.segments, info.segments, strict=True):
         if read.sequence + splice.media_offset == splice.first_sequence:
@@ -562,24 +785,12 @@ def mark_discontinuity(text: str, splice: Splice) -> str:
     if break_at is not None:
         # The inserted tag counts towards the break segment's number: start one lower.
         discontinuity_sequence -= 1
-    end = next((line.end for line in lines if line.end), "\n")
     headers = {
         "#EXT-X-MEDIA-SEQUENCE": info.media_sequence + splice.media_offset,
         "#EXT-X-DISCONTINUITY-SEQUENCE": discontinuity_sequence,
     }
-    present = {_tag_name(line.text.strip()) for line in lines}
+    present = {line.name for line in scan.lines}
     # Headers missing from the text go right after #EXTM3U, which is before any segment and
     # any EXT-X-DISCONTINUITY, as RFC 8216 requires.
     missing = [f"{name}:{value}{end}" for name, value in headers.items() if name not in present]
-    out: list[str] = []
-    for index, line in enumerate(lines):
-        if index == break_at:
-            out.append(f"#EXT-X-DISCONTINUITY{end}")
-        name = _tag_name(line.text.strip())
-        if name in headers:
-            out.append(f"{name}:{headers[name]}{line.end}")
-        elif index == head and missing:
-            out += [line.text + (line.end or end), *missing]
-        else:
-            out.append(line.text + line.end)
-    return "".join(out)
+    return headers, missing, break_at

@@ -115,6 +115,12 @@ class Faults:
     """Every HLS playlist is answered with this HTTP status instead."""
     stop_delay: float = 0.0
     """Seconds a stop takes before the engine carries it out and answers."""
+    redirect_to: str | None = None
+    """Segments and TS reads answer 302 to this URL, `{path}` standing for their own path,
+    unless their query has `moved` (so a redirect back to the engine is served)."""
+    playlist_lines: tuple[str, ...] = ()
+    """Put into every media playlist after its header, `{host}` standing for the Host the
+    request named: tags and URIs an origin might add."""
 
 
 @dataclass
@@ -277,6 +283,13 @@ class SimEngine:
         self._expire()
         if self.faults.down:
             return _drop(request)
+        redirect = self.faults.redirect_to
+        if (
+            redirect is not None
+            and request.path.startswith(("/ace/c/", "/ace/r/"))
+            and "moved" not in request.query
+        ):
+            raise web.HTTPFound(redirect.format(path=request.path))
         return await handler(request)
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
@@ -555,6 +568,7 @@ class SimEngine:
             f"#EXT-X-VERSION:{7 if flavour == 'fmp4' else 3}",
             f"#EXT-X-TARGETDURATION:{math.ceil(max(durations)) + 1}",
             f"#EXT-X-MEDIA-SEQUENCE:{first}",
+            *(line.replace("{host}", host) for line in self.faults.playlist_lines),
         ]
         base = f"http://{host}/ace/c/{live.session.infohash}"
         aes = self._flavour_media().aes if flavour == "aes-128" else None

@@ -6,9 +6,7 @@ Both are checked before any handler runs, so a refused request costs no engine s
 from __future__ import annotations
 
 import hmac
-import re
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
-from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -19,7 +17,6 @@ from ..errors import Forbidden, Unauthorized
 TOKEN_PARAM = "token"
 # Probes must work whatever the policy: a container's health check has no token.
 OPEN_PATHS = frozenset({"/healthz"})
-_PROXY_URI = re.compile(r"(/ace/hls/[^\s\"?]+)")
 
 
 def access_control(settings: Settings) -> Middleware | None:
@@ -49,15 +46,6 @@ def presented_token(request: web.Request) -> str:
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     return request.query.get(TOKEN_PARAM, "")
-
-
-def carry_token(playlist: str, request: web.Request) -> str:
-    """Add the client's ?token= to every proxy URI of a playlist, so that a player that
-    knows only the playlist URL can fetch what it names."""
-    token = request.query.get(TOKEN_PARAM)
-    if not token:
-        return playlist
-    return _PROXY_URI.sub(rf"\1?{TOKEN_PARAM}={quote(token, safe='')}", playlist)
 
 
 def _allowed(remote: str | None, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:

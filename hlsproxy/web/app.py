@@ -17,7 +17,7 @@ from ..hls.channel import HlsOptions
 from ..sessions import Sessions
 from ..streams import Registry
 from ..ts.stream import TsOptions
-from . import hls_routes, middleware, routes, status
+from . import hls_routes, hls_urls, middleware, routes, status
 from .access import access_control
 from .keys import METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STREAMS
 from .metrics import Metrics
@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_streams)
     app.on_response_prepare.append(middleware.mark_started)
-    app.on_response_prepare.append(middleware.add_cors)
+    app.on_response_prepare.append(middleware.cors(hls_routes.PLAYER_PATHS))
     # Live streams never end by themselves: end them before aiohttp waits for handlers.
     app.on_shutdown.append(_end_streams)
     routes.setup(app)
@@ -85,7 +85,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             hls_options=HlsOptions(
                 stream_timeout=settings.m3u8_stream_timeout,
                 prefetch=settings.hls_prefetch,
-                public_url=settings.public_url,
+                locate=hls_urls.locator(app),
             ),
             # The registry is made from this factory: its methods are bound once it exists.
             on_idle=lambda: registry.poke(),  # noqa: PLW0108

@@ -7,51 +7,39 @@ import re
 
 from aiohttp import web
 
-from ..content import ContentKey, KeyType, parse_stream_request
+from ..content import parse_stream_request
 from ..errors import BadRequest, NotFound
 from ..hls.cache import Cached, Flight
-from ..hls.channel import HlsStream, path_key
-from .access import carry_token
+from ..hls.channel import HlsStream
+from ..hls.media_types import MEDIA_TYPES
+from . import hls_urls
 from .keys import METRICS, SETTINGS, STREAMS
 from .urls import canonical_redirect
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-MEDIA_TYPES = {
-    ".ts": "video/mp2t",
-    ".m4s": "video/mp4",
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".cmfv": "video/mp4",
-    ".m4a": "audio/mp4",
-    ".cmfa": "audio/mp4",
-    ".aac": "audio/aac",
-    ".mp3": "audio/mpeg",
-    ".ac3": "audio/ac3",
-    ".ec3": "audio/eac3",
-    ".vtt": "text/vtt",
-    ".webvtt": "text/vtt",
-    ".key": "application/octet-stream",
-    ".json": "application/json",
-}
 # Live playlists change every target duration: a cached copy would freeze players.
 PLAYLIST_HEADERS = {"Cache-Control": "no-cache"}
 # A resource URL names immutable bytes for as long as it exists.
 RESOURCE_HEADERS = {"Cache-Control": "public, max-age=86400, immutable", "Accept-Ranges": "bytes"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_PATH_KINDS: dict[str, KeyType] = {"id": "content_id", "infohash": "infohash"}
+# Past this many digits a position is beyond any resource; int() would refuse 4,300 of them.
+_MAX_DIGITS = 18
 _TOKEN = re.compile(r"[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
+
+
+# What browser players fetch: the only answers other web pages may read (CORS).
+PLAYER_PATHS = (
+    "/ace/manifest.m3u8",
+    hls_urls.PATH,
+    "/ace/getstream",
+    "/ace/getstream/",
+)
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/ace/manifest.m3u8", manifest)
-    app.router.add_get("/ace/hls/{kind}/{value}/{token}", hls_resource)
-    for path in (
-        "/ace/manifest.m3u8",
-        "/ace/hls/{kind}/{value}/{token}",
-        "/ace/getstream",
-        "/ace/getstream/",
-        "/ace/status",
-    ):
+    app.router.add_get(hls_urls.PATH, hls_resource, name=hls_urls.ROUTE)
+    for path in PLAYER_PATHS:
         app.router.add_route("OPTIONS", path, preflight)
 
 
@@ -106,17 +94,17 @@ def _find(request: web.Request, kind: str, value: str) -> HlsStream:
     """The live HLS stream a resource path names: a direct lookup on every segment request,
     except for url=/magnet= content, whose paths carry only a digest of the key."""
     registry = request.app[STREAMS]
-    if kind in _PATH_KINDS:
-        stream = registry.find(ContentKey(_PATH_KINDS[kind], value), "hls")
+    key = hls_urls.plain_key(kind, value)
+    if key is not None:
+        stream = registry.find(key, "hls")
         if isinstance(stream, HlsStream):
             return stream
     else:
-        wanted = f"{kind}/{value}"
         for candidate in registry.streams():
             if (
                 isinstance(candidate, HlsStream)
                 and not candidate.closing
-                and path_key(candidate.key) == wanted
+                and hls_urls.path_parts(candidate.key) == (kind, value)
             ):
                 return candidate
     raise NotFound("this stream is not playing; reload its playlist")
@@ -124,7 +112,7 @@ def _find(request: web.Request, kind: str, value: str) -> HlsStream:
 
 def _playlist_response(request: web.Request, text: str) -> web.Response:
     return web.Response(
-        text=carry_token(text, request),
+        text=text,
         content_type=PLAYLIST_TYPE,
         charset="utf-8",
         headers=PLAYLIST_HEADERS,
@@ -157,14 +145,20 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
     match = _RANGE.fullmatch(header.strip())
     if match is None or match.group(1) == match.group(2) == "":
         raise BadRequest("only a single bytes=start-end range is supported")
-    first, last = match.groups()
-    if first == "":  # a suffix: the last N bytes
-        start, end = max(0, size - int(last)), size - 1
+    first, last = (_position(group) for group in match.groups())
+    if first is None:  # a suffix: the last N bytes
+        start, end = max(0, size - (last or 0)), size - 1
     else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        start, end = first, size - 1 if last is None else min(last, size - 1)
     if start >= size or start > end:
         raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     return start, end
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
 
 async def _stream_flight(

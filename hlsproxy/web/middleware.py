@@ -1,4 +1,4 @@
-"""Errors become a status and a short JSON body; every answer carries CORS headers.
+"""Errors become a status and a short JSON body; what browser players fetch carries CORS headers.
 
 Once a response's headers are out, a failure cannot become an error response: the
 connection is aborted instead (the player retries), never a second answer inside a body.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import EngineError, ProxyError, Unavailable
+from ..logs import printable
 from .keys import METRICS
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         if isinstance(exc, EngineError):
             request.app[METRICS].engine_errors.labels(exc.code).inc()
-            log.warning("%s %s: %s", request.method, request.path, exc.message)
+            log.warning("%s %s: %s", request.method, printable(request.path), exc.message)
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -65,10 +67,22 @@ async def mark_started(request: web.Request, response: web.StreamResponse) -> No
     request[_STARTED] = response
 
 
-async def add_cors(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: reaches streamed answers and aiohttp's own errors too."""
-    for name, value in CORS_HEADERS.items():
-        response.headers.setdefault(name, value)
+def cors(
+    paths: Iterable[str],
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An on_response_prepare hook (it reaches streamed answers and errors too) that lets
+    any web page read the answers of the routes at `paths` (canonical), and no others:
+    a page a LAN user happens to open must not read the status page or the metrics."""
+    wanted = frozenset(paths)
+
+    async def add_cors(request: web.Request, response: web.StreamResponse) -> None:
+        resource = request.match_info.route.resource
+        if resource is None or resource.canonical not in wanted:
+            return
+        for name, value in CORS_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+    return add_cors
 
 
 @web.middleware
@@ -87,8 +101,8 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         access.info(
             '%s "%s %s" %d %.3fs',
             request.remote,
-            request.method,
-            request.path,
+            printable(request.method),
+            printable(request.path),
             status,
             time.monotonic() - started,
         )

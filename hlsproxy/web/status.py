@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from ..content import parse_stream_request
+from ..engine.client import Engine
 from ..engine.pool import EnginePool
 from ..hls.channel import HlsStream
 from ..lifecycle import EngineStream
@@ -84,6 +85,8 @@ class StatusBoard:
 
     def snapshot(self) -> StatusSnapshot:
         now = self._clock()
+        pool = self._pool.engines()
+        labels = {engine.address: engine.label for engine in pool}
         rows = []
         for stream in sorted(self._streams(), key=lambda s: s.started_at):
             if stream.closing:
@@ -103,7 +106,7 @@ class StatusBoard:
                     key_type=stream.key.kind,
                     mode=stream.mode,
                     state=stream.state.value,
-                    engine=str(stream.engine) if stream.engine else "—",
+                    engine=_label(stream.engine, labels),
                     clients=figures.clients,
                     uptime=now - stream.started_at,
                     bitrate_in=rate_in,
@@ -120,10 +123,7 @@ class StatusBoard:
                     ),
                 )
             )
-        engines = tuple(
-            EngineRow(e.label, e.address, e.health, e.sessions, e.capacity)
-            for e in self._pool.engines()
-        )
+        engines = tuple(EngineRow(e.label, e.health, e.sessions, e.capacity) for e in pool)
         return StatusSnapshot(
             version=self.version,
             uptime=now - self._started,
@@ -132,6 +132,13 @@ class StatusBoard:
             engines=engines,
             history=tuple(self._throughput.samples()),
         )
+
+
+def _label(engine: Engine | None, labels: dict[str, str]) -> str:
+    """An engine by the name the pool gives it: the page never shows an engine's address."""
+    if engine is None:
+        return "—"
+    return labels.get(str(engine)) or labels.get(f"{engine.host}:{engine.port}") or "engine"
 
 
 BOARD = web.AppKey("status_board", StatusBoard)

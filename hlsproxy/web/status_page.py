@@ -57,7 +57,7 @@ class StreamRow:
 @dataclass(frozen=True, slots=True)
 class EngineRow:
     label: str
-    address: str
+    """The engine's name; never its address, which is no business of the page's readers."""
     health: str
     """healthy, unhealthy or unknown."""
     streams: int
