@@ -930,6 +930,71 @@ async def test_fault_cut_drops_the_read_after_n_bytes(sim: Sim) -> None:
     assert engine.active() == engine.sessions  # the session lives on; only the read is gone
 
 
+async def test_fault_playlist_error_answers_every_playlist_for_a_while(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, "hls", id=MULTI_ID)
+    multivariant = path(r["playback_url"])
+    async with client.get(multivariant) as resp:
+        variant = path(next(x for x in (await resp.text()).splitlines() if x.endswith(".m3u8")))
+    async with client.get(variant) as resp:
+        segment = path(playlist_entries(await resp.text())[1][-1][1])
+    engine.faults.playlist_error = 500
+    for url in (multivariant, variant):
+        async with client.get(url) as resp:
+            assert resp.status == 500
+    async with client.get(segment) as resp:
+        assert resp.status == 200  # segments are not playlists
+    engine.faults.playlist_error = None
+    async with client.get(variant) as resp:
+        assert resp.status == 200
+    assert engine.counters["injected_error"] == 2
+
+
+async def test_fault_segment_error_answers_segments_keys_and_init_sections(sim: Sim) -> None:
+    engine, client = await sim()
+    fmp4 = await started(client, "hls", id=FMP4_ID, pid="a")
+    aes = await started(client, "hls", id=AES_ID, pid="b")
+    urls: list[str] = []
+    for r, line in ((fmp4, "#EXT-X-MAP:URI="), (aes, "#EXT-X-KEY:")):
+        async with client.get(path(r["playback_url"])) as resp:
+            text = await resp.text()
+        tag = next(x for x in text.splitlines() if x.startswith(line))
+        urls += [path(re.findall(r'URI="([^"]+)"', tag)[0]), path(text.splitlines()[-1])]
+    engine.faults.segment_error = 404
+    for url in urls:
+        async with client.get(url) as resp:
+            assert resp.status == 404, url
+    async with client.get(path(fmp4["playback_url"])) as resp:
+        assert resp.status == 200  # playlists are not segments
+    engine.faults.segment_error = None
+    for url in urls:
+        async with client.get(url) as resp:
+            assert resp.status == 200, url
+    assert engine.counters["injected_error"] == 4
+
+
+async def test_every_stop_is_counted_on_the_session_it_names(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    for _ in range(2):
+        async with client.get(path(r["command_url"]), params={"method": "stop"}):
+            pass
+    assert [s.stops for s in engine.sessions] == [2]
+    assert engine.crossed_stops == []
+
+
+async def test_a_stop_that_ends_a_newer_session_of_its_content_is_recorded(sim: Sim) -> None:
+    engine, client = await sim()
+    old = await started(client, "ts", id=CID, pid="a")
+    await started(client, "hls", id=CID, pid="b")
+    await started(client, "hls", id=CID2, pid="c")
+    async with client.get(path(old["command_url"]), params={"method": "stop"}):
+        pass
+    first, second, _ = engine.sessions
+    assert engine.crossed_stops == [(first, second)]
+    assert second.stopped and not second.live
+
+
 async def test_fault_down_drops_every_connection(sim: Sim) -> None:
     engine, client = await sim()
     engine.faults.down = True

@@ -105,6 +105,10 @@ class Faults:
     """Every start answers `{"response": null, "error": error}`."""
     down: bool = False
     """Every request: the connection is dropped with no answer."""
+    playlist_error: int | None = None
+    """Every HLS playlist (media, multivariant or variant) answers this HTTP status."""
+    segment_error: int | None = None
+    """Every HLS segment, init section and key answers this HTTP status."""
 
 
 @dataclass
@@ -128,6 +132,8 @@ class SimSession:
     open_reads: int = 0
     """TS reads open right now."""
     expired: bool = False
+    stops: int = 0
+    """Stop commands that named this session, the ones answered "unknown" included."""
 
     @property
     def live(self) -> bool:
@@ -163,7 +169,8 @@ class SimEngine:
     TS or HLS), `content_read` (TS bodies opened, the corrupt ones included),
     `corrupt_read` (a second concurrent reader got garbage), `playlist` (media and
     multivariant playlists), `segment`, `init` (fMP4 init sections), `key` (AES-128 keys),
-    `segment_missing` (a segment, init section or key not on offer), `version`, `status`.
+    `segment_missing` (a segment, init section or key not on offer), `injected_error` (a
+    playlist or segment answered with the status its fault names), `version`, `status`.
     """
 
     def __init__(
@@ -200,6 +207,9 @@ class SimEngine:
         self.counters: collections.Counter[str] = collections.Counter()
         self.requests: list[str] = []
         self.unexpected: list[str] = []
+        self.crossed_stops: list[tuple[SimSession, SimSession]] = []
+        """(the session a stop named, a newer live session of its content that the stop
+        ended): on a real engine, a proxy's late stop kills the stream that replaced it."""
         # Only the sessions still playing: every request scans them, and a long benchmark
         # creates thousands. Ended ones stay reachable by token for stat and stop.
         self._playing: dict[str, _Live] = {}
@@ -241,14 +251,22 @@ class SimEngine:
         app.router.add_get("/ace/manifest.m3u8", self._start_hls)
         app.router.add_get("/ace/r/{infohash}/{token}", self._ts_playback)
         app.router.add_get("/content/{infohash}/{token}", self._content, allow_head=False)
-        app.router.add_get(r"/ace/m/{infohash}/{token:[^/.]+}.m3u8", self._playlist)
         app.router.add_get(
-            r"/ace/m/{infohash}/{token:[^/.]+}/{variant:high|low}.m3u8", self._variant_playlist
+            r"/ace/m/{infohash}/{token:[^/.]+}.m3u8", self._playlist, name="media.m3u8"
         )
-        app.router.add_get(r"/ace/c/{infohash}/{n:\d+}.{ext:ts|m4s}", self._segment)
-        app.router.add_get(r"/ace/c/{infohash}/{variant:low}/{n:\d+}.{ext:ts}", self._segment)
-        app.router.add_get("/ace/c/{infohash}/init.mp4", self._init_section)
-        app.router.add_get("/ace/c/{infohash}/key.bin", self._key)
+        app.router.add_get(
+            r"/ace/m/{infohash}/{token:[^/.]+}/{variant:high|low}.m3u8",
+            self._variant_playlist,
+            name="variant.m3u8",
+        )
+        app.router.add_get(
+            r"/ace/c/{infohash}/{n:\d+}.{ext:ts|m4s}", self._segment, name="high.seg"
+        )
+        app.router.add_get(
+            r"/ace/c/{infohash}/{variant:low}/{n:\d+}.{ext:ts}", self._segment, name="low.seg"
+        )
+        app.router.add_get("/ace/c/{infohash}/init.mp4", self._init_section, name="init.seg")
+        app.router.add_get("/ace/c/{infohash}/key.bin", self._key, name="key.seg")
         app.router.add_get("/ace/stat/{infohash}/{token}", self._stat)
         app.router.add_get("/ace/cmd/{infohash}/{token}", self._command)
         app.router.add_get("/webui/api/service", self._service)
@@ -264,7 +282,21 @@ class SimEngine:
         self._expire()
         if self.faults.down:
             return _drop(request)
+        status = self._injected_status(request.match_info.route.name)
+        if status is not None:
+            self._count("injected_error")
+            return web.Response(status=status, text=f"injected error {status}")
         return await handler(request)
+
+    def _injected_status(self, route: str | None) -> int | None:
+        """The status a playlist or segment fault answers this route with, if any."""
+        if route is None:
+            return None
+        if route.endswith(".m3u8"):
+            return self.faults.playlist_error
+        if route.endswith(".seg"):
+            return self.faults.segment_error
+        return None
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(self._sweep(), name="sim-engine-expiry")
@@ -703,6 +735,8 @@ class SimEngine:
         if request.query.get("method") != "stop":
             return _envelope(None, "unknown method")
         live = self._by_token.get(request.match_info["token"])
+        if live is not None and live.session.infohash == request.match_info["infohash"]:
+            live.session.stops += 1
         # A superseded session no longer serves, but the engine still knows it: its stop
         # goes through, and ends whatever session now plays the content.
         if (
@@ -717,6 +751,9 @@ class SimEngine:
         for other in list(self._playing.values()):
             if other.session.infohash == live.session.infohash:
                 log.info("session %s of %s stopped", other.session.token, other.session.infohash)
+                if other is not live:
+                    log.warning("stop of %s ended %s", live.session.token, other.session.token)
+                    self.crossed_stops.append((live.session, other.session))
                 self._end(other, "stop")
         live.session.stopped = True
         self._count("stop")
