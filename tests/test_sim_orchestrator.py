@@ -610,12 +610,14 @@ async def test_an_orchestrator_that_stopped_serving_comes_back_on_its_port(
     session = await engine_session(http, orch.engines[0])
     await orch.stop_serving()
     await orch.stop_serving()
+    assert not orch.serving
     with pytest.raises(aiohttp.ClientConnectionError):
         await get(http, f"{url}/engines")
     async with http.get(session["playback_url"]) as playing:  # its engines play on
         assert playing.status == 200
         await playing.content.readexactly(188)
     assert await orch.serve(port) == port
+    assert orch.serving
     status, engines = await get(http, f"{url}/engines")
     assert status == 200 and [e["health_status"] for e in engines] == ["healthy"]
 

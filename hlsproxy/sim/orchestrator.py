@@ -318,6 +318,10 @@ class SimOrchestrator:
         return bound
 
     @property
+    def serving(self) -> bool:
+        return self._runner is not None
+
+    @property
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("not serving: call serve() first")
