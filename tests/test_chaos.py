@@ -8,8 +8,9 @@ than real time and every timeout of the proxy is cut to match, so a run of `CHAO
 The load, each part switched on by name in `CHAOS_LOAD` (comma-separated, default all):
 `ts` (MPEG-TS clients), `hls` (HLS viewers that poll playlists and fetch segments like a
 player, multivariant streams included), `laggard` (TS clients that stop reading for a while),
-`zap` (a viewer hopping between contents), `faults` (stall, cut, error JSON, playlist and
-segment HTTP errors, slow start, each for a while), `kill` (pool engines killed and restarted
+`zap` (a viewer hopping between contents), `faults` (TS reads stalled or cut, error JSON,
+playlist and segment HTTP errors, segment bodies stalled or cut after their headers, slow
+starts and stops, each for a while), `kill` (pool engines killed and restarted
 on their port), `orch` (the orchestrator goes away and comes back). `ACEXY_MAX_STREAMS` is
 below the number of contents, so it is reached.
 
@@ -432,31 +433,28 @@ class Chaos:
         sim = self._some_engine()
         if sim is None:
             return
-        kind = self.rng.choice(
-            ["stall", "cut", "error", "playlist_error", "segment_error", "slow_start"]
-        )
-        value: Any
-        if kind in ("stall", "cut"):
-            value = self.rng.randrange(50, 2000) * 188
-        elif kind == "error":
-            value = "engine overloaded"
-        elif kind == "slow_start":
-            # Below the proxy's response timeout: a start answered after the proxy gave up
-            # leaves a session no proxy could know of.
-            value = self.rng.uniform(0.3, 1.5)
-        else:
-            value = self.rng.choice([500, 404, 503])
-        attribute = {
-            "stall": "stall_after",
-            "cut": "cut_after",
-            "slow_start": "start_delay",
-        }.get(kind, kind)
+        rng = self.rng
+        # Delays stay below the proxy's response timeout: an answer that comes after the
+        # proxy gave up names a session (or ends one) no proxy could know of.
+        faults: dict[str, Callable[[], Any]] = {
+            "stall_after": lambda: rng.randrange(50, 2000) * 188,
+            "cut_after": lambda: rng.randrange(50, 2000) * 188,
+            "error": lambda: "engine overloaded",
+            "start_delay": lambda: rng.uniform(0.3, 1.5),
+            "stop_delay": lambda: rng.uniform(0.3, 1.5),
+            "playlist_error": lambda: rng.choice([500, 404, 503]),
+            "segment_error": lambda: rng.choice([500, 404, 503]),
+            "segment_stall_after": lambda: rng.randrange(0, 100_000),
+            "segment_cut_after": lambda: rng.randrange(0, 100_000),
+        }
+        attribute = rng.choice(sorted(faults))
+        value = faults[attribute]()
         hold = self.rng.uniform(0.5, 4.0)
-        self.ledger.note(f"fault {kind}={value} on {_name(self.orch, sim)} for {hold:.1f} s")
+        self.ledger.note(f"fault {attribute}={value} on {_name(self.orch, sim)} for {hold:.1f} s")
         setattr(sim.faults, attribute, value)
         await asyncio.sleep(hold)  # the fault lasts this long
         setattr(sim.faults, attribute, getattr(Faults(), attribute))
-        self.ledger.note(f"fault {kind} cleared on {_name(self.orch, sim)}")
+        self.ledger.note(f"fault {attribute} cleared on {_name(self.orch, sim)}")
 
     async def _kill(self) -> None:
         alive = [p for p in self.orch.engines if p.alive]

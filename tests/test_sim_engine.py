@@ -889,6 +889,20 @@ async def test_a_long_start_delay_does_not_hold_up_shutdown(sim: Sim) -> None:
     assert engine.sessions == []
 
 
+async def test_fault_stop_delay_holds_the_stop_and_its_effect(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    engine.faults.stop_delay = 0.3
+    stop = asyncio.ensure_future(client.get(path(r["command_url"]), params={"method": "stop"}))
+    await engine.wait_until(lambda: any("method=stop" in x for x in engine.requests))
+    began = time.monotonic()
+    assert engine.sessions[0].live  # asked, not yet done
+    async with await stop as resp:
+        assert await resp.json() == {"response": "ok", "error": None}
+    assert time.monotonic() - began >= 0.2
+    assert not engine.sessions[0].live
+
+
 async def test_fault_header_delay_holds_the_stream_headers(sim: Sim) -> None:
     engine, client = await sim()
     r = await started(client, id=CID)
@@ -971,6 +985,47 @@ async def test_fault_segment_error_answers_segments_keys_and_init_sections(sim: 
         async with client.get(url) as resp:
             assert resp.status == 200, url
     assert engine.counters["injected_error"] == 4
+
+
+async def newest_segment(client: Client) -> tuple[dict[str, Any], str]:
+    r = await started(client, "hls", id=CID)
+    async with client.get(path(r["playback_url"])) as resp:
+        return r, path(playlist_entries(await resp.text())[1][-1][1])
+
+
+async def test_fault_segment_cut_drops_the_body_short_of_its_content_length(sim: Sim) -> None:
+    engine, client = await sim()
+    _, segment = await newest_segment(client)
+    engine.faults.segment_cut_after = 1000
+    async with client.get(segment) as resp:
+        assert resp.status == 200
+        assert int(resp.headers["Content-Length"]) > 1000
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(5):
+                await resp.read()
+    engine.faults.segment_cut_after = None
+    async with client.get(segment) as resp:
+        assert len(await resp.read()) == int(resp.headers["Content-Length"])
+    assert engine.counters["segment_broken"] == 1
+
+
+async def test_fault_segment_stall_holds_the_body_until_the_session_ends(sim: Sim) -> None:
+    engine, client = await sim()
+    r, segment = await newest_segment(client)
+    engine.faults.segment_stall_after = 188
+    async with client.get(segment) as resp:
+        assert resp.status == 200
+        assert int(resp.headers["Content-Length"]) > 188
+        assert is_ts(await read_exactly(resp, 188))
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await resp.content.readany()
+        async with client.get(path(r["command_url"]), params={"method": "stop"}):
+            pass
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(5):
+                await resp.read()  # the stop ends the session, and the body with it
+    assert engine.counters["segment_broken"] == 1
 
 
 async def test_every_stop_is_counted_on_the_session_it_names(sim: Sim) -> None:

@@ -103,12 +103,20 @@ class Faults:
     """A TS read is dropped abruptly after at most this many bytes."""
     error: str | None = None
     """Every start answers `{"response": null, "error": error}`."""
+    stop_delay: float = 0.0
+    """Seconds before a stop command takes effect and is answered (a busy engine)."""
     down: bool = False
     """Every request: the connection is dropped with no answer."""
     playlist_error: int | None = None
     """Every HLS playlist (media, multivariant or variant) answers this HTTP status."""
     segment_error: int | None = None
     """Every HLS segment, init section and key answers this HTTP status."""
+    segment_stall_after: int | None = None
+    """An HLS segment sends its headers (with the whole Content-Length) and this many bytes
+    of its body, then nothing more until its session ends or its client leaves."""
+    segment_cut_after: int | None = None
+    """An HLS segment sends its headers (with the whole Content-Length) and at most this many
+    bytes of its body, then the connection is dropped."""
 
 
 @dataclass
@@ -170,7 +178,8 @@ class SimEngine:
     `corrupt_read` (a second concurrent reader got garbage), `playlist` (media and
     multivariant playlists), `segment`, `init` (fMP4 init sections), `key` (AES-128 keys),
     `segment_missing` (a segment, init section or key not on offer), `injected_error` (a
-    playlist or segment answered with the status its fault names), `version`, `status`.
+    playlist or segment answered with the status its fault names), `segment_broken` (a
+    segment body stalled or cut by a fault), `version`, `status`.
     """
 
     def __init__(
@@ -613,9 +622,30 @@ class SimEngine:
                 data = self._hls_segment(live.session.flavour, variant, n)
                 live.served += len(data)
                 self._count("segment")
-                return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
+                faults = self.faults
+                if faults.segment_stall_after is None and faults.segment_cut_after is None:
+                    return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
+                return await self._broken_segment(request, live, data, _SEGMENT_TYPES[ext])
         self._count("segment_missing")
         raise web.HTTPNotFound()
+
+    async def _broken_segment(
+        self, request: web.Request, live: _Live, data: bytes, content_type: str
+    ) -> web.StreamResponse:
+        """A segment whose body breaks off after the headers promised all of it."""
+        stall, cut = self.faults.segment_stall_after, self.faults.segment_cut_after
+        limit = min(x for x in (stall, cut) if x is not None)
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        resp.content_length = len(data)
+        with contextlib.suppress(ConnectionError):
+            await resp.prepare(request)
+            await resp.write(data[:limit])
+            if limit == cut:
+                await _flushed(request)
+            else:
+                await self._pause(request, live, math.inf)
+        self._count("segment_broken")
+        return _drop(request, resp)
 
     async def _init_section(self, request: web.Request) -> web.StreamResponse:
         live = self._hls_session(request.match_info["infohash"])
@@ -734,6 +764,8 @@ class SimEngine:
     async def _command(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("method") != "stop":
             return _envelope(None, "unknown method")
+        if self.faults.stop_delay > 0 and not await self._sleep(self.faults.stop_delay):
+            return _drop(request)
         live = self._by_token.get(request.match_info["token"])
         if live is not None and live.session.infohash == request.match_info["infohash"]:
             live.session.stops += 1
