@@ -381,17 +381,22 @@ class Chaos:
         resp = await self._answer(http, url, who)
         if resp is None:
             return
+        length = resp.headers.get("Content-Length")
+        body = bytearray()
         async with resp:
             try:
                 async with asyncio.timeout(START_BOUND):
-                    body = await resp.read()
+                    while chunk := await resp.content.readany():
+                        body += chunk
             except TimeoutError:
-                self.ledger.violate(f"{who}: segment body not done within {START_BOUND:g} s")
+                self.ledger.violate(
+                    f"{who}: segment body stuck at {len(body)} of {length} bytes for "
+                    f"{START_BOUND:g} s" + (", a response inside it" if b"HTTP/1." in body else "")
+                )
                 return
             except _FORGIVEN as exc:
                 self.ledger.note(f"{who}: segment cut: {exc!r}")
                 return
-            length = resp.headers.get("Content-Length")
             if length is not None and int(length) != len(body):
                 self.ledger.violate(f"{who}: {len(body)} bytes under Content-Length {length}")
             if b"HTTP/1." in body:
