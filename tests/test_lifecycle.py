@@ -117,7 +117,7 @@ async def test_a_start_waits_for_every_earlier_stop_of_its_content(
     assert last.status == 200
     data = await asyncio.wait_for(last.content.readexactly(3000 * PACKET), 20)
     assert data[0] == 0x47
-    assert sim.counters["stop_collateral"] == 0
+    assert sim.engine.crossed_stops == []
     assert [s.live for s in sim.engine.sessions] == [False] * (len(sim.engine.sessions) - 1) + [
         True
     ]
@@ -153,9 +153,9 @@ async def test_mpegts_clients_on_an_hls_session_ride_through_segment_errors(
     ts = await client.get("/ace/getstream", params={"id": CID})
     assert ts.status == 200
     await asyncio.wait_for(ts.content.readexactly(100 * PACKET), 20)
-    sim.faults.segment_status = status
-    await eventually(lambda: sim.counters["segment_refused"] >= 2, timeout=30)
-    sim.faults.segment_status = None
+    sim.faults.segment_error = status
+    await eventually(lambda: sim.counters["injected_error"] >= 2, timeout=30)
+    sim.faults.segment_error = None
     more = await asyncio.wait_for(ts.content.readexactly(3000 * PACKET), 30)
     assert more[0] == 0x47
     assert sim.counters["start"] == 1
@@ -170,7 +170,7 @@ async def test_five_seconds_of_engine_errors_do_not_end_an_hls_stream(
 ) -> None:
     client = await proxy(hls_prefetch="0")
     first = await (await client.get(MANIFEST)).text()
-    sim.faults.playlist_status = 500
+    sim.faults.playlist_error = 500
     loop = asyncio.get_running_loop()
     until = loop.time() + 5.0
     while loop.time() < until:  # viewers keep asking meanwhile
@@ -178,7 +178,7 @@ async def test_five_seconds_of_engine_errors_do_not_end_an_hls_stream(
             assert resp.status == 200
             assert "#EXT-X-ENDLIST" not in await resp.text()
         await asyncio.sleep(0.5)
-    sim.faults.playlist_status = None
+    sim.faults.playlist_error = None
 
     async def recovered() -> str:
         while True:

@@ -889,6 +889,20 @@ async def test_a_long_start_delay_does_not_hold_up_shutdown(sim: Sim) -> None:
     assert engine.sessions == []
 
 
+async def test_fault_stop_delay_holds_the_stop_and_its_effect(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    engine.faults.stop_delay = 0.3
+    stop = asyncio.ensure_future(client.get(path(r["command_url"]), params={"method": "stop"}))
+    await engine.wait_until(lambda: any("method=stop" in x for x in engine.requests))
+    began = time.monotonic()
+    assert engine.sessions[0].live  # asked, not yet done
+    async with await stop as resp:
+        assert await resp.json() == {"response": "ok", "error": None}
+    assert time.monotonic() - began >= 0.2
+    assert not engine.sessions[0].live
+
+
 async def test_fault_header_delay_holds_the_stream_headers(sim: Sim) -> None:
     engine, client = await sim()
     r = await started(client, id=CID)
@@ -928,6 +942,97 @@ async def test_fault_cut_drops_the_read_after_n_bytes(sim: Sim) -> None:
                     received += chunk
     assert len(received) == 100 * PACKET_SIZE + 7
     assert engine.active() == engine.sessions  # the session lives on; only the read is gone
+
+
+async def test_fault_playlist_error_answers_every_playlist_for_a_while(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, "hls", id=MULTI_ID)
+    multivariant = path(r["playback_url"])
+    async with client.get(multivariant) as resp:
+        variant = path(next(x for x in (await resp.text()).splitlines() if x.endswith(".m3u8")))
+    async with client.get(variant) as resp:
+        segment = path(playlist_entries(await resp.text())[1][-1][1])
+    engine.faults.playlist_error = 500
+    for url in (multivariant, variant):
+        async with client.get(url) as resp:
+            assert resp.status == 500
+    async with client.get(segment) as resp:
+        assert resp.status == 200  # segments are not playlists
+    engine.faults.playlist_error = None
+    async with client.get(variant) as resp:
+        assert resp.status == 200
+    assert engine.counters["injected_error"] == 2
+
+
+async def test_fault_segment_error_answers_segments_keys_and_init_sections(sim: Sim) -> None:
+    engine, client = await sim()
+    fmp4 = await started(client, "hls", id=FMP4_ID, pid="a")
+    aes = await started(client, "hls", id=AES_ID, pid="b")
+    urls: list[str] = []
+    for r, line in ((fmp4, "#EXT-X-MAP:URI="), (aes, "#EXT-X-KEY:")):
+        async with client.get(path(r["playback_url"])) as resp:
+            text = await resp.text()
+        tag = next(x for x in text.splitlines() if x.startswith(line))
+        urls += [path(re.findall(r'URI="([^"]+)"', tag)[0]), path(text.splitlines()[-1])]
+    engine.faults.segment_error = 404
+    for url in urls:
+        async with client.get(url) as resp:
+            assert resp.status == 404, url
+    async with client.get(path(fmp4["playback_url"])) as resp:
+        assert resp.status == 200  # playlists are not segments
+    engine.faults.segment_error = None
+    for url in urls:
+        async with client.get(url) as resp:
+            assert resp.status == 200, url
+    assert engine.counters["injected_error"] == 4
+
+
+@pytest.mark.parametrize("fault", ["segment_cut_after", "segment_stall_after"])
+async def test_fault_segment_breaks_off_after_its_headers_promised_it_all(
+    sim: Sim, fault: str
+) -> None:
+    engine, client = await sim()
+    r = await started(client, "hls", id=CID)
+    async with client.get(path(r["playback_url"])) as resp:
+        segment = path(playlist_entries(await resp.text())[1][-1][1])
+    setattr(engine.faults, fault, PACKET_SIZE)
+    async with client.get(segment) as resp:
+        assert resp.status == 200
+        assert int(resp.headers["Content-Length"]) > PACKET_SIZE
+        assert is_ts(await read_exactly(resp, PACKET_SIZE))
+        if fault == "segment_stall_after":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await resp.content.readany()
+            # The stop ends the session, and the stalled body with it.
+            async with client.get(path(r["command_url"]), params={"method": "stop"}):
+                pass
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(5):
+                await resp.read()
+    assert engine.counters["segment_broken"] == 1
+
+
+async def test_every_stop_is_counted_on_the_session_it_names(sim: Sim) -> None:
+    engine, client = await sim()
+    r = await started(client, id=CID)
+    for _ in range(2):
+        async with client.get(path(r["command_url"]), params={"method": "stop"}):
+            pass
+    assert [s.stops for s in engine.sessions] == [2]
+    assert engine.crossed_stops == []
+
+
+async def test_a_stop_that_ends_a_newer_session_of_its_content_is_recorded(sim: Sim) -> None:
+    engine, client = await sim()
+    old = await started(client, "ts", id=CID, pid="a")
+    await started(client, "hls", id=CID, pid="b")
+    await started(client, "hls", id=CID2, pid="c")
+    async with client.get(path(old["command_url"]), params={"method": "stop"}):
+        pass
+    first, second, _ = engine.sessions
+    assert engine.crossed_stops == [(first, second)]
+    assert second.stopped and not second.live
 
 
 async def test_fault_down_drops_every_connection(sim: Sim) -> None:

@@ -583,6 +583,45 @@ async def test_a_killed_engine_is_unhealthy_and_its_connections_drop(
     assert state["engines"] == {"total": 2, "running": 1, "healthy": 1, "unhealthy": 1}
 
 
+async def test_a_restarted_engine_comes_back_on_its_port_knowing_no_session(
+    make: Make, http: aiohttp.ClientSession
+) -> None:
+    orch = await make(engines=1)
+    pool = orch.engines[0]
+    first, port = pool.sim, pool.port
+    session = await engine_session(http, pool)
+    await orch.restart_engine(pool.container_id)
+    assert (pool.port, pool.alive, pool.health_status) == (port, True, "healthy")
+    assert pool.past == [first] and pool.sim is not first
+    async with http.get(session["command_url"], params={"method": "stop"}) as resp:
+        assert (await resp.json())["error"] == "unknown playback session id"
+    assert first.sessions[0].stops == 0  # the old engine never heard it
+    again = await engine_session(http, pool)
+    assert [s.playback_session_id for s in pool.sim.active()] == [again["playback_session_id"]]
+    _, engines = await get(http, f"{orch.url}/engines")
+    assert [(e["port"], e["health_status"]) for e in engines] == [(port, "healthy")]
+
+
+async def test_an_orchestrator_that_stopped_serving_comes_back_on_its_port(
+    make: Make, http: aiohttp.ClientSession
+) -> None:
+    orch = await make(engines=1)
+    url, port = orch.url, orch.port
+    session = await engine_session(http, orch.engines[0])
+    await orch.stop_serving()
+    await orch.stop_serving()
+    assert not orch.serving
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await get(http, f"{url}/engines")
+    async with http.get(session["playback_url"]) as playing:  # its engines play on
+        assert playing.status == 200
+        await playing.content.readexactly(188)
+    assert await orch.serve(port) == port
+    assert orch.serving
+    status, engines = await get(http, f"{url}/engines")
+    assert status == 200 and [e["health_status"] for e in engines] == ["healthy"]
+
+
 async def test_health_follows_whether_the_engine_answers(
     make: Make, http: aiohttp.ClientSession
 ) -> None:

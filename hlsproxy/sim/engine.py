@@ -103,18 +103,20 @@ class Faults:
     """A TS read is dropped abruptly after at most this many bytes."""
     error: str | None = None
     """Every start answers `{"response": null, "error": error}`."""
+    stop_delay: float = 0.0
+    """Seconds before a stop command takes effect and is answered (a busy engine)."""
     down: bool = False
     """Every request: the connection is dropped with no answer."""
-    segment_cut_after: int | None = None
-    """An HLS segment's body is dropped after this many bytes (its headers announced all)."""
+    playlist_error: int | None = None
+    """Every HLS playlist (media, multivariant or variant) answers this HTTP status."""
+    segment_error: int | None = None
+    """Every HLS segment, init section and key answers this HTTP status."""
     segment_stall_after: int | None = None
-    """An HLS segment's body stops after this many bytes; the connection stays open."""
-    segment_status: int | None = None
-    """Every HLS segment is answered with this HTTP status instead."""
-    playlist_status: int | None = None
-    """Every HLS playlist is answered with this HTTP status instead."""
-    stop_delay: float = 0.0
-    """Seconds a stop takes before the engine carries it out and answers."""
+    """An HLS segment sends its headers (with the whole Content-Length) and this many bytes
+    of its body, then nothing more until its session ends or its client leaves."""
+    segment_cut_after: int | None = None
+    """An HLS segment sends its headers (with the whole Content-Length) and at most this many
+    bytes of its body, then the connection is dropped."""
     redirect_to: str | None = None
     """Segments and TS reads answer 302 to this URL, `{path}` standing for their own path,
     unless their query has `moved` (so a redirect back to the engine is served)."""
@@ -144,6 +146,8 @@ class SimSession:
     open_reads: int = 0
     """TS reads open right now."""
     expired: bool = False
+    stops: int = 0
+    """Stop commands that named this session, the ones answered "unknown" included."""
 
     @property
     def live(self) -> bool:
@@ -179,10 +183,9 @@ class SimEngine:
     TS or HLS), `content_read` (TS bodies opened, the corrupt ones included),
     `corrupt_read` (a second concurrent reader got garbage), `playlist` (media and
     multivariant playlists), `segment`, `init` (fMP4 init sections), `key` (AES-128 keys),
-    `segment_missing` (a segment, init section or key not on offer), `version`, `status`,
-    `segment_refused` (a segment answered with `faults.segment_status`),
-    `stop_collateral` (a stop that ended another, newer session of its content: a proxy
-    must never cause one).
+    `segment_missing` (a segment, init section or key not on offer), `injected_error` (a
+    playlist or segment answered with the status its fault names), `segment_broken` (a
+    segment body stalled or cut by a fault), `version`, `status`.
     """
 
     def __init__(
@@ -219,6 +222,9 @@ class SimEngine:
         self.counters: collections.Counter[str] = collections.Counter()
         self.requests: list[str] = []
         self.unexpected: list[str] = []
+        self.crossed_stops: list[tuple[SimSession, SimSession]] = []
+        """(the session a stop named, a newer live session of its content that the stop
+        ended): on a real engine, a proxy's late stop kills the stream that replaced it."""
         # Only the sessions still playing: every request scans them, and a long benchmark
         # creates thousands. Ended ones stay reachable by token for stat and stop.
         self._playing: dict[str, _Live] = {}
@@ -260,14 +266,22 @@ class SimEngine:
         app.router.add_get("/ace/manifest.m3u8", self._start_hls)
         app.router.add_get("/ace/r/{infohash}/{token}", self._ts_playback)
         app.router.add_get("/content/{infohash}/{token}", self._content, allow_head=False)
-        app.router.add_get(r"/ace/m/{infohash}/{token:[^/.]+}.m3u8", self._playlist)
         app.router.add_get(
-            r"/ace/m/{infohash}/{token:[^/.]+}/{variant:high|low}.m3u8", self._variant_playlist
+            r"/ace/m/{infohash}/{token:[^/.]+}.m3u8", self._playlist, name="media.m3u8"
         )
-        app.router.add_get(r"/ace/c/{infohash}/{n:\d+}.{ext:ts|m4s}", self._segment)
-        app.router.add_get(r"/ace/c/{infohash}/{variant:low}/{n:\d+}.{ext:ts}", self._segment)
-        app.router.add_get("/ace/c/{infohash}/init.mp4", self._init_section)
-        app.router.add_get("/ace/c/{infohash}/key.bin", self._key)
+        app.router.add_get(
+            r"/ace/m/{infohash}/{token:[^/.]+}/{variant:high|low}.m3u8",
+            self._variant_playlist,
+            name="variant.m3u8",
+        )
+        app.router.add_get(
+            r"/ace/c/{infohash}/{n:\d+}.{ext:ts|m4s}", self._segment, name="high.seg"
+        )
+        app.router.add_get(
+            r"/ace/c/{infohash}/{variant:low}/{n:\d+}.{ext:ts}", self._segment, name="low.seg"
+        )
+        app.router.add_get("/ace/c/{infohash}/init.mp4", self._init_section, name="init.seg")
+        app.router.add_get("/ace/c/{infohash}/key.bin", self._key, name="key.seg")
         app.router.add_get("/ace/stat/{infohash}/{token}", self._stat)
         app.router.add_get("/ace/cmd/{infohash}/{token}", self._command)
         app.router.add_get("/webui/api/service", self._service)
@@ -290,7 +304,21 @@ class SimEngine:
             and "moved" not in request.query
         ):
             raise web.HTTPFound(redirect.format(path=request.path))
+        status = self._injected_status(request.match_info.route.name)
+        if status is not None:
+            self._count("injected_error")
+            return web.Response(status=status, text=f"injected error {status}")
         return await handler(request)
+
+    def _injected_status(self, route: str | None) -> int | None:
+        """The status a playlist or segment fault answers this route with, if any."""
+        if route is None:
+            return None
+        if route.endswith(".m3u8"):
+            return self.faults.playlist_error
+        if route.endswith(".seg"):
+            return self.faults.segment_error
+        return None
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(self._sweep(), name="sim-engine-expiry")
@@ -523,8 +551,6 @@ class SimEngine:
     async def _playlist(self, request: web.Request) -> web.StreamResponse:
         self._count("playback")
         self._count("playlist")
-        if self.faults.playlist_status is not None:
-            return web.Response(status=self.faults.playlist_status)
         live = self._playlist_session(request)
         if live.session.flavour == "multivariant":
             return _playlist_response(self._multivariant_playlist(request.host, live))
@@ -532,8 +558,6 @@ class SimEngine:
 
     async def _variant_playlist(self, request: web.Request) -> web.StreamResponse:
         self._count("playlist")
-        if self.faults.playlist_status is not None:
-            return web.Response(status=self.faults.playlist_status)
         live = self._playlist_session(request)
         if live.session.flavour != "multivariant":
             raise web.HTTPNotFound()
@@ -604,9 +628,6 @@ class SimEngine:
         n = int(request.match_info["n"])
         ext = request.match_info["ext"]
         variant = request.match_info.get("variant", "high")
-        if self.faults.segment_status is not None:
-            self._count("segment_refused")
-            return web.Response(status=self.faults.segment_status)
         live = self._hls_session(request.match_info["infohash"])
         if live is not None and _offers(live.session.flavour, ext, variant):
             first, newest = self._window(live)
@@ -615,12 +636,30 @@ class SimEngine:
                 data = self._hls_segment(live.session.flavour, variant, n)
                 live.served += len(data)
                 self._count("segment")
-                cut, stall = self.faults.segment_cut_after, self.faults.segment_stall_after
-                if cut is not None or stall is not None:
-                    return await _cut_short(request, data, cut, stall, _SEGMENT_TYPES[ext])
-                return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
+                faults = self.faults
+                if faults.segment_stall_after is None and faults.segment_cut_after is None:
+                    return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
+                return await self._broken_segment(request, live, data, _SEGMENT_TYPES[ext])
         self._count("segment_missing")
         raise web.HTTPNotFound()
+
+    async def _broken_segment(
+        self, request: web.Request, live: _Live, data: bytes, content_type: str
+    ) -> web.StreamResponse:
+        """A segment whose body breaks off after the headers promised all of it."""
+        stall, cut = self.faults.segment_stall_after, self.faults.segment_cut_after
+        limit = min(x for x in (stall, cut) if x is not None)
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        resp.content_length = len(data)
+        with contextlib.suppress(ConnectionError):
+            await resp.prepare(request)
+            await resp.write(data[:limit])
+            if limit == cut:
+                await _flushed(request)
+            else:
+                await self._pause(request, live, math.inf)
+        self._count("segment_broken")
+        return _drop(request, resp)
 
     async def _init_section(self, request: web.Request) -> web.StreamResponse:
         live = self._hls_session(request.match_info["infohash"])
@@ -739,9 +778,11 @@ class SimEngine:
     async def _command(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("method") != "stop":
             return _envelope(None, "unknown method")
-        if self.faults.stop_delay > 0:
-            await asyncio.sleep(self.faults.stop_delay)
+        if self.faults.stop_delay > 0 and not await self._sleep(self.faults.stop_delay):
+            return _drop(request)
         live = self._by_token.get(request.match_info["token"])
+        if live is not None and live.session.infohash == request.match_info["infohash"]:
+            live.session.stops += 1
         # A superseded session no longer serves, but the engine still knows it: its stop
         # goes through, and ends whatever session now plays the content.
         if (
@@ -755,9 +796,10 @@ class SimEngine:
         # A stop ends the content on this engine, whichever pid its sessions were opened with.
         for other in list(self._playing.values()):
             if other.session.infohash == live.session.infohash:
-                if other is not live:
-                    self._count("stop_collateral")
                 log.info("session %s of %s stopped", other.session.token, other.session.infohash)
+                if other is not live:
+                    log.warning("stop of %s ended %s", live.session.token, other.session.token)
+                    self.crossed_stops.append((live.session, other.session))
                 self._end(other, "stop")
         live.session.stopped = True
         self._count("stop")
@@ -894,22 +936,6 @@ def _drop(request: web.BaseRequest, resp: web.StreamResponse | None = None) -> w
     if request.transport is not None:
         request.transport.abort()
     return resp if resp is not None else web.Response()
-
-
-async def _cut_short(
-    request: web.BaseRequest, data: bytes, cut: int | None, stall: int | None, content_type: str
-) -> web.StreamResponse:
-    """Announce the whole body, send part of it, then drop the connection (`cut`) or hold it
-    open until the client leaves (`stall`)."""
-    resp = web.StreamResponse(headers={"Content-Type": content_type})
-    resp.content_length = len(data)
-    await resp.prepare(request)
-    await resp.write(data[: cut if cut is not None else stall])
-    await _flushed(request)
-    # aiohttp does not tell a handler that its client left: look now and then.
-    while stall is not None and cut is None and not _gone(request):  # noqa: ASYNC110
-        await asyncio.sleep(_POLL_SECONDS)
-    return _drop(request, resp)
 
 
 async def _flushed(request: web.BaseRequest) -> None:

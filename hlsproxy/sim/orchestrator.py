@@ -135,6 +135,8 @@ class SimPoolEngine:
     last_stream_usage: datetime | None = None
     version: dict[str, Any] | None = None
     """The engine's `version` block from its last good status answer."""
+    past: list[SimEngine] = field(default_factory=list)
+    """The engines this container ran before its restarts, oldest first."""
 
 
 @dataclass(eq=False)
@@ -320,6 +322,10 @@ class SimOrchestrator:
         return bound
 
     @property
+    def serving(self) -> bool:
+        return self._runner is not None
+
+    @property
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("not serving: call serve() first")
@@ -372,6 +378,31 @@ class SimOrchestrator:
         self._wake()
         log.info("engine %s killed", pool.container_name)
         await self._tear_down(pool, abrupt=True)
+
+    async def restart_engine(self, container_id: str) -> None:
+        """The container comes back on its port with a fresh engine that knows no session
+        (a live one is killed first); the old engine moves to `past`."""
+        pool = self.engine(container_id)
+        await self.kill_engine(container_id)
+        if self._state != "running":
+            raise RuntimeError("the orchestrator is not running")
+        options: dict[str, Any] = {"media": self._media, **self.engine_options}
+        sim, runner, _ = await start_engine(pool.host, pool.port, **options)
+        pool.past.append(pool.sim)
+        pool.sim, pool.runner, pool.alive = sim, runner, True
+        log.info("engine %s restarted", pool.container_name)
+        await self._probe(pool)
+
+    async def stop_serving(self) -> None:
+        """The orchestrator goes away: open connections are cut and its port refuses new
+        ones, while its engines play on. `serve(port)` brings it back."""
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        await _cut(runner)
+        await runner.cleanup()
+        log.info("orchestrator stopped serving")
+        self._wake()
 
     def engine(self, container_id: str) -> SimPoolEngine:
         """The pool engine with this container id; KeyError if there is none."""
@@ -432,14 +463,7 @@ class SimOrchestrator:
         runner = pool.runner
         if abrupt:
             pool.sim.faults.down = True
-            # Close the listener first, so that nothing new arrives while connections are cut.
-            for site in list(runner.sites):
-                await site.stop()
-            server = runner.server
-            if server is not None:
-                for handler in server.connections:
-                    if handler.transport is not None:
-                        handler.transport.abort()
+            await _cut(runner)
         await runner.cleanup()
 
     async def _appear(self, pool: SimPoolEngine, delay: float) -> None:
@@ -876,6 +900,18 @@ def _drop(request: web.BaseRequest) -> web.StreamResponse:
     if request.transport is not None:
         request.transport.abort()
     return web.Response()
+
+
+async def _cut(runner: web.AppRunner) -> None:
+    """Close the listener, then abort every open connection: a process that went away.
+    The listener goes first, so that nothing new arrives while connections are cut."""
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    if server is not None:
+        for handler in server.connections:
+            if handler.transport is not None:
+                handler.transport.abort()
 
 
 def _rfc3339(moment: datetime | None) -> str | None:
