@@ -42,7 +42,10 @@ REQUEST_TIMEOUT = 6.0  # the engine list makes the orchestrator ask every engine
 FAILED_FOR = 15.0  # an engine that stopped answering is avoided this long
 REMEMBERED_CONTENTS = 1024  # contents whose engine is remembered, for content affinity
 EVENTS_QUEUED = 1000  # events waiting for an orchestrator that does not answer
-EVENT_TRIES = 3
+# An orchestrator that is away (restarting, say) gets its events when it is back, in order:
+# a start without its end would hold an engine slot there for good.
+EVENT_PATIENCE = 300.0
+EVENT_MAX_DELAY = 5.0
 _CONTAINER_ID = re.compile(r"/(?:docker/containers|docker|libpod-|crio-)/?([0-9a-f]{64})")
 
 
@@ -329,15 +332,16 @@ class OrchestratorPool:
     async def _post_events(self) -> None:
         while True:
             path, body = await self._events.get()
+            loop = asyncio.get_running_loop()
+            give_up_at = loop.time() + EVENT_PATIENCE
             try:
-                for attempt in range(EVENT_TRIES):
-                    problem = await self._deliver(path, body)
-                    if problem is None:
-                        break
-                    if attempt == EVENT_TRIES - 1:
+                delay = 0.25
+                while (problem := await self._deliver(path, body)) is not None:
+                    if loop.time() + delay > give_up_at:
                         log.warning("orchestrator event %s not delivered: %s", path, problem)
-                    else:
-                        await asyncio.sleep(0.5 * 2**attempt)
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, EVENT_MAX_DELAY)
             finally:
                 self._events.task_done()
 
