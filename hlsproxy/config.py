@@ -619,6 +619,13 @@ class Settings(BaseSettings):
         flag="-log-format",
         help="Log lines as text, or as one JSON object per line for log collectors.",
     )
+    uvloop: GoBool = _option(
+        True,
+        env="ACEXY_UVLOOP",
+        flag="-uvloop",
+        help="Run on uvloop, a faster event loop, where it is installed; false runs on "
+        "asyncio's own loop.",
+    )
 
     @property
     def engine_url(self) -> str:
