@@ -22,9 +22,8 @@ def free_port() -> int:
         return port
 
 
-async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
+async def start_demo(port: int, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "hlsproxy",
@@ -33,7 +32,13 @@ async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None
         f"127.0.0.1:{port}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
+
+
+async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None:
+    port = free_port()
+    process = await start_demo(port)
     try:
         assert process.stdout is not None and process.stderr is not None
         banner = await asyncio.wait_for(process.stdout.readline(), 20)
@@ -66,17 +71,7 @@ async def test_runs_on_uvloop_unless_turned_off(variable: str | None, loop: str)
     if variable is not None:
         env["ACEXY_UVLOOP"] = variable
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hlsproxy",
-        "--demo",
-        "-addr",
-        f"127.0.0.1:{port}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    process = await start_demo(port, env)
     try:
         assert process.stdout is not None and process.stderr is not None
         await asyncio.wait_for(process.stdout.readline(), 20)
