@@ -52,12 +52,13 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -70,6 +71,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 NGINX_TEMPLATE = BENCH / "nginx.conf.template"
 RUNS = ("hlsproxy", "hlsproxy-p0", "nginx")
+DEFAULT_RUNS = ("hlsproxy", "nginx")
 START_BEHIND = 3
 """A viewer joins this many segments from the live edge, as players do."""
 REQUEST_TIMEOUT = 20.0
@@ -841,6 +843,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 @dataclass
 class Options:
     viewers: int
+    counts: list[int]
     seconds: float
     ramp: float
     warmup: float
@@ -904,7 +907,8 @@ class RunResult:
 
     @property
     def cpu_pct(self) -> float:
-        return 100 * self.cpu / self.window
+        """The median run's CPU: one run disturbed by the rest of the machine does not move it."""
+        return statistics.median(self.cpu_runs)
 
     @classmethod
     def pool(cls, runs: Sequence[RunResult]) -> RunResult:
@@ -1552,15 +1556,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         prog="bench/hls_viewers.py",
         description="HLS viewers through hlsproxy and through nginx proxy_cache.",
     )
-    p.add_argument("--viewers", type=int, default=1000)
+    p.add_argument(
+        "--viewers", default="500,1000", help="viewer counts, comma-separated; one report each"
+    )
     p.add_argument("--seconds", type=float, default=30.0, help="measured window per run")
     p.add_argument("--ramp", type=float, default=5.0, help="viewers start over this long")
     p.add_argument("--warmup", type=float, default=6.0, help="after the ramp, before the window")
     p.add_argument("--workers", type=int, default=2, help="load-generating processes")
     p.add_argument("--bitrate", type=parse_rate, default=5_000_000, help="e.g. 5M")
-    p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
     p.add_argument(
-        "--repeat", type=int, default=1, help="run each server this many times, interleaved"
+        "--runs", default=",".join(DEFAULT_RUNS), help=f"comma-separated, of {', '.join(RUNS)}"
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, help="run each server this many times, interleaved"
     )
     p.add_argument(
         "--hlsproxy-cmd",
@@ -1577,16 +1585,21 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     unknown = [r for r in runs if r not in RUNS]
     if unknown or not runs:
         p.error(f"--runs: unknown {unknown}; choose from {', '.join(RUNS)}")
-    if a.viewers < 1 or a.workers < 1 or a.repeat < 1 or a.seconds <= 0:
+    try:
+        viewers = [int(v) for v in a.viewers.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"--viewers: not a list of counts: {a.viewers!r}")
+    if not viewers or min(viewers) < 1 or a.workers < 1 or a.repeat < 1 or a.seconds <= 0:
         p.error("need --viewers, --workers and --repeat >= 1, and --seconds > 0")
     if a.ramp < 0 or a.warmup < 0:
         p.error("need --ramp and --warmup >= 0")
     return Options(
-        viewers=a.viewers,
+        viewers=viewers[0],
+        counts=viewers,
         seconds=a.seconds,
         ramp=a.ramp,
         warmup=a.warmup,
-        workers=min(a.workers, a.viewers),
+        workers=a.workers,
         bitrate=a.bitrate,
         runs=runs,
         repeat=a.repeat,
@@ -1613,17 +1626,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         nginx_version = done.stderr.strip().removeprefix("nginx version: ")
     per_run = opts.ramp + opts.warmup + opts.seconds + REQUEST_TIMEOUT + 60
     root = Path(tempfile.mkdtemp(prefix="hls-viewers-"))
-    runs: dict[str, list[RunResult]] = {name: [] for name in opts.runs}
-    loads: list[float] = []
+    reports: list[str] = []
+    pooled: dict[int, list[RunResult]] = {}
+    raw: dict[str, list[dict[str, Any]]] = {}
     try:
-        with time_budget(per_run * len(opts.runs) * opts.repeat + 30):
-            for rep in range(opts.repeat):
-                for name in opts.runs:
-                    print(f"running {name} ({rep + 1}/{opts.repeat}) ...", file=sys.stderr)
-                    loads.append(os.getloadavg()[0])
-                    workdir = root / f"{name}-{rep + 1}"
-                    profile = opts.profile is not None and rep == 0
-                    runs[name].append(run_once(name, opts, workdir, nginx, profile=profile))
+        with time_budget(per_run * len(opts.runs) * opts.repeat * len(opts.counts) + 30):
+            for count in opts.counts:
+                these = replace(opts, viewers=count, workers=min(opts.workers, count))
+                results, order, loads = measure(these, root / str(count), nginx)
+                reports.append(report(results, these, nginx_version, order, loads))
+                pooled[count] = results
+                raw.update({f"{r.name}-{count}-{k + 1}": r.__dict__ for k, r in enumerate(order)})
     except BenchError as exc:
         print(f"hls_viewers: {exc}\nlogs kept in {root}", file=sys.stderr)
         return 1
@@ -1631,17 +1644,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"logs kept in {root}", file=sys.stderr)
     else:
         shutil.rmtree(root, ignore_errors=True)
-    results = [RunResult.pool(runs[name]) for name in opts.runs]
-    order = [runs[name][rep] for rep in range(opts.repeat) for name in opts.runs]
-    print(report(results, opts, nginx_version, order, loads))
+    print("\n\n".join(reports))
+    if len(opts.counts) > 1 and "nginx" in opts.runs:
+        print("\n" + summary(pooled))
     if opts.profile is not None:
         opts.profile.write_text(
-            "\n\n".join(f"## {r.name}\n\n{r.profile}" for r in results if r.profile) + "\n"
+            "\n\n".join(
+                f"## {r.name}, {count} viewers\n\n{r.profile}"
+                for count, results in pooled.items()
+                for r in results
+                if r.profile
+            )
+            + "\n"
         )
     if opts.json_out is not None:
-        raw = {name: [r.__dict__ for r in rs] for name, rs in runs.items()}
         opts.json_out.write_text(json.dumps(raw))
     return 0
+
+
+def measure(
+    opts: Options, root: Path, nginx: str | None
+) -> tuple[list[RunResult], list[RunResult], list[float]]:
+    """Each server `opts.repeat` times, interleaved; pooled results, runs in order, loads."""
+    runs: dict[str, list[RunResult]] = {name: [] for name in opts.runs}
+    loads: list[float] = []
+    for rep in range(opts.repeat):
+        for name in opts.runs:
+            print(
+                f"running {name}, {opts.viewers} viewers ({rep + 1}/{opts.repeat}) ...",
+                file=sys.stderr,
+            )
+            loads.append(os.getloadavg()[0])
+            workdir = root / f"{name}-{rep + 1}"
+            profile = opts.profile is not None and rep == 0
+            runs[name].append(run_once(name, opts, workdir, nginx, profile=profile))
+    results = [RunResult.pool(runs[name]) for name in opts.runs]
+    order = [runs[name][rep] for rep in range(opts.repeat) for name in opts.runs]
+    return results, order, loads
+
+
+def summary(pooled: dict[int, list[RunResult]]) -> str:
+    """Median CPU per server and viewer count, against nginx's in the same command."""
+    lines = [
+        "| viewers | server | CPU, % of one core (runs) | CPU / nginx's (run by run) "
+        "| miss minus engine, ms p50 / p99 | upstream fetches per segment |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for count, results in pooled.items():
+        nginx = next(r for r in results if r.name == "nginx")
+        for r in results:
+            p50, p99 = miss_overhead(r)
+            lines.append(
+                f"| {count} | {r.name} | {_cpu(r)} | {_cpu_ratio(r, nginx)} "
+                f"| {p50:+.1f} / {p99:+.1f} | {_upstream(r)} |"
+            )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

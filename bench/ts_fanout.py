@@ -12,11 +12,16 @@ steady-state window:
 - time to the first byte of TS for a client joining the running stream, and for the first
   client of a new stream (on an idle proxy, and under the load).
 
-It prints a Markdown table and exits 0. Everything it starts is stopped at the end, on
+Each client count is measured `--repeat` times (3), and each time also through the
+reference: `bench/ts_reference.go`, acexy's data path in Go, built with Debian's
+`golang-go` when `go` is on the PATH. The rows are the runs with the median CPU, and a last
+table gives the proxy's CPU per Gbit/s sent against the reference's, measured in turn.
+
+It prints Markdown tables and exits 0. Everything it starts is stopped at the end, on
 error too, and every wait is bounded. It touches only 127.0.0.1.
 
-    .venv/bin/python bench/ts_fanout.py --clients 1000 --bitrate 8M --seconds 20
-    .venv/bin/python bench/ts_fanout.py --sweep 100,250,500,1000
+    .venv/bin/python bench/ts_fanout.py --sweep 400,800 --bitrate 4M
+    .venv/bin/python bench/ts_fanout.py --clients 1000 --bitrate 8M --repeat 1 --no-reference
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ PROXY_CMD = (
     "{python} -m hlsproxy -addr {host}:{port} -acestream-host {host} -acestream-port {engine_port}"
 )
 ENGINE_CMD = "{python} -m hlsproxy.sim --host {host} --port {engine_port} --bitrate {bitrate}"
+REFERENCE_SOURCE = Path(__file__).resolve().parent / "ts_reference.go"
+REFERENCE_CMD = "{reference} -addr {host}:{port} -engine http://{host}:{engine_port}"
 SUSTAINED = 0.95
 PACKET = 188
 SYNC = 0x47
@@ -576,6 +583,7 @@ class Options:
 
 @dataclass
 class Result:
+    server: str
     clients: int
     workers: int
     sustained: int = 0
@@ -594,6 +602,11 @@ class Result:
     new_ttfb_idle: list[float] = field(default_factory=list)
     new_ttfb_loaded: list[float] = field(default_factory=list)
     per_client_p5_bps: float = math.nan
+
+    @property
+    def cpu_per_gbps(self) -> float:
+        """% of a core per Gbit/s sent: what a fan-out costs, whatever its load."""
+        return self.proxy_cpu / (self.aggregate_bps / 1e9) if self.aggregate_bps else math.nan
 
 
 def command(template: str, **values: object) -> list[str]:
@@ -619,8 +632,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def measure(clients: int, opts: Options, log_dir: Path) -> Result:
-    result = Result(clients=clients, workers=min(opts.workers, clients))
+def measure(server: str, clients: int, opts: Options, log_dir: Path) -> Result:
+    result = Result(server=server, clients=clients, workers=min(opts.workers, clients))
     engine_port, port = free_ports(2)
     values = {
         "python": sys.executable,
@@ -740,33 +753,86 @@ def machine() -> str:
     )
 
 
-def report(results: Sequence[Result], opts: Options) -> str:
+def median_run(runs: Sequence[Result]) -> Result:
+    return sorted(runs, key=lambda r: r.proxy_cpu)[(len(runs) - 1) // 2]
+
+
+def report(
+    runs: dict[tuple[str, int], list[Result]], servers: dict[str, str], opts: Options
+) -> str:
     rate = opts.bitrate / 1e6
     lines = [
         f"Stream {rate:g} Mbit/s; window {opts.seconds:g} s after a {opts.warmup:g} s warm-up; "
         f"ramp {opts.ramp:g} s; clients {'copy' if opts.copy else 'discard'} the data, "
-        f"SO_RCVBUF {opts.rcvbuf or 'auto'}.",
+        f"SO_RCVBUF {opts.rcvbuf or 'auto'}; the run with the median CPU of "
+        f"{max(len(r) for r in runs.values())}.",
         f"Machine: {machine()}.",
-        f"Proxy: `{opts.proxy_cmd}`",
-        "",
-        "| clients | sustained >= 95 % | dropped | aggregate Mbit/s | ingest Mbit/s "
-        "| slowest 5 % Mbit/s | proxy CPU % of a core | proxy RSS MB | join TTFB ms "
-        "| new stream TTFB ms (idle / loaded) | ramp TTFB ms (p50 / p95) "
-        "| engine CPU % | clients' CPU % |",
-        "|" + "---:|" * 13,
     ]
-    for r in results:
-        lines.append(
-            f"| {r.clients} | {r.sustained} | {r.dropped} "
-            f"| {fmt_rate(r.aggregate_bps)} | {fmt_rate(r.ingest_bps)} "
-            f"| {r.per_client_p5_bps / 1e6:.2f} "
-            f"| {r.proxy_cpu:.0f} ({r.proxy_cpu_system:.0f} sys) | {r.proxy_rss / 2**20:.0f} "
-            f"| {fmt_ms(r.join_ttfb)} "
-            f"| {fmt_ms(r.new_ttfb_idle)} / {fmt_ms(r.new_ttfb_loaded)} "
-            f"| {r.ramp_ttfb_p50 * 1000:.0f} / {r.ramp_ttfb_p95 * 1000:.0f} "
-            f"| {r.engine_cpu:.0f} | {r.load_cpu:.0f} ({r.workers} proc) |"
-        )
+    for server, cmd in servers.items():
+        lines += [
+            "",
+            f"{server}: `{cmd}`",
+            "",
+            "| clients | sustained >= 95 % | dropped | aggregate Mbit/s | ingest Mbit/s "
+            "| slowest 5 % Mbit/s | proxy CPU % of a core | CPU % per Gbit/s (runs) "
+            "| proxy RSS MB | join TTFB ms | new stream TTFB ms (idle / loaded) "
+            "| ramp TTFB ms (p50 / p95) | engine CPU % | clients' CPU % |",
+            "|" + "---:|" * 14,
+        ]
+        for (name, _), results in runs.items():
+            if name != server:
+                continue
+            r = median_run(results)
+            each = ", ".join(f"{x.cpu_per_gbps:.1f}" for x in results)
+            lines.append(
+                f"| {r.clients} | {r.sustained} | {r.dropped} "
+                f"| {fmt_rate(r.aggregate_bps)} | {fmt_rate(r.ingest_bps)} "
+                f"| {r.per_client_p5_bps / 1e6:.2f} "
+                f"| {r.proxy_cpu:.1f} ({r.proxy_cpu_system:.0f} sys) "
+                f"| {r.cpu_per_gbps:.1f} ({each}) | {r.proxy_rss / 2**20:.0f} "
+                f"| {fmt_ms(r.join_ttfb)} "
+                f"| {fmt_ms(r.new_ttfb_idle)} / {fmt_ms(r.new_ttfb_loaded)} "
+                f"| {r.ramp_ttfb_p50 * 1000:.0f} / {r.ramp_ttfb_p95 * 1000:.0f} "
+                f"| {r.engine_cpu:.0f} | {r.load_cpu:.0f} ({r.workers} proc) |"
+            )
+    if "reference" in servers:
+        lines += [
+            "",
+            "| clients | Gbit/s out | hlsproxy CPU % per Gbit/s | reference CPU % per Gbit/s "
+            "| hlsproxy / reference |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for (name, clients), results in runs.items():
+            if name != "hlsproxy" or ("reference", clients) not in runs:
+                continue
+            ours = statistics.median(r.cpu_per_gbps for r in results)
+            theirs = statistics.median(r.cpu_per_gbps for r in runs["reference", clients])
+            gbps = statistics.median(r.aggregate_bps for r in results) / 1e9
+            lines.append(
+                f"| {clients} | {gbps:.2f} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |"
+            )
     return "\n".join(lines)
+
+
+def build_reference(log_dir: Path) -> str | None:
+    """The reference's binary, or None (and why, on stderr) when it cannot be built."""
+    go = shutil.which("go")
+    if go is None:
+        print("no reference: `go` is missing (Debian: apt-get install golang-go)", file=sys.stderr)
+        return None
+    binary = log_dir / "ts_reference"
+    built = subprocess.run(
+        [go, "build", "-o", str(binary), str(REFERENCE_SOURCE)],
+        env={**os.environ, "GO111MODULE": "off"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if built.returncode != 0:
+        print(f"no reference: go build failed:\n{built.stderr}", file=sys.stderr)
+        return None
+    return str(binary)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -837,9 +903,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the proxy and engine logs, and say where"
     )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per client count and server")
+    parser.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="measure hlsproxy only, not bench/ts_reference.go too",
+    )
     args = parser.parse_args(argv)
-    if args.clients <= 0:
-        parser.error("--clients must be positive")
+    if args.clients <= 0 or args.repeat <= 0:
+        parser.error("--clients and --repeat must be positive")
     for name in ("warmup", "ramp"):
         if getattr(args, name) < 0:
             parser.error(f"--{name} must not be negative")
@@ -869,9 +942,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_on_signal)
     counts: list[int] = args.sweep or [args.clients]
     nproc = os.cpu_count() or 1
-    results: list[Result] = []
+    runs: dict[tuple[str, int], list[Result]] = {}
     log_dir = Path(tempfile.mkdtemp(prefix="ts-fanout-"))
     keep_logs: bool = args.keep_logs
+    servers = {"hlsproxy": args.proxy_cmd}
+    reference = build_reference(log_dir) if args.reference else None
+    if reference is not None:
+        servers["reference"] = REFERENCE_CMD.replace("{reference}", shlex.quote(reference))
     opts: Options | None = None
     try:
         for clients in counts:
@@ -888,20 +965,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 proxy_cmd=args.proxy_cmd,
                 engine_cmd=args.engine_cmd,
             )
-            print(f"running {clients} clients ...", file=sys.stderr, flush=True)
             probes = opts.joiners + 2 * opts.new_streams
             budget = 90 + opts.ramp + opts.warmup + opts.seconds + 20 * probes
-            try:
-                with time_budget(budget):
-                    results.append(measure(clients, opts, log_dir / str(clients)))
-            except BenchError as exc:
-                keep_logs = True
-                if results:
-                    print(report(results, opts))
-                print(f"ts_fanout: {clients} clients: {exc}", file=sys.stderr)
-                return 1
+            # Interleaved, so that the machine's other load falls on both alike.
+            for run in range(args.repeat):
+                for server, cmd in servers.items():
+                    print(
+                        f"running {server}, {clients} clients ({run + 1}/{args.repeat}) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    run_opts = dataclasses.replace(opts, proxy_cmd=cmd)
+                    where = log_dir / f"{server}-{clients}-{run + 1}"
+                    try:
+                        with time_budget(budget):
+                            result = measure(server, clients, run_opts, where)
+                    except BenchError as exc:
+                        keep_logs = True
+                        if runs:
+                            print(report(runs, servers, opts))
+                        print(f"ts_fanout: {server}, {clients} clients: {exc}", file=sys.stderr)
+                        return 1
+                    runs.setdefault((server, clients), []).append(result)
         assert opts is not None
-        print(report(results, opts))
+        print(report(runs, servers, opts))
         return 0
     finally:
         if keep_logs:

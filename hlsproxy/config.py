@@ -224,6 +224,13 @@ class Settings(BaseSettings):
     log_format: LogFormat = _option(
         "text", help="Log lines as text, or as one JSON object per line for log collectors."
     )
+    uvloop: GoBool = _option(
+        True,
+        env="ACEXY_UVLOOP",
+        flag="-uvloop",
+        help="Run on uvloop, a faster event loop, where it is installed; false runs on "
+        "asyncio's own loop.",
+    )
 
     @property
     def engine_url(self) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import urllib.request
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -27,13 +28,27 @@ SHUTDOWN_TIMEOUT = 3.0
 
 def run(settings: Settings, demo: DemoOptions | None = None) -> int:
     try:
-        asyncio.run(_serve(settings, demo))
+        with asyncio.Runner(loop_factory=loop_factory(settings.uvloop)) as runner:
+            runner.run(_serve(settings, demo))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
         log.error("cannot listen on %s: %s", settings.listen_addr, exc.strerror or exc)
         return 1
     return 0
+
+
+def loop_factory(uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it imports (bench/README.md shows what it saves); None means
+    asyncio's default loop."""
+    if not uvloop:
+        return None
+    try:
+        import uvloop as module  # noqa: PLC0415 - optional: absent on some platforms
+    except ImportError:
+        log.info("uvloop is not installed: running on asyncio's own event loop")
+        return None
+    return module.new_event_loop
 
 
 async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
@@ -78,6 +93,7 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
             )
         else:
             log.info("listening on %s, engine %s", address, settings.engine_url)
+        log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         if demo is not None:
             print(f"hlsproxy demo on {base} - open one of these in VLC, mpv or ffplay:", flush=True)
             for content_id in DEMO_IDS:

@@ -111,3 +111,80 @@ async def test_closed_cursor_does_not_hold_data() -> None:
     for n in range(5):
         ring.publish(chunk(n), [JoinPoint(0, b"")])
     assert ring.held_bytes == 1000
+
+
+class Connection:
+    """A client's connection as a sink: it takes chunks until `room` runs out."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.got: list[bytes] = []
+
+    def __call__(self, data: bytes) -> bool:
+        if len(data) > self.room:
+            return False
+        self.room -= len(data)
+        self.got.append(data)
+        return True
+
+
+async def test_publish_hands_chunks_to_caught_up_clients_without_waking_their_readers() -> None:
+    ring = Ring(100_000)
+    cursor = ring.attach()
+    connection = Connection(room=10_000)
+    cursor.direct(connection)
+    reading = asyncio.ensure_future(cursor.read())
+    await asyncio.sleep(0)
+    ring.publish(chunk(1))
+    ring.publish(chunk(2))
+    assert connection.got == [chunk(1), chunk(2)]  # during publish, not after a wake-up
+    await asyncio.sleep(0)
+    assert not reading.done()
+    assert cursor.sent == 2000 and cursor.behind == 0
+    reading.cancel()
+
+
+async def test_a_full_connection_wakes_its_reader_to_catch_up_then_takes_chunks_again() -> None:
+    ring = Ring(100_000)
+    cursor = ring.attach()
+    connection = Connection(room=1000)
+    cursor.direct(connection)
+    ring.publish(chunk(1))
+    ring.publish(chunk(2))  # no room: it stays in the ring for the reader
+    ring.publish(chunk(3))  # not handed over either: chunk 2 must go first
+    assert connection.got == [chunk(1)]
+    assert await read_all_now(cursor) == chunk(2) + chunk(3)
+    connection.room = 1000
+    ring.publish(chunk(4))
+    assert connection.got == [chunk(1), chunk(4)]
+
+
+async def test_a_joiner_gets_its_join_prefix_before_any_direct_chunk() -> None:
+    ring = Ring(100_000)
+    ring.publish(chunk(1), [JoinPoint(0, b"PSI")])
+    ring.attach()  # holds the join point's chunk
+    ring.publish(chunk(2))
+    joiner = ring.attach()
+    connection = Connection(room=100_000)
+    joiner.direct(connection)
+    ring.publish(chunk(3))
+    assert connection.got == []
+    assert await read_all_now(joiner) == b"PSI" + chunk(1) + chunk(2) + chunk(3)
+    ring.publish(chunk(4))
+    assert connection.got == [chunk(4)]
+
+
+async def test_a_client_whose_connection_stays_full_is_cut_and_others_keep_receiving() -> None:
+    cuts: list[str] = []
+    ring = Ring(5_000)
+    stuck = ring.attach(lambda: cuts.append("stuck"))
+    stuck.direct(Connection(room=0))
+    live = ring.attach(lambda: cuts.append("live"))
+    connection = Connection(room=1_000_000)
+    live.direct(connection)
+    for n in range(20):
+        ring.publish(chunk(n))
+    assert connection.got == [chunk(n) for n in range(20)]
+    assert cuts == ["stuck"] and ring.lagged == 1
+    with pytest.raises(ClientLagged):
+        await stuck.read()

@@ -134,6 +134,23 @@ async def test_stalled_clients_are_cut_and_do_not_slow_the_others(
         r.close()
 
 
+async def test_an_http_1_0_client_gets_plain_ts_until_the_connection_ends(
+    proxy: ProxyFactory,
+) -> None:
+    client = await proxy()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(f"GET /ace/getstream?id={CID} HTTP/1.0\r\n\r\n".encode())
+        async with asyncio.timeout(20):
+            head = await reader.readuntil(b"\r\n\r\n")
+            body = await reader.readexactly(1500 * PACKET)  # into real time, past the prebuffer
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.0 200")
+    assert b"chunked" not in head.lower()
+    assert all(body[i] == 0x47 for i in range(0, len(body), PACKET))
+
+
 def ends_within(sock: socket.socket, timeout: float) -> bool:
     sock.settimeout(timeout)
     try:

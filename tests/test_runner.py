@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
 import time
 
 import aiohttp
+import pytest
 
 from .conftest import CID
 
@@ -20,9 +22,8 @@ def free_port() -> int:
         return port
 
 
-async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
+async def start_demo(port: int, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "hlsproxy",
@@ -31,7 +32,13 @@ async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None
         f"127.0.0.1:{port}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
+
+
+async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None:
+    port = free_port()
+    process = await start_demo(port)
     try:
         assert process.stdout is not None and process.stderr is not None
         banner = await asyncio.wait_for(process.stdout.readline(), 20)
@@ -50,6 +57,33 @@ async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None
         log = (await process.stderr.read()).decode()
         assert "stopped" in log  # the simulated engine saw the session stopped
         assert "Traceback" not in log
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("variable", "loop"), [(None, "uvloop"), ("false", "asyncio")], ids=["default", "off"]
+)
+async def test_runs_on_uvloop_unless_turned_off(variable: str | None, loop: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ACEXY_UVLOOP"}
+    if variable is not None:
+        env["ACEXY_UVLOOP"] = variable
+    port = free_port()
+    process = await start_demo(port, env)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        await asyncio.wait_for(process.stdout.readline(), 20)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/healthz") as resp,
+        ):
+            assert resp.status == 200  # serving, so its signal handlers are in place
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 5) == 0
+        log = (await process.stderr.read()).decode()
+        assert f"event loop: {loop}" in log
     finally:
         if process.returncode is None:
             process.kill()

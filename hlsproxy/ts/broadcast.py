@@ -5,6 +5,10 @@ reads at its own cursor. The ring keeps what the slowest client still needs, up 
 `capacity` bytes; a client that falls further behind than that is cut, and counted.
 When no one lags, it keeps only what a joining client needs: the chunks since the most
 recent join point (PAT, PMT, keyframe).
+
+A client that is caught up can take new chunks through a sink: `publish` hands the chunk
+straight to it, and its reader sleeps on. Only a client whose sink refuses (its connection
+is full) is woken, to catch up from the ring at its own pace.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from collections.abc import Callable, Sequence
 from .packets import JoinPoint
 
 Chunk = bytes | memoryview
+Sink = Callable[[bytes], bool]
+"""Hands a chunk to a client now; False when its connection cannot take more yet."""
 
 
 class ClientLagged(Exception):
@@ -33,7 +39,6 @@ class Ring:
         self._joins: deque[tuple[int, int, bytes]] = deque()
         self._last_prefix = b""
         self._cursors: set[Cursor] = set()
-        self._changed = asyncio.Event()
         self.closed = False
         self.bytes_in = 0
         self.last_publish: float | None = None
@@ -70,13 +75,22 @@ class Ring:
             self._joins.append((seq, join.offset, join.prefix))
             self._last_prefix = join.prefix
         self._trim()
-        self._wake()
+        size = len(chunk)
+        # A copy: a sink may end a connection, and so detach its cursor, as it goes.
+        for cursor in tuple(self._cursors):
+            sink = cursor._sink
+            if cursor._seq == seq and sink is not None and not cursor._prefix and sink(chunk):
+                cursor._seq = seq + 1
+                cursor.sent += size
+            else:
+                cursor._wake()
 
     def close(self) -> None:
         """End of stream: clients drain what they have not read yet, then get EOF."""
         if not self.closed:
             self.closed = True
-            self._wake()
+            for cursor in self._cursors:
+                cursor._wake()
 
     def attach(self, on_cut: Callable[[], None] | None = None) -> Cursor:
         """A new client, placed where its decoder can start cleanly."""
@@ -108,15 +122,21 @@ class Ring:
             self.lagged += 1
             cursor._cut()
 
-    def _wake(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
 
 class Cursor:
     """One client's position in the ring."""
 
-    __slots__ = ("_offset", "_on_cut", "_prefix", "_ring", "_seq", "cut", "sent")
+    __slots__ = (
+        "_offset",
+        "_on_cut",
+        "_prefix",
+        "_ring",
+        "_seq",
+        "_sink",
+        "_waiter",
+        "cut",
+        "sent",
+    )
 
     def __init__(
         self,
@@ -131,6 +151,8 @@ class Cursor:
         self._offset = offset
         self._prefix = prefix
         self._on_cut = on_cut
+        self._sink: Sink | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.cut = False
         self.sent = 0
 
@@ -155,10 +177,23 @@ class Cursor:
                 return self._take(limit)
             if ring.closed:
                 return None
-            await ring._changed.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def direct(self, sink: Sink | None) -> None:
+        """From now on, hand new chunks to `sink` while this client is caught up."""
+        self._sink = sink
 
     def close(self) -> None:
+        self._sink = None
         self._ring._cursors.discard(self)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def _take(self, limit: int) -> list[Chunk]:
         ring = self._ring
@@ -180,6 +215,8 @@ class Cursor:
 
     def _cut(self) -> None:
         self.cut = True
+        self._sink = None
         self._ring._cursors.discard(self)
+        self._wake()
         if self._on_cut is not None:
             self._on_cut()

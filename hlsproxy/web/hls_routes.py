@@ -132,9 +132,10 @@ async def _send_cached(request: web.Request, body: bytes, content_type: str) -> 
         )
     # Headers and body go out as two writes: a single web.Response makes aiohttp (on
     # Python < 3.12.9) join them, copying every segment once more per request.
+    # Content type and length as plain headers: their setters parse and format each value.
+    length = str(len(part))
+    headers = {**headers, "Content-Type": content_type, "Content-Length": length}
     response = web.StreamResponse(status=status, headers=headers)
-    response.content_type = content_type
-    response.content_length = len(part)
     await response.prepare(request)
     await response.write(part)
     await response.write_eof()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -28,6 +29,9 @@ TS_HEADERS = {
 # A client cut for lagging gets this long to take its clean EOF before it is dropped:
 # one stuck in a blocked write would otherwise stay connected and silent.
 CUT_GRACE = 2.0
+# New chunks go straight into a client's connection while less than this waits in it
+# unsent; past it the client is left to catch up from the ring at its own pace.
+DIRECT_HIGH_WATER = 64 * 1024
 
 
 def setup(app: web.Application) -> None:
@@ -71,9 +75,27 @@ async def _serve_ts(
     cursor = stream.attach(on_cut)
     try:
         await stream.ready()
-        await response.prepare(request)
+        writer = await response.prepare(request)
+        transport = request.transport
+        if writer is None or transport is None:
+            return response  # the client left before the first byte
+        frame = _chunked if response.headers.get("Transfer-Encoding") == "chunked" else _plain
+
+        def sink(chunk: bytes) -> bool:
+            # The reader's write, for every caught-up client: no coroutine wakes per chunk.
+            if transport.get_write_buffer_size() >= DIRECT_HIGH_WATER or transport.is_closing():
+                return False
+            transport.write(frame(chunk))
+            return True
+
+        cursor.direct(sink)
         while (chunks := await cursor.read()) is not None:
-            await response.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            # Catching up: all that is due as one HTTP chunk, then wait for room.
+            size = sum(map(len, chunks))
+            transport.writelines(
+                [b"%x\r\n" % size, *chunks, b"\r\n"] if frame is _chunked else chunks
+            )
+            await writer.drain()
         await response.write_eof()
     except ClientLagged:
         log.info("client %s cut from %s: it fell behind", request.remote, stream.key)
@@ -85,6 +107,16 @@ async def _serve_ts(
         if abort_later is not None:
             abort_later.cancel()
     return response
+
+
+@functools.lru_cache(maxsize=8)
+def _chunked(chunk: bytes) -> bytes:
+    """One HTTP/1.1 chunk, framed once and shared by every client the chunk goes to."""
+    return b"%x\r\n%b\r\n" % (len(chunk), chunk)
+
+
+def _plain(chunk: bytes) -> bytes:
+    return chunk  # an HTTP/1.0 client: the body ends when the connection does
 
 
 async def status(request: web.Request) -> web.Response:
