@@ -226,8 +226,6 @@ class Settings(BaseSettings):
     )
     uvloop: GoBool = _option(
         True,
-        env="ACEXY_UVLOOP",
-        flag="-uvloop",
         help="Run on uvloop, a faster event loop, where it is installed; false runs on "
         "asyncio's own loop.",
     )
