@@ -16,7 +16,7 @@ from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions, HlsStream
 from ..streams import Mode, Registry
 from ..ts.stream import TsOptions, TsStream
-from . import hls_routes, hls_urls, middleware, routes, status
+from . import hls_routes, hls_urls, middleware, routes, status, unmatched
 from .access import access_control
 from .keys import METRICS, POOL, SEGMENTS, SETTINGS, STREAMS, AnyStream
 from .metrics import Metrics
@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     routes.setup(app)
     hls_routes.setup(app)
     status.setup(app, lambda app: app[POOL])
+    unmatched.setup(app)
     return app
 
 

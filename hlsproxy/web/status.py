@@ -25,6 +25,7 @@ from .status_page import (
     render_player_page,
     render_status_page,
 )
+from .unmatched import expect
 
 SAMPLE_EVERY = 2.0
 REFRESH_SECONDS = 5
@@ -153,8 +154,8 @@ def setup(app: web.Application, pool_of: Callable[[web.Application], EnginePool]
                 await sampler
 
     app.cleanup_ctx.append(board)
-    app.router.add_get("/", status_page)
-    app.router.add_get("/player", player_page)
+    app.router.add_get("/", status_page, expect_handler=expect)
+    app.router.add_get("/player", player_page, expect_handler=expect)
 
 
 async def status_page(request: web.Request) -> web.Response:
