@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from hlsproxy.sim.orchestrator import SimOrchestrator
 from hlsproxy.state import EndReason
-from hlsproxy.web.keys import STREAMS
+from hlsproxy.web.keys import POOL, STREAMS
 
 from .conftest import CID, CID2, ProxyFactory, RunningSim, decode_warnings, eventually
 
@@ -246,3 +246,32 @@ async def test_mpegts_clients_fail_over_to_another_engine_within_three_seconds(
         assert decode_warnings(after) == ""
     for player in players:
         player.close()
+
+
+@pytest.fixture
+async def orch1() -> AsyncIterator[SimOrchestrator]:
+    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, engines=1)
+    await orchestrator.serve()
+    yield orchestrator
+    await orchestrator.stop()
+
+
+async def test_a_close_during_a_stop_still_releases_the_engine_and_reports_the_end(
+    proxy: ProxyFactory, orch1: SimOrchestrator
+) -> None:
+    """The stream's last client leaves while the stream is stopping its session to start a
+    fresh one: the stop, the release of the engine slot and the end event all still happen."""
+    client = await proxy(orch_url=orch1.url, orch_apikey=KEY, upstream_retries="5", linger="0s")
+    (engine,) = orch1.engines
+    engine.sim.faults.cut_after = 50 * PACKET  # every read ends early: retries, then new sessions
+    engine.sim.faults.stop_delay = 1.0
+    player = await client.get("/ace/getstream", params={"id": CID})
+    assert player.status == 200
+    await eventually(lambda: any("method=stop" in r for r in engine.sim.requests), timeout=20)
+    player.close()  # mid-stop
+    await eventually(lambda: len(client.app[STREAMS].streams()) == 0)
+    await eventually(lambda: len(orch1.events_ended) == len(orch1.events_started), timeout=10)
+    assert len(orch1.events_started) >= 1
+    await eventually(lambda: engine.sim.active() == [])
+    # The pool's counts, ours and the orchestrator's after its next refresh, are back to zero.
+    await eventually(lambda: all(e.sessions == 0 for e in client.app[POOL].engines()), timeout=6)

@@ -65,6 +65,7 @@ _PATH = st.sampled_from(["/ace/getstream"] * 6 + ["/ace/manifest.m3u8"] * 8) | s
         "/%2e%2e/%2e%2e/etc/passwd",
         "//{canary_host}/x",
         "/ace/getstream%0a%0d",
+        "/ace/hls/id/%ff%fe/%c3%28.ts",
     ]
 )
 _PARAM_NAMES = st.sampled_from(
@@ -91,6 +92,7 @@ _PARAM_VALUES = (
             "json",
             "1",
             "%0a%0dforged",
+            "%ff%fe%c3%28",
         ]
     )
     | _ANY_TEXT
@@ -155,7 +157,9 @@ class Case:
             target = resource
         elif self.query:
             target += "?" + "&".join(f"{_escaped(k)}={v}" for k, v in self.query)
-        lines = [f"{self.method} {target} HTTP/1.1".encode(), b"Host: 127.0.0.1"]
+        lines = [f"{self.method} {target} HTTP/1.1".encode()]
+        if not any(name.lower() == "host" for name, _ in self.headers):
+            lines.append(b"Host: 127.0.0.1")
         for name, value in self.headers:
             lines.append(name.encode() + b": " + value)
         if self.body:
@@ -220,6 +224,8 @@ def _error_code(body: bytes) -> str:
 )
 @given(case=cases)
 @example(case=Case("GET", "/", [], [], b""))
+@example(case=Case("GET", "/ace/getstream", [("id", CID)], [("Expect", b"\xff\xfe")], b""))
+@example(case=Case("PUT", "/nowhere%0a", [], [("Expect", b"\xff\xfe")], b"x"))
 @example(case=Case("GET", "/ace/status", [("id", CID)], [], b""))
 @example(
     case=Case(

@@ -17,7 +17,7 @@ from ..hls.channel import HlsOptions
 from ..sessions import Sessions
 from ..streams import Registry
 from ..ts.stream import TsOptions
-from . import hls_routes, hls_urls, middleware, routes, status
+from . import hls_routes, hls_urls, middleware, routes, status, unmatched
 from .access import access_control
 from .keys import METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STREAMS
 from .metrics import Metrics
@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     routes.setup(app)
     hls_routes.setup(app)
     status.setup(app, lambda app: app[POOL])
+    unmatched.setup(app)
     return app
 
 

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .unmatched import expect
+
 PREFIX = "/static/"
 _TYPES = {".css": "text/css", ".js": "text/javascript"}
 _KEEP = "public, max-age=31536000, immutable"
@@ -66,4 +68,4 @@ async def serve(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get(PREFIX + "{name}", serve)
+    app.router.add_get(PREFIX + "{name}", serve, expect_handler=expect)

@@ -14,6 +14,7 @@ from ..hls.channel import HlsStream
 from ..hls.media_types import MEDIA_TYPES
 from . import hls_urls
 from .keys import METRICS, SETTINGS, STREAMS
+from .unmatched import expect
 from .urls import canonical_redirect
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -37,10 +38,10 @@ PLAYER_PATHS = (
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/ace/manifest.m3u8", manifest)
-    app.router.add_get(hls_urls.PATH, hls_resource, name=hls_urls.ROUTE)
+    app.router.add_get("/ace/manifest.m3u8", manifest, expect_handler=expect)
+    app.router.add_get(hls_urls.PATH, hls_resource, name=hls_urls.ROUTE, expect_handler=expect)
     for path in PLAYER_PATHS:
-        app.router.add_route("OPTIONS", path, preflight)
+        app.router.add_route("OPTIONS", path, preflight, expect_handler=expect)
 
 
 async def manifest(request: web.Request) -> web.StreamResponse:

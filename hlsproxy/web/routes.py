@@ -16,6 +16,7 @@ from ..ts.broadcast import ClientLagged
 from ..ts.stream import TsStream
 from . import hls_routes
 from .keys import METRICS, SETTINGS, STREAMS
+from .unmatched import expect
 from .urls import canonical_redirect
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ DIRECT_HIGH_WATER = 64 * 1024
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/ace/getstream", getstream)
-    app.router.add_get("/ace/getstream/", getstream)
-    app.router.add_get("/ace/status", status)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/ace/getstream", getstream, expect_handler=expect)
+    app.router.add_get("/ace/getstream/", getstream, expect_handler=expect)
+    app.router.add_get("/ace/status", status, expect_handler=expect)
+    app.router.add_get("/healthz", healthz, expect_handler=expect)
+    app.router.add_get("/metrics", metrics, expect_handler=expect)
 
 
 async def getstream(request: web.Request) -> web.StreamResponse:

@@ -28,6 +28,7 @@ from .status_page import (
     render_player_page,
     render_status_page,
 )
+from .unmatched import expect
 
 SAMPLE_EVERY = 2.0
 REFRESH_SECONDS = 5
@@ -157,8 +158,8 @@ def setup(app: web.Application, pool_of: Callable[[web.Application], EnginePool]
 
     app.cleanup_ctx.append(board)
     assets.setup(app)
-    app.router.add_get("/", status_page)
-    app.router.add_get("/player", player_page)
+    app.router.add_get("/", status_page, expect_handler=expect)
+    app.router.add_get("/player", player_page, expect_handler=expect)
 
 
 def _token(request: web.Request) -> str:

@@ -1,0 +1,36 @@
+"""Requests that no handler takes: an unknown path or method, an Expect header.
+
+aiohttp answers these before any middleware runs, and turns an Expect header that is not
+UTF-8 into a 500 (its 417 echoes the value, which then cannot be encoded). So every route is
+given `expect`, and a last route catches whatever the others do not match, so that these
+answers are ours: a 404, 405 or 417 with a short JSON body like every other error.
+"""
+
+from __future__ import annotations
+
+from aiohttp import hdrs, web
+
+
+async def expect(request: web.Request) -> None:
+    """No route takes a request body, so a client that waits for 100 Continue simply gets
+    the final answer; any other expectation is refused without repeating it."""
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="only Expect: 100-continue is understood")
+
+
+def setup(app: web.Application) -> None:
+    """Call after every other route is added: this one matches any path and method."""
+
+    async def unmatched(request: web.Request) -> web.StreamResponse:
+        allowed: set[str] = set()
+        for resource in request.app.router.resources():
+            if resource is not catch_all:
+                allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+    # Any character: a decoded path may hold a line feed, which "." would not match.
+    catch_all = app.router.add_route(
+        "*", r"/{tail:[\s\S]*}", unmatched, expect_handler=expect
+    ).resource
