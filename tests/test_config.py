@@ -275,6 +275,7 @@ DEFAULTS = {
     "allow_networks": (),
     "access_log": False,
     "log_format": "text",
+    "uvloop": True,
 }
 
 
@@ -579,6 +580,7 @@ TABLE = [
     ("allow_networks", "ACEXY_ALLOW_NETWORKS", "-allow-networks", '""'),
     ("access_log", "ACEXY_ACCESS_LOG", "-access-log", "false"),
     ("log_format", "ACEXY_LOG_FORMAT", "-log-format", "text"),
+    ("uvloop", "ACEXY_UVLOOP", "-uvloop", "true"),
 ]
 
 
@@ -613,6 +615,7 @@ def test_switches_are_the_bool_options() -> None:
         "-m3u8",
         "-allow-remote-content",
         "-access-log",
+        "-uvloop",
     }
 
 
