@@ -12,16 +12,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Generic, Literal, Protocol, TypeVar, cast
+from typing import Generic, Protocol, TypeVar, cast
 
 from .content import ContentKey, StreamRequest
+from .engine.client import Format
 from .errors import ShuttingDown, Unavailable
 from .state import EndReason
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["ts", "hls"]
-MODES: tuple[Mode, ...] = ("ts", "hls")
+MODES: tuple[Format, ...] = ("ts", "hls")
 
 
 class Stream(Protocol):
@@ -29,7 +29,7 @@ class Stream(Protocol):
     def key(self) -> ContentKey: ...
 
     @property
-    def mode(self) -> Mode: ...
+    def mode(self) -> Format: ...
 
     @property
     def closing(self) -> bool:
@@ -67,7 +67,7 @@ class Registry(Generic[S]):
 
     def __init__(
         self,
-        factory: Callable[[StreamRequest, Mode, S | None], S],
+        factory: Callable[[StreamRequest, Format, S | None], S],
         *,
         max_streams: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -76,7 +76,7 @@ class Registry(Generic[S]):
         self._factory = factory
         self._max_streams = max_streams
         self._clock = clock
-        self._streams: dict[tuple[ContentKey, Mode], S] = {}
+        self._streams: dict[tuple[ContentKey, Format], S] = {}
         self._closing: set[S] = set()
         self._poked = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -97,11 +97,11 @@ class Registry(Generic[S]):
         """The content's live stream; its MPEG-TS one when it plays in both formats."""
         return self.find(key, "ts") or self.find(key, "hls")
 
-    def find(self, key: ContentKey, mode: Mode) -> S | None:
+    def find(self, key: ContentKey, mode: Format) -> S | None:
         stream = self._streams.get((key, mode))
         return None if stream is None or stream.closing else stream
 
-    def open(self, request: StreamRequest, mode: Mode) -> S:
+    def open(self, request: StreamRequest, mode: Format) -> S:
         """The live stream of this content in this format, created if there is none. Never
         awaits, so two concurrent first requests cannot both create one."""
         if self._shut:

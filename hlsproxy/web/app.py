@@ -10,7 +10,7 @@ from aiohttp import web
 from ..config import Settings
 from ..engine.client import Engine, EngineClient
 from ..engine.orchestrator import OrchestratorPool, own_container_id
-from ..engine.pool import EnginePool, FixedEngine
+from ..engine.pool import FixedEngine
 from ..formats import AnyStream, StreamFactory
 from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions
@@ -19,7 +19,7 @@ from ..streams import Registry
 from ..ts.stream import TsOptions
 from . import hls_routes, hls_urls, middleware, routes, status, unmatched
 from .access import access_control
-from .keys import METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STREAMS
+from .keys import CLIENT, HTTP, METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STREAMS
 from .metrics import Metrics
 
 
@@ -34,10 +34,12 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_streams)
+    # One context per resource, each closing what it opened, in the reverse order.
+    app.cleanup_ctx.extend((_engine_client, _pool, _segments, _sessions, _streams))
     app.on_response_prepare.append(middleware.mark_started)
     app.on_response_prepare.append(middleware.cors(hls_routes.PLAYER_PATHS))
-    # Live streams never end by themselves: end them before aiohttp waits for handlers.
+    # Live streams never end by themselves: end them, and stop their engine sessions,
+    # before aiohttp waits for the handlers that serve them.
     app.on_shutdown.append(_end_streams)
     routes.setup(app)
     hls_routes.setup(app)
@@ -46,69 +48,91 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _streams(app: web.Application) -> AsyncIterator[None]:
+async def _engine_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     connector = aiohttp.TCPConnector(limit=0)  # one connection per live stream, uncapped
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.no_response_timeout)
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, auto_decompress=False
     ) as http:
-        client = EngineClient(http, response_timeout=settings.no_response_timeout)
-        fixed = Engine(settings.scheme, settings.host, settings.port)
-        pool: EnginePool = FixedEngine(fixed)
-        orchestrator = None
-        if settings.orch_url:
-            orchestrator = OrchestratorPool(
-                http,
-                url=settings.orch_url,
-                api_key=settings.orch_apikey.get_secret_value(),
-                container_id=own_container_id(settings.container_id),
-                max_per_engine=settings.max_streams_per_engine,
-                fallback=fixed,
-                provision_timeout=settings.orch_provision_timeout,
-            )
-            orchestrator.start()
-            pool = orchestrator
-        sessions = Sessions(client, pool)
-        segments = SegmentCache(max_bytes=settings.hls_cache_size)
-        metrics = app[METRICS]
-        registry: Registry[AnyStream]
-        factory = StreamFactory(
-            client=client,
-            sessions=sessions,
-            segments=segments,
-            ts_options=TsOptions(
-                ring_bytes=settings.buffer_size,
-                empty_timeout=settings.empty_timeout,
-                retries=settings.upstream_retries,
-                linger=settings.linger,
-            ),
-            hls_options=HlsOptions(
-                stream_timeout=settings.m3u8_stream_timeout,
-                prefetch=settings.hls_prefetch,
-                locate=hls_urls.locator(app),
-            ),
-            # The registry is made from this factory: its methods are bound once it exists.
-            on_idle=lambda: registry.poke(),  # noqa: PLW0108
-            on_closed=lambda stream: registry.discard(stream),  # noqa: PLW0108
-        )
-        registry = Registry(
-            factory, max_streams=settings.max_streams, on_ended=metrics.stream_ended
-        )
-        metrics.watch(registry.streams, segments)
-        registry.start()
-        app[STREAMS] = registry
-        app[POOL] = pool
-        app[SEGMENTS] = segments
-        app[SESSIONS] = sessions
-        try:
-            yield
-        finally:
-            await registry.aclose()
-            await sessions.aclose()
-            await segments.aclose()
-            if orchestrator is not None:
-                await orchestrator.aclose()
+        app[HTTP] = http
+        app[CLIENT] = EngineClient(http, response_timeout=settings.no_response_timeout)
+        yield
+
+
+async def _pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    fixed = Engine(settings.scheme, settings.host, settings.port)
+    if not settings.orch_url:
+        app[POOL] = FixedEngine(fixed)
+        yield
+        return
+    orchestrator = OrchestratorPool(
+        app[HTTP],
+        url=settings.orch_url,
+        api_key=settings.orch_apikey.get_secret_value(),
+        container_id=own_container_id(settings.container_id),
+        max_per_engine=settings.max_streams_per_engine,
+        fallback=fixed,
+        provision_timeout=settings.orch_provision_timeout,
+    )
+    orchestrator.start()
+    app[POOL] = orchestrator
+    try:
+        yield
+    finally:
+        await orchestrator.aclose()
+
+
+async def _segments(app: web.Application) -> AsyncIterator[None]:
+    segments = SegmentCache(max_bytes=app[SETTINGS].hls_cache_size)
+    app[SEGMENTS] = segments
+    try:
+        yield
+    finally:
+        await segments.aclose()
+
+
+async def _sessions(app: web.Application) -> AsyncIterator[None]:
+    sessions = Sessions(app[CLIENT], app[POOL])
+    app[SESSIONS] = sessions
+    try:
+        yield
+    finally:
+        await sessions.aclose()
+
+
+async def _streams(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    registry: Registry[AnyStream]
+    factory = StreamFactory(
+        client=app[CLIENT],
+        sessions=app[SESSIONS],
+        segments=app[SEGMENTS],
+        ts_options=TsOptions(
+            ring_bytes=settings.buffer_size,
+            empty_timeout=settings.empty_timeout,
+            retries=settings.upstream_retries,
+            linger=settings.linger,
+        ),
+        hls_options=HlsOptions(
+            stream_timeout=settings.m3u8_stream_timeout,
+            prefetch=settings.hls_prefetch,
+            locate=hls_urls.locator(app),
+        ),
+        # The registry is made from this factory: its methods are bound once it exists.
+        on_idle=lambda: registry.poke(),  # noqa: PLW0108
+        on_closed=lambda stream: registry.discard(stream),  # noqa: PLW0108
+    )
+    metrics = app[METRICS]
+    registry = Registry(factory, max_streams=settings.max_streams, on_ended=metrics.stream_ended)
+    metrics.watch(registry.streams, app[SEGMENTS])
+    registry.start()
+    app[STREAMS] = registry
+    try:
+        yield
+    finally:
+        await registry.aclose()  # already done at shutdown, unless the app never started
 
 
 async def _end_streams(app: web.Application) -> None:

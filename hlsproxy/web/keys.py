@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from ..config import Settings
+from ..engine.client import EngineClient
 from ..engine.pool import EnginePool
 from ..formats import AnyStream
 from ..hls.cache import SegmentCache
@@ -13,6 +15,8 @@ from ..streams import Registry
 from .metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+CLIENT = web.AppKey("client", EngineClient)
 STREAMS = web.AppKey("streams", Registry[AnyStream])
 SESSIONS = web.AppKey("sessions", Sessions)
 SEGMENTS = web.AppKey("segments", SegmentCache)
