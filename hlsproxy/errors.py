@@ -15,6 +15,7 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
     └── EngineError (502)
         ├── EngineLost (502)           the engine is not answering: another may serve
         │   ├── EngineUnreachable (502)
+        │   │   └── EngineRefused (502) nothing answers at its address: it is down
         │   ├── EngineTimeout (504)
         │   └── EngineStalled (504)    a body stopped arriving
         ├── EngineRejected (502)       the engine answered with an "error" field
@@ -94,6 +95,10 @@ class EngineLost(EngineError):
 
 class EngineUnreachable(EngineLost):
     code = "engine_unreachable"
+
+
+class EngineRefused(EngineUnreachable):
+    """No connection could be made: the engine is down, not merely slow or flaky."""
 
 
 class EngineRejected(EngineError):

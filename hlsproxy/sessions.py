@@ -22,13 +22,22 @@ from typing import Any, TypeVar
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient, EngineSession, Format
 from .engine.pool import EnginePool
-from .errors import EngineLost, ProxyError, ShuttingDown
+from .errors import EngineLost, ShuttingDown
 from .state import EndReason
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _Slot = tuple[Engine, ContentKey]
+
+
+class _Ticket:
+    """One start: whether its caller left before it landed, and with which end reason."""
+
+    __slots__ = ("abandoned",)
+
+    def __init__(self) -> None:
+        self.abandoned: Callable[[], EndReason] | None = None
 
 
 class Sessions:
@@ -68,19 +77,16 @@ class Sessions:
         except BaseException:
             self._pool.release(engine, key)
             raise
-        task = self._spawn(slot, self._client.start(engine, request, fmt))
+        ticket = _Ticket()
+        task = self._spawn(slot, self._land(engine, request, fmt, ticket))
         try:
-            session = await asyncio.shield(task)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
-            task.add_done_callback(lambda t: self._land_abandoned(t, engine, key, abandoned))
+            ticket.abandoned = abandoned
+            if task.done() and not task.cancelled() and task.exception() is None:
+                # It landed just as the caller left: nobody holds it but us.
+                self.stop(task.result(), abandoned())
             raise
-        except ProxyError as exc:
-            if isinstance(exc, EngineLost):
-                self._pool.engine_failed(engine)
-            self._pool.release(engine, key)
-            raise
-        self._started(session)
-        return session
 
     def stop(self, session: EngineSession, reason: EndReason) -> None:
         """Stop the session in the background; a second call for it does nothing. Never
@@ -111,19 +117,26 @@ class Sessions:
         self._pool.session_started(session)
         log.info("%s session of %s started on %s", session.fmt, session.request.key, session.engine)
 
-    def _land_abandoned(
-        self,
-        task: asyncio.Task[EngineSession],
-        engine: Engine,
-        key: ContentKey,
-        abandoned: Callable[[], EndReason],
-    ) -> None:
-        if task.cancelled() or task.exception() is not None:
+    async def _land(
+        self, engine: Engine, request: StreamRequest, fmt: Format, ticket: _Ticket
+    ) -> EngineSession:
+        key = request.key
+        try:
+            session = await self._client.start(engine, request, fmt)
+        except BaseException as exc:
+            if isinstance(exc, EngineLost):
+                self._pool.engine_failed(engine)
             self._pool.release(engine, key)
-            return
-        session = task.result()
+            raise
         self._started(session)
-        self.stop(session, abandoned())
+        if ticket.abandoned is not None or self._closed:
+            # Nobody is owed this session any more: stopped here, in this task, so that a
+            # closing proxy waits for it like for every other stop.
+            reason = ticket.abandoned() if ticket.abandoned else EndReason.SHUTDOWN
+            self._live.pop(session.pid, None)
+            await self._stop(session, reason)
+            raise ShuttingDown()
+        return session
 
     async def _stop(self, session: EngineSession, reason: EndReason) -> None:
         try:

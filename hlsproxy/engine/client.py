@@ -27,6 +27,7 @@ from ..errors import (
     EngineError,
     EngineProtocolError,
     EngineRedirected,
+    EngineRefused,
     EngineRejected,
     EngineStatus,
     EngineTimeout,
@@ -232,7 +233,7 @@ class EngineClient:
                 f"the engine did not answer within {self._response_timeout:g}s while {doing}"
             ) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise EngineUnreachable(f"the engine is unreachable ({doing})") from exc
+            raise EngineRefused(f"the engine is unreachable ({doing})") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineUnreachable(f"the engine dropped the connection while {doing}") from exc
 

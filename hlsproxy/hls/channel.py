@@ -25,6 +25,7 @@ from ..errors import (
     EngineError,
     EngineLost,
     EngineProtocolError,
+    EngineRefused,
     EngineStatus,
     NotFound,
     ProxyError,
@@ -265,7 +266,10 @@ class HlsStream(EngineStream):
         except EngineError as exc:
             if last is None:
                 raise
-            if isinstance(exc, EngineLost) and self._clock() - last.fetched_at <= 2 * last.target:
+            # A slow or dropped answer may be a blip; a refused connection is a dead engine:
+            # move now.
+            blip = isinstance(exc, EngineLost) and not isinstance(exc, EngineRefused)
+            if blip and self._clock() - last.fetched_at <= 2 * last.target:
                 log.info("stream %s: the last playlist bridges a blip (%s)", self.key, exc.message)
                 return last
             if not (isinstance(exc, EngineLost) or _over(exc)):
