@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .content import StreamRequest
-from .engine.client import EngineClient, Format
+from .engine.client import EngineClient
 from .hls.cache import SegmentCache
 from .hls.channel import HlsOptions, HlsStream
 from .lifecycle import EngineStream
 from .sessions import Sessions
+from .streams import Registry
 from .ts.stream import TsOptions, TsStream
 
 AnyStream = TsStream | HlsStream
@@ -32,19 +33,20 @@ class StreamFactory:
     on_idle: Callable[[], None]
     on_closed: Callable[[EngineStream], None]
 
-    def __call__(
-        self, request: StreamRequest, mode: Format, partner: AnyStream | None
-    ) -> AnyStream:
-        if mode == "ts":
-            return TsStream(
-                request,
-                client=self.client,
-                sessions=self.sessions,
-                options=self.ts_options,
-                partner=partner if isinstance(partner, HlsStream) else None,
-                on_idle=self.on_idle,
-                on_closed=self.on_closed,
-            )
+    def ts(self, request: StreamRequest, partner: HlsStream | None) -> TsStream:
+        """An MPEG-TS stream: it rides the content's HLS session when there is one."""
+        return TsStream(
+            request,
+            client=self.client,
+            sessions=self.sessions,
+            options=self.ts_options,
+            partner=partner,
+            on_idle=self.on_idle,
+            on_closed=self.on_closed,
+        )
+
+    def hls(self, request: StreamRequest, partner: TsStream | None) -> HlsStream:
+        """An HLS stream: an MPEG-TS stream of the content hands its session over to it."""
         hls = HlsStream(
             request,
             client=self.client,
@@ -53,6 +55,9 @@ class StreamFactory:
             options=self.hls_options,
             on_closed=self.on_closed,
         )
-        if isinstance(partner, TsStream):
+        if partner is not None:
             partner.hand_over(hls)
         return hls
+
+
+Streams = Registry[TsStream, HlsStream]

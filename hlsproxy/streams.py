@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Generic, Protocol, TypeVar, cast
+from typing import Generic, Protocol, TypeVar
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Format
@@ -62,64 +62,99 @@ def next_deadline(streams: Iterable[Stream]) -> float | None:
     return min(deadlines, default=None)
 
 
-class Registry(Generic[S]):
-    """Owns every stream and the task that ends idle ones."""
+T = TypeVar("T", bound=Stream)
+"""The MPEG-TS stream type."""
+H = TypeVar("H", bound=Stream)
+"""The HLS stream type."""
+K = TypeVar("K", bound=Stream)
+
+
+class Registry(Generic[T, H]):
+    """Owns every stream, at most one per content and format, and the task that ends idle
+    ones. A stream of one format is made knowing the live stream of the other, if any."""
 
     def __init__(
         self,
-        factory: Callable[[StreamRequest, Format, S | None], S],
+        make_ts: Callable[[StreamRequest, H | None], T],
+        make_hls: Callable[[StreamRequest, T | None], H],
         *,
         max_streams: int = 0,
         clock: Callable[[], float] = time.monotonic,
-        on_ended: Callable[[S], None] = lambda _: None,
+        on_ended: Callable[[T | H], None] = lambda _: None,
     ) -> None:
-        self._factory = factory
+        self._make_ts = make_ts
+        self._make_hls = make_hls
         self._max_streams = max_streams
         self._clock = clock
-        self._streams: dict[tuple[ContentKey, Format], S] = {}
-        self._closing: set[S] = set()
+        self._ts: dict[ContentKey, T] = {}
+        self._hls: dict[ContentKey, H] = {}
+        self._closing: set[T | H] = set()
         self._poked = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._shut = False
         self._on_ended = on_ended
 
     def __repr__(self) -> str:
-        return f"<Registry {len(self._streams)} streams, {len(self._closing)} closing>"
+        return f"<Registry {len(self.streams())} streams, {len(self._closing)} closing>"
 
     def __len__(self) -> int:
         """How many contents are playing."""
-        return len({key for (key, _), s in self._streams.items() if not s.closing})
+        return len({s.key for s in self.streams() if not s.closing})
 
-    def streams(self) -> list[S]:
-        return list(self._streams.values())
+    def streams(self) -> list[T | H]:
+        return [*self._ts.values(), *self._hls.values()]
 
-    def get(self, key: ContentKey) -> S | None:
+    def hls_streams(self) -> list[H]:
+        """The live HLS streams."""
+        return [s for s in self._hls.values() if not s.closing]
+
+    def get(self, key: ContentKey) -> T | H | None:
         """The content's live stream; its MPEG-TS one when it plays in both formats."""
-        return self.find(key, "ts") or self.find(key, "hls")
+        return self.find_ts(key) or self.find_hls(key)
 
-    def find(self, key: ContentKey, mode: Format) -> S | None:
-        stream = self._streams.get((key, mode))
-        return None if stream is None or stream.closing else stream
+    def find_ts(self, key: ContentKey) -> T | None:
+        return _live(self._ts.get(key))
 
-    def open(self, request: StreamRequest, mode: Format) -> S:
-        """The live stream of this content in this format, created if there is none. Never
-        awaits, so two concurrent first requests cannot both create one."""
-        if self._shut:
-            raise ShuttingDown
-        key = request.key
-        current = self.find(key, mode)
+    def find_hls(self, key: ContentKey) -> H | None:
+        return _live(self._hls.get(key))
+
+    def open_ts(self, request: StreamRequest) -> T:
+        """The content's live MPEG-TS stream, created if there is none. Never awaits, so two
+        concurrent first requests cannot both create one."""
+        current = self._opening(request, self._ts)
         if current is not None:
             return current
-        partner = self.find(key, "hls" if mode == "ts" else "ts")
-        if partner is None:
-            self._make_room()
-        ending = self._streams.get((key, mode))
+        self._retire(self._ts.get(request.key))
+        stream = self._make_ts(request, self._partner(self.find_hls(request.key)))
+        return self._add(self._ts, request.key, stream)
+
+    def open_hls(self, request: StreamRequest) -> H:
+        """The content's live HLS stream, created if there is none; never awaits."""
+        current = self._opening(request, self._hls)
+        if current is not None:
+            return current
+        self._retire(self._hls.get(request.key))
+        stream = self._make_hls(request, self._partner(self.find_ts(request.key)))
+        return self._add(self._hls, request.key, stream)
+
+    def _opening(self, request: StreamRequest, table: dict[ContentKey, K]) -> K | None:
+        if self._shut:
+            raise ShuttingDown
+        return _live(table.get(request.key))
+
+    def _retire(self, ending: T | H | None) -> None:
         if ending is not None:
             self._closing.add(ending)  # still winding down; its session's stop is queued
-        stream = self._factory(request, mode, partner)
-        self._streams[(key, mode)] = stream
+
+    def _partner(self, partner: K | None) -> K | None:
+        if partner is None:
+            self._make_room()
+        return partner
+
+    def _add(self, table: dict[ContentKey, K], key: ContentKey, stream: K) -> K:
+        table[key] = stream
         self.poke()  # its deadline is new to the sweeper
-        log.debug("stream %s (%s) created (%d playing)", key, mode, len(self))
+        log.debug("stream %s (%s) created (%d playing)", key, stream.mode, len(self))
         return stream
 
     def poke(self) -> None:
@@ -128,10 +163,16 @@ class Registry(Generic[S]):
 
     def discard(self, stream: Stream) -> None:
         """Called by a stream once it has fully ended."""
-        ended = cast(S, stream)
+        for ended in (*self.streams(), *self._closing):
+            if ended is stream:
+                break
+        else:
+            return  # told twice
         self._closing.discard(ended)
-        if self._streams.get((stream.key, stream.mode)) is stream:
-            del self._streams[(stream.key, stream.mode)]
+        if self._ts.get(ended.key) is ended:
+            del self._ts[ended.key]
+        if self._hls.get(ended.key) is ended:
+            del self._hls[ended.key]
         self._on_ended(ended)
 
     def start(self) -> None:
@@ -146,7 +187,7 @@ class Registry(Generic[S]):
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        streams = {*self._streams.values(), *self._closing}
+        streams = {*self.streams(), *self._closing}
         for stream in streams:
             stream.close(EndReason.SHUTDOWN)
         if streams:
@@ -162,7 +203,7 @@ class Registry(Generic[S]):
         if not self._max_streams or len(self) < self._max_streams:
             return
         now = self._clock()
-        live = [s for s in self._streams.values() if not s.closing]
+        live = [s for s in self.streams() if not s.closing]
         # Only an unwatched stream gives way: a client can never knock another one off.
         unwatched = [s for s in live if s.may_make_room(now)]
         if not unwatched:
@@ -172,7 +213,7 @@ class Registry(Generic[S]):
         oldest = min(unwatched, key=lambda s: s.idle_deadline() or 0.0)
         self._end(oldest, EndReason.MAKE_ROOM)
 
-    def _end(self, stream: S, reason: EndReason) -> None:
+    def _end(self, stream: T | H, reason: EndReason) -> None:
         self._closing.add(stream)
         stream.close(reason)
 
@@ -180,10 +221,14 @@ class Registry(Generic[S]):
         while True:
             self._poked.clear()
             now = self._clock()
-            for stream in due(self._streams.values(), now):
+            for stream in due(self.streams(), now):
                 self._end(stream, EndReason.IDLE)
-            deadline = next_deadline(self._streams.values())
+            deadline = next_deadline(self.streams())
             wait = None if deadline is None else max(deadline - self._clock(), 0.0)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._poked.wait()
+
+
+def _live(stream: K | None) -> K | None:
+    return None if stream is None or stream.closing else stream

@@ -11,7 +11,7 @@ from ..config import Settings
 from ..engine.client import Engine, EngineClient
 from ..engine.orchestrator import OrchestratorPool, own_container_id
 from ..engine.pool import FixedEngine
-from ..formats import AnyStream, StreamFactory
+from ..formats import StreamFactory, Streams
 from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions
 from ..sessions import Sessions
@@ -104,7 +104,7 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
 
 async def _streams(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    registry: Registry[AnyStream]
+    registry: Streams
     factory = StreamFactory(
         client=app[CLIENT],
         sessions=app[SESSIONS],
@@ -125,7 +125,9 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         on_closed=lambda stream: registry.discard(stream),  # noqa: PLW0108
     )
     metrics = app[METRICS]
-    registry = Registry(factory, max_streams=settings.max_streams, on_ended=metrics.stream_ended)
+    registry = Registry(
+        factory.ts, factory.hls, max_streams=settings.max_streams, on_ended=metrics.stream_ended
+    )
     metrics.watch(registry.streams, app[SEGMENTS])
     registry.start()
     app[STREAMS] = registry

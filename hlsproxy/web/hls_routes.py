@@ -52,8 +52,7 @@ async def manifest(request: web.Request) -> web.StreamResponse:
     canonical_redirect(request, stream_request.key)
     if request.method == "HEAD":
         return web.Response(content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS)
-    stream = request.app[STREAMS].open(stream_request, "hls")
-    assert isinstance(stream, HlsStream)
+    stream = request.app[STREAMS].open_hls(stream_request)
     with request.app[METRICS].time("playlist"):
         return _playlist_response(request, await stream.playlist())
 
@@ -97,16 +96,12 @@ def _find(request: web.Request, kind: str, value: str) -> HlsStream:
     registry = request.app[STREAMS]
     key = hls_urls.plain_key(kind, value)
     if key is not None:
-        stream = registry.find(key, "hls")
-        if isinstance(stream, HlsStream):
+        stream = registry.find_hls(key)
+        if stream is not None:
             return stream
     else:
-        for candidate in registry.streams():
-            if (
-                isinstance(candidate, HlsStream)
-                and not candidate.closing
-                and hls_urls.path_parts(candidate.key) == (kind, value)
-            ):
+        for candidate in registry.hls_streams():
+            if hls_urls.path_parts(candidate.key) == (kind, value):
                 return candidate
     raise NotFound("this stream is not playing; reload its playlist")
 

@@ -8,16 +8,15 @@ from aiohttp import web
 from ..config import Settings
 from ..engine.client import EngineClient
 from ..engine.pool import EnginePool
-from ..formats import AnyStream
+from ..formats import Streams
 from ..hls.cache import SegmentCache
 from ..sessions import Sessions
-from ..streams import Registry
 from .metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 CLIENT = web.AppKey("client", EngineClient)
-STREAMS = web.AppKey("streams", Registry[AnyStream])
+STREAMS = web.AppKey("streams", Streams)
 SESSIONS = web.AppKey("sessions", Sessions)
 SEGMENTS = web.AppKey("segments", SegmentCache)
 METRICS = web.AppKey("metrics", Metrics)

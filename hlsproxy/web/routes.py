@@ -56,8 +56,7 @@ async def getstream(request: web.Request) -> web.StreamResponse:
         # IPTV apps probe with HEAD before playing; that must not cost an engine session.
         await response.prepare(request)
         return response
-    stream = request.app[STREAMS].open(stream_request, "ts")
-    assert isinstance(stream, TsStream)
+    stream = request.app[STREAMS].open_ts(stream_request)
     return await _serve_ts(request, response, stream)
 
 
