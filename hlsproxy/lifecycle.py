@@ -118,6 +118,7 @@ class EngineStream(abc.ABC):
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._running = False
 
     @property
     @abc.abstractmethod
@@ -153,7 +154,9 @@ class EngineStream(abc.ABC):
         if self.closing:
             return
         self._decide_end(reason)
-        if self._task is not None:
+        # A task that has not run yet is not cancelled: it would never run its cleanup. It
+        # sees the stream closing as it starts.
+        if self._task is not None and self._running:
             self._task.cancel()
 
     def _decide_end(self, reason: EndReason) -> None:
@@ -237,8 +240,10 @@ class EngineStream(abc.ABC):
             await asyncio.sleep(decision.delay)
 
     async def _run(self) -> None:
+        self._running = True
         try:
-            await self._serve()
+            if not self.closing:
+                await self._serve()
         except asyncio.CancelledError:
             pass  # close() decided, and set the reason
         except StreamGaveUp as exc:

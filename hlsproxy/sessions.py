@@ -1,10 +1,11 @@
 """Engine sessions: the one place that starts and stops them, and reports them to the pool.
 
-A stop ends every session of its content on that engine, even one opened with another pid
-(engine reference). So on one engine, the starts and stops of a content run one at a time,
-in the order they were asked for: a start waits for every earlier start or stop of the same
-content there. A start on another engine does not wait: failing over from a dead engine must
-not wait for a stop that cannot reach it.
+A stop ends every session of its content on that engine, even one opened with another pid,
+and a start supersedes any other session of it there (engine reference). So on one engine, a
+content has one session at a time: a start waits for every earlier start or stop of the same
+content there, and for any live session of it to be given up (stopped) by its owner. A start
+on another engine does not wait: failing over from a dead engine must not wait for a stop
+that cannot reach it.
 
 Stopping a session, releasing its engine slot and reporting its end are one unit, run as a
 task this object owns: it completes exactly once per session, whatever is cancelled around
@@ -47,6 +48,7 @@ class Sessions:
         self._live: dict[str, EngineSession] = {}  # by pid, unique per session
         self._busy: dict[_Slot, list[asyncio.Task[Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._released = asyncio.Event()  # replaced each time a live session is given up
         self._closed = False
 
     def __repr__(self) -> str:
@@ -70,8 +72,13 @@ class Sessions:
         engine = await self._pool.acquire(key)
         slot = (engine, key)
         try:
-            while earlier := self._busy.get(slot):
-                await asyncio.wait(list(earlier))
+            while True:
+                if earlier := self._busy.get(slot):
+                    await asyncio.wait(list(earlier))
+                elif self._holds(slot):
+                    await self._released.wait()
+                else:
+                    break
             if self._closed:
                 raise ShuttingDown()
         except BaseException:
@@ -95,6 +102,12 @@ class Sessions:
         if self._live.pop(session.pid, None) is None:
             return
         self._spawn((session.engine, session.request.key), self._stop(session, reason))
+        released, self._released = self._released, asyncio.Event()
+        released.set()
+
+    def _holds(self, slot: _Slot) -> bool:
+        """Whether a live session of the content plays on the engine."""
+        return any((s.engine, s.request.key) == slot for s in self._live.values())
 
     def engine_failed(self, engine: Engine) -> None:
         self._pool.engine_failed(engine)

@@ -156,6 +156,11 @@ class TsStream(EngineStream):
                 self._partner = None
                 self._handed_over.clear()
                 session = self._session or await self._start_session()
+                if self._handed_over.is_set():
+                    # Handed over while its start was landing: the new session is not ours
+                    # to keep, or its stop would end the other format's.
+                    self._release(EndReason.HANDED_OVER)
+                    continue
                 if not await self._own(session):
                     continue  # handed over: not a failure
                 raise UpstreamEnded("the engine ended the stream")
