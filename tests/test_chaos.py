@@ -40,6 +40,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -119,7 +121,7 @@ class Ledger:
     """What happened (the trace) and what went wrong (the violations), in run time."""
 
     t0: float = field(default_factory=time.monotonic)
-    trace: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=300))
+    trace: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     statuses: collections.Counter[str] = field(default_factory=collections.Counter)
     longest_gap: float = 0.0
@@ -152,6 +154,7 @@ class Chaos:
         self.proxy: TestServer | None = None
         self.base = ""
         self.actors: set[asyncio.Task[None]] = set()
+        self.dumped = False
         self.killed: set[int] = set()
         """ids of engines killed under their sessions."""
 
@@ -269,6 +272,7 @@ class Chaos:
                 resp = await http.get(url)
         except TimeoutError:
             self.ledger.violate(f"{who}: no answer to {url} within {START_BOUND:g} s")
+            self._where_the_proxy_waits()
             return None
         except _FORGIVEN as exc:
             self.ledger.note(f"{who}: {url} connection ended: {exc!r}")
@@ -359,6 +363,21 @@ class Chaos:
                         return
                 await asyncio.sleep(PLAYER_POLL)  # a player's reload timer
         self.ledger.note(f"{who}: left after {len(seen)} segments")
+
+    def _where_the_proxy_waits(self) -> None:
+        """Into the trace, once: where each of the proxy's tasks is waiting (its innermost
+        frames in hlsproxy/, the simulator's left out), to tell what a request hung on."""
+        if self.dumped:
+            return
+        self.dumped = True
+        for task in asyncio.all_tasks():
+            frames = [
+                f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}"
+                for f in _awaiting(task.get_coro())
+                if "/hlsproxy/" in f.f_code.co_filename and "/sim/" not in f.f_code.co_filename
+            ]
+            if frames:
+                self.ledger.note(f"task {task.get_name()} waits in {' > '.join(frames)}")
 
     def _absolute(self, uri: str) -> str:
         return uri if uri.startswith("http") else self.base + uri
@@ -547,7 +566,7 @@ class Chaos:
                 elif s.live and not killed:
                     self.ledger.violate(f"{_session(s)} outlived the proxy")
 
-    def report(self, seed: int) -> str:
+    def report(self, seed: int, full_trace: Path) -> str:
         ledger = self.ledger
         replay = f"CHAOS_SEEDS={seed}"
         if self.load != LOADS:
@@ -559,8 +578,8 @@ class Chaos:
             f"longest TS gap {ledger.longest_gap:.2f} s",
             "violations:",
             *ledger.violations[:25],
-            "trace (last 80):",
-            *list(ledger.trace)[-80:],
+            f"trace (last 80; all of it in {full_trace}):",
+            *ledger.trace[-80:],
         ]
         return "\n".join(lines)
 
@@ -576,13 +595,23 @@ def _name(orch: SimOrchestrator, sim: SimEngine) -> str:
     return "fallback"
 
 
+def _awaiting(coro: Any) -> Iterator[FrameType]:
+    """The frames of a suspended coroutine and of each one it awaits, outermost first
+    (`Task.get_stack` gives only the outermost)."""
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            yield frame
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+
+
 def _own_tasks() -> set[asyncio.Task[Any]]:
     """Tasks that are not the simulators' (they run until the simulators stop)."""
     return {t for t in asyncio.all_tasks() if not t.get_name().startswith("sim-")}
 
 
 @pytest.mark.parametrize("seed", seeds(), ids=lambda s: f"seed{s}")
-async def test_chaos(seed: int) -> None:
+async def test_chaos(seed: int, tmp_path: Path) -> None:
     process = psutil.Process()
     fds, rss, tasks = process.num_fds(), process.memory_info().rss, _own_tasks()
     chaos = Chaos(seed, loads(), float(os.environ.get("CHAOS_SECONDS", "25")))
@@ -610,5 +639,8 @@ async def test_chaos(seed: int) -> None:
     chaos.ledger.note(f"RSS grew by {grown / 2**20:.1f} MiB")
     if grown > RSS_BOUND:
         chaos.ledger.violate(f"RSS grew by {grown / 2**20:.1f} MiB (bound {RSS_BOUND >> 20} MiB)")
-    print(chaos.report(seed))
-    assert not chaos.ledger.violations, chaos.report(seed)
+    full_trace = tmp_path / f"chaos-seed{seed}.log"
+    full_trace.write_text("\n".join(chaos.ledger.trace) + "\n")
+    report = chaos.report(seed, full_trace)
+    print(report)
+    assert not chaos.ledger.violations, report
