@@ -155,6 +155,8 @@ class Chaos:
         self.base = ""
         self.actors: set[asyncio.Task[None]] = set()
         self.dumped = False
+        self.reported: set[tuple[str, int]] = set()
+        """(violation, session id) already in the ledger."""
         self.killed: set[int] = set()
         """ids of engines killed under their sessions."""
 
@@ -509,23 +511,23 @@ class Chaos:
 
     async def _watch(self) -> None:
         """Stops that cross a newer session, and second stops, as soon as they happen."""
-        reported: set[int] = set()
         while True:
-            self._check_stops(reported)
+            self._check_stops()
             await asyncio.sleep(0.25)  # sampling the engines' ledgers
 
-    def _check_stops(self, reported: set[int]) -> None:
+    def _check_stops(self) -> None:
+        reported = self.reported
         for sim, _ in self.engines():
             for old, new in sim.crossed_stops:
-                if id(new) not in reported:
-                    reported.add(id(new))
+                if ("crossed", id(new)) not in reported:
+                    reported.add(("crossed", id(new)))
                     self.ledger.violate(
                         f"a stop of {_session(old)} ended the newer {_session(new)} "
                         f"on {_name(self.orch, sim)}"
                     )
             for s in sim.sessions:
-                if s.stops > 1 and id(s) not in reported:
-                    reported.add(id(s))
+                if s.stops > 1 and ("stops", id(s)) not in reported:
+                    reported.add(("stops", id(s)))
                     self.ledger.violate(f"{_session(s)} stopped {s.stops} times")
 
     def check_settled(self) -> None:
@@ -554,7 +556,7 @@ class Chaos:
 
     def check_sessions(self) -> None:
         """Once the proxy is closed: every session stopped once, none left to expire."""
-        self._check_stops(set())
+        self._check_stops()
         for sim, killed in self.engines():
             if sim.unexpected:
                 self.ledger.violate(f"unexpected requests to an engine: {sim.unexpected[:5]}")
