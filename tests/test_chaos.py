@@ -40,6 +40,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -119,7 +121,7 @@ class Ledger:
     """What happened (the trace) and what went wrong (the violations), in run time."""
 
     t0: float = field(default_factory=time.monotonic)
-    trace: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=300))
+    trace: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     statuses: collections.Counter[str] = field(default_factory=collections.Counter)
     longest_gap: float = 0.0
@@ -152,6 +154,9 @@ class Chaos:
         self.proxy: TestServer | None = None
         self.base = ""
         self.actors: set[asyncio.Task[None]] = set()
+        self.dumped = False
+        self.reported: set[tuple[str, int]] = set()
+        """(violation, session id) already in the ledger."""
         self.killed: set[int] = set()
         """ids of engines killed under their sessions."""
 
@@ -269,6 +274,7 @@ class Chaos:
                 resp = await http.get(url)
         except TimeoutError:
             self.ledger.violate(f"{who}: no answer to {url} within {START_BOUND:g} s")
+            self._where_the_proxy_waits()
             return None
         except _FORGIVEN as exc:
             self.ledger.note(f"{who}: {url} connection ended: {exc!r}")
@@ -359,6 +365,21 @@ class Chaos:
                         return
                 await asyncio.sleep(PLAYER_POLL)  # a player's reload timer
         self.ledger.note(f"{who}: left after {len(seen)} segments")
+
+    def _where_the_proxy_waits(self) -> None:
+        """Into the trace, once: where each of the proxy's tasks is waiting (its innermost
+        frames in hlsproxy/, the simulator's left out), to tell what a request hung on."""
+        if self.dumped:
+            return
+        self.dumped = True
+        for task in asyncio.all_tasks():
+            frames = [
+                f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}"
+                for f in _awaiting(task.get_coro())
+                if "/hlsproxy/" in f.f_code.co_filename and "/sim/" not in f.f_code.co_filename
+            ]
+            if frames:
+                self.ledger.note(f"task {task.get_name()} waits in {' > '.join(frames)}")
 
     def _absolute(self, uri: str) -> str:
         return uri if uri.startswith("http") else self.base + uri
@@ -490,23 +511,23 @@ class Chaos:
 
     async def _watch(self) -> None:
         """Stops that cross a newer session, and second stops, as soon as they happen."""
-        reported: set[int] = set()
         while True:
-            self._check_stops(reported)
+            self._check_stops()
             await asyncio.sleep(0.25)  # sampling the engines' ledgers
 
-    def _check_stops(self, reported: set[int]) -> None:
+    def _check_stops(self) -> None:
+        reported = self.reported
         for sim, _ in self.engines():
             for old, new in sim.crossed_stops:
-                if id(new) not in reported:
-                    reported.add(id(new))
+                if ("crossed", id(new)) not in reported:
+                    reported.add(("crossed", id(new)))
                     self.ledger.violate(
                         f"a stop of {_session(old)} ended the newer {_session(new)} "
                         f"on {_name(self.orch, sim)}"
                     )
             for s in sim.sessions:
-                if s.stops > 1 and id(s) not in reported:
-                    reported.add(id(s))
+                if s.stops > 1 and ("stops", id(s)) not in reported:
+                    reported.add(("stops", id(s)))
                     self.ledger.violate(f"{_session(s)} stopped {s.stops} times")
 
     def check_settled(self) -> None:
@@ -535,7 +556,7 @@ class Chaos:
 
     def check_sessions(self) -> None:
         """Once the proxy is closed: every session stopped once, none left to expire."""
-        self._check_stops(set())
+        self._check_stops()
         for sim, killed in self.engines():
             if sim.unexpected:
                 self.ledger.violate(f"unexpected requests to an engine: {sim.unexpected[:5]}")
@@ -547,7 +568,7 @@ class Chaos:
                 elif s.live and not killed:
                     self.ledger.violate(f"{_session(s)} outlived the proxy")
 
-    def report(self, seed: int) -> str:
+    def report(self, seed: int, full_trace: Path) -> str:
         ledger = self.ledger
         replay = f"CHAOS_SEEDS={seed}"
         if self.load != LOADS:
@@ -559,8 +580,8 @@ class Chaos:
             f"longest TS gap {ledger.longest_gap:.2f} s",
             "violations:",
             *ledger.violations[:25],
-            "trace (last 80):",
-            *list(ledger.trace)[-80:],
+            f"trace (last 80; all of it in {full_trace}):",
+            *ledger.trace[-80:],
         ]
         return "\n".join(lines)
 
@@ -576,13 +597,23 @@ def _name(orch: SimOrchestrator, sim: SimEngine) -> str:
     return "fallback"
 
 
+def _awaiting(coro: Any) -> Iterator[FrameType]:
+    """The frames of a suspended coroutine and of each one it awaits, outermost first
+    (`Task.get_stack` gives only the outermost)."""
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            yield frame
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+
+
 def _own_tasks() -> set[asyncio.Task[Any]]:
     """Tasks that are not the simulators' (they run until the simulators stop)."""
     return {t for t in asyncio.all_tasks() if not t.get_name().startswith("sim-")}
 
 
 @pytest.mark.parametrize("seed", seeds(), ids=lambda s: f"seed{s}")
-async def test_chaos(seed: int) -> None:
+async def test_chaos(seed: int, tmp_path: Path) -> None:
     process = psutil.Process()
     fds, rss, tasks = process.num_fds(), process.memory_info().rss, _own_tasks()
     chaos = Chaos(seed, loads(), float(os.environ.get("CHAOS_SECONDS", "25")))
@@ -610,5 +641,8 @@ async def test_chaos(seed: int) -> None:
     chaos.ledger.note(f"RSS grew by {grown / 2**20:.1f} MiB")
     if grown > RSS_BOUND:
         chaos.ledger.violate(f"RSS grew by {grown / 2**20:.1f} MiB (bound {RSS_BOUND >> 20} MiB)")
-    print(chaos.report(seed))
-    assert not chaos.ledger.violations, chaos.report(seed)
+    full_trace = tmp_path / f"chaos-seed{seed}.log"
+    full_trace.write_text("\n".join(chaos.ledger.trace) + "\n")
+    report = chaos.report(seed, full_trace)
+    print(report)
+    assert not chaos.ledger.violations, report
