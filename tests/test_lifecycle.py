@@ -275,3 +275,35 @@ async def test_a_close_during_a_stop_still_releases_the_engine_and_reports_the_e
     await eventually(lambda: engine.sim.active() == [])
     # The pool's counts, ours and the orchestrator's after its next refresh, are back to zero.
     await eventually(lambda: all(e.sessions == 0 for e in client.app[POOL].engines()), timeout=6)
+
+
+async def test_a_polled_variant_follows_its_stream_to_a_new_session(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    """Players fetch a multivariant playlist once and then poll one variant: after a new
+    engine session, that variant's URL plays the new session's variant, spliced."""
+    client = await proxy(hls_prefetch="0")
+    multivariant = await (await client.get(f"/ace/manifest.m3u8?id={'aaaa' + '0' * 35}1")).text()
+    variant = next(line for line in multivariant.splitlines() if line.endswith(".m3u8"))
+    first = await (await client.get(variant)).text()
+    sim.faults.playlist_error = 500  # the engine says the session is over
+    await asyncio.sleep(3.0)  # past the playlist's freshness: the next poll refreshes
+    async with client.get(variant) as resp:
+        assert resp.status == 200
+    sim.faults.playlist_error = None
+
+    async def spliced() -> str:
+        while True:
+            async with client.get(variant) as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            if "#EXT-X-DISCONTINUITY\n" in text:
+                return text
+            await asyncio.sleep(0.5)
+
+    after = await asyncio.wait_for(spliced(), 20)
+    assert len(sim.engine.sessions) >= 2
+    before_seq = int(_SEQUENCE.search(first).group(1))  # type: ignore[union-attr]
+    assert int(_SEQUENCE.search(after).group(1)) >= before_seq  # type: ignore[union-attr]
+    async with client.get(segment_uris(after)[-1]) as resp:
+        assert resp.status == 200

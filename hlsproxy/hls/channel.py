@@ -44,6 +44,7 @@ from .playlist import (
     end_playlist,
     looks_like_playlist,
     mark_discontinuity,
+    playlist_uris,
     rewrite,
 )
 
@@ -83,6 +84,8 @@ class _Playlist:
     fetched_at: float
     offset: int = 0
     """Added to the engine's media sequence numbers: nonzero after a restarted session."""
+    variants: tuple[str, ...] = ()
+    """A multivariant playlist's variant and rendition playlists, upstream, in order."""
 
     @property
     def target(self) -> float:
@@ -150,6 +153,11 @@ class HlsStream(EngineStream):
         self._segment_ttl = 60.0
         self._main_url = ""  # the session's own playlist, as the engine named it
         self._splice: Splice | None = None
+        # After a new session of a multivariant stream: old variant URL -> new one, the last
+        # playlist served of each (to splice its first new one onto), and their splices.
+        self._moved: dict[str, str] = {}
+        self._continues: dict[str, _Playlist] = {}
+        self._splices: dict[str, Splice] = {}
         self._generation = 0  # counts the engine sessions that served
         self._final: _Playlist | None = None  # once the content is gone: the ended playlist
         loop = asyncio.get_running_loop()
@@ -202,7 +210,9 @@ class HlsStream(EngineStream):
             uri = self._lookup(token)
             if uri.kind != "playlist":
                 raise NotFound("no such playlist")
-            url = uri.url
+            # Players keep polling the variant they picked: after a new session it is the
+            # new session's variant in the same place.
+            url = self._moved.get(uri.url, uri.url)
         current = self._playlists.get(url)
         if current is not None and self._clock() - current.fetched_at < current.ttl:
             return current.text
@@ -261,8 +271,12 @@ class HlsStream(EngineStream):
 
     async def _refresh(self, url: str) -> _Playlist:
         last = self._playlists.get(url)
+        splice = self._splice if url == self._main_url else self._splices.get(url)
         try:
-            playlist = await self._load(url, self._splice if url == self._main_url else None)
+            playlist = await self._load(url, splice)
+            before = self._continues.pop(url, None)
+            if splice is None and before is not None:
+                playlist = self._continue(url, before, playlist)
         except EngineError as exc:
             if last is None:
                 raise
@@ -280,6 +294,17 @@ class HlsStream(EngineStream):
         self._playlists[url] = playlist
         self._after_refresh(playlist)
         return playlist
+
+    def _continue(self, url: str, before: _Playlist, first: _Playlist) -> _Playlist:
+        """The first playlist of a new session's variant, continuing the old one's."""
+        splice = Splice.between(before.text, first.text)
+        self._splices[url] = splice
+        return _Playlist(
+            mark_discontinuity(first.text, splice),
+            first.info,
+            first.fetched_at,
+            splice.media_offset,
+        )
 
     async def _after_loss(self, url: str, last: _Playlist, exc: EngineError) -> _Playlist:
         """The session is lost: wake the stream's task to recover, and answer with what its
@@ -318,7 +343,10 @@ class HlsStream(EngineStream):
         except ValueError as exc:
             raise EngineProtocolError("the engine's playlist cannot be read") from exc
         offset = 0 if splice is None else splice.media_offset
-        return _Playlist(rewritten.text, rewritten.info, self._clock(), offset)
+        variants: tuple[str, ...] = ()
+        if rewritten.info.multivariant:
+            variants = tuple(u.url for u in playlist_uris(text, base) if u.kind == "playlist")
+        return _Playlist(rewritten.text, rewritten.info, self._clock(), offset, variants)
 
     async def _serve(self) -> None:
         session = await self._start_session()
@@ -364,8 +392,8 @@ class HlsStream(EngineStream):
 
     async def _spliced(self, session: EngineSession, last: _Playlist | None) -> _Playlist:
         first = await self._load(session.info.playback_url, None)
-        if last is None:
-            return first
+        if last is None or first.info.multivariant:
+            return first  # a multivariant playlist has no segments: its variants splice
         splice = Splice.between(last.text, first.text)
         self._splice = splice
         return _Playlist(
@@ -376,12 +404,25 @@ class HlsStream(EngineStream):
         )
 
     def _install(self, session: EngineSession, playlist: _Playlist) -> None:
+        old = self._playlists.get(self._main_url)
+        if old is not None and len(old.variants) == len(playlist.variants):
+            for before, after in zip(old.variants, playlist.variants, strict=True):
+                self._move(before, after)
         self._playlists.pop(self._main_url, None)
         self._main_url = session.info.playback_url
         self._playlists[self._main_url] = playlist
         self._generation += 1
         self._after_refresh(playlist)
         self._serving()
+
+    def _move(self, before: str, after: str) -> None:
+        for first, current in list(self._moved.items()):
+            if current == before:
+                self._moved[first] = after
+        self._moved[before] = after
+        last = self._playlists.pop(before, None)
+        if last is not None:
+            self._continues[after] = last
 
     def _attempt_done(self) -> None:
         attempt, self._attempted = self._attempted, asyncio.get_running_loop().create_future()
