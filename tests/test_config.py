@@ -275,6 +275,7 @@ DEFAULTS = {
     "allow_networks": (),
     "access_log": False,
     "log_format": "text",
+    "uvloop": True,
 }
 
 
@@ -308,6 +309,7 @@ GOOD = [
     ("ACEXY_LISTEN_ADDR", "[::]:9000", "listen_addr", ListenAddress("::", 9000)),
     ("ACEXY_SCHEME", "https", "scheme", "https"),
     ("ACEXY_HOST", "acestream", "host", "acestream"),
+    ("ACEXY_UVLOOP", "false", "uvloop", False),
     ("ACEXY_PORT", "6879", "port", 6879),
     ("ACEXY_M3U8", "T", "m3u8", True),
     ("ACEXY_M3U8_STREAM_TIMEOUT", "1m30s", "m3u8_stream_timeout", 90.0),
@@ -568,6 +570,7 @@ TABLE = [
     ("allow_networks", "ACEXY_ALLOW_NETWORKS", "-allow-networks", '""'),
     ("access_log", "ACEXY_ACCESS_LOG", "-access-log", "false"),
     ("log_format", "ACEXY_LOG_FORMAT", "-log-format", "text"),
+    ("uvloop", "ACEXY_UVLOOP", "-uvloop", "true"),
 ]
 
 
@@ -602,6 +605,7 @@ def test_switches_are_the_bool_options() -> None:
         "-m3u8",
         "-allow-remote-content",
         "-access-log",
+        "-uvloop",
     }
 
 
