@@ -36,569 +36,51 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import ctypes
 import grp
 import hashlib
-import http.client
 import json
 import math
 import os
-import platform
 import pwd
-import random
 import re
 import select
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
+from harness import (
+    HOST,
+    REPO,
+    BenchError,
+    Child,
+    die_with_parent,
+    free_ports,
+    machine,
+    parse_rate,
+    time_budget,
+    wait_answering,
+)
+from hls_load import REQUEST_TIMEOUT, LoadPlan
 
-HOST = "127.0.0.1"
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 NGINX_TEMPLATE = BENCH / "nginx.conf.template"
 RUNS = ("hlsproxy", "hlsproxy-p0", "nginx")
 DEFAULT_RUNS = ("hlsproxy", "nginx")
-START_BEHIND = 3
-"""A viewer joins this many segments from the live edge, as players do."""
-REQUEST_TIMEOUT = 20.0
-READ_BUFFER = 256 * 1024
-MAX_HEAD = 64 * 1024
-MAX_LINE = 4096
-LAG_TICK = 0.1
 # Targets.
 MISS_BUDGET_MS = 20.0
 CPU_RATIO_BUDGET = 1.5
 BUSY_PCT = 20.0
 """Other processes' CPU in a run above which its figures are flagged."""
-
-
-class BenchError(Exception):
-    """The benchmark could not run: a process did not start, or a run produced no data."""
-
-
-class OutOfTime(BenchError):
-    pass
-
-
-# --- a small HTTP/1.1 client: one request at a time on a keep-alive connection -----------
-#
-# The viewers receive several Gbit/s between them on two cores. Reading into one reusable
-# buffer and counting bytes costs far less per chunk than a general-purpose client, which
-# keeps the load generator from being the bottleneck it is measuring through.
-
-
-class HttpError(Exception):
-    pass
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes
-    size: int
-    t_first: float
-    t_done: float
-
-
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(8)
-
-
-class _Reader(asyncio.BufferedProtocol):
-    def __init__(self, buffer: memoryview) -> None:
-        self.buffer = buffer
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.waiter: asyncio.Future[Response] | None = None
-        self._start(False)
-
-    def _start(self, keep_body: bool) -> None:
-        self.keep = keep_body
-        self.state = _HEAD
-        self.head = bytearray()
-        self.line = bytearray()
-        self.body = bytearray()
-        self.status = 0
-        self.remaining = 0
-        self.size = 0
-        self.t_first = 0.0
-        self.close_after = False
-
-    def expect(self, waiter: asyncio.Future[Response], keep_body: bool) -> None:
-        self._start(keep_body)
-        self.waiter = waiter
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.waiter is None or self.waiter.done():
-            self._abort(HttpError("bytes with no request outstanding"))
-            return
-        try:
-            self._feed(self.buffer[:nbytes])
-        except (HttpError, ValueError) as exc:
-            self._abort(HttpError(f"bad response: {exc}"))
-
-    def eof_received(self) -> bool | None:
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        if self.state == _UNTIL_CLOSE:
-            self._finish()
-        else:
-            waiter.set_exception(ConnectionError("the server closed the connection"))
-
-    def _abort(self, exc: Exception) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-        if self.transport is not None:
-            self.transport.abort()
-
-    def _finish(self) -> None:
-        assert self.waiter is not None
-        self.state = _DONE
-        body = bytes(self.body) if self.keep else b""
-        self.waiter.set_result(
-            Response(self.status, body, self.size, self.t_first, time.monotonic())
-        )
-        if self.close_after and self.transport is not None:
-            self.closed = True
-            self.transport.close()
-
-    def _take(self, data: memoryview) -> memoryview:
-        n = min(len(data), self.remaining)
-        if self.keep:
-            self.body += data[:n]
-        self.size += n
-        self.remaining -= n
-        return data[n:]
-
-    def _line(self, data: memoryview) -> tuple[bytes | None, memoryview]:
-        # Chunk-size and trailer lines are short: look for the end of one near the start.
-        end = bytes(data[:MAX_LINE]).find(b"\n")
-        if end < 0:
-            if len(data) >= MAX_LINE:
-                raise HttpError("line too long")
-            self.line += data
-            if len(self.line) > MAX_LINE:
-                raise HttpError("line too long")
-            return None, data[len(data) :]
-        line = bytes(self.line) + bytes(data[:end])
-        self.line = bytearray()
-        return line.rstrip(b"\r"), data[end + 1 :]
-
-    def _feed(self, data: memoryview) -> None:
-        if self.state == _HEAD:
-            if not self.t_first:
-                self.t_first = time.monotonic()
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.head) > MAX_HEAD:
-                    raise HttpError("header too long")
-                return
-            rest = memoryview(bytes(self.head[end + 4 :]))
-            self._parse_head(bytes(self.head[:end]))
-            data = rest
-        while self.state != _DONE:
-            if self.state == _LENGTH:
-                data = self._take(data)
-                if self.remaining == 0:
-                    self._finish()
-                    break
-            elif self.state == _UNTIL_CLOSE:
-                self.remaining = len(data)
-                data = self._take(data)
-            elif self.state == _CHUNK_SIZE:
-                line, data = self._line(data)
-                if line is None:
-                    break
-                self.remaining = int(line.split(b";")[0].strip(), 16)
-                self.state = _CHUNK_DATA if self.remaining else _TRAILER
-                continue
-            elif self.state == _CHUNK_DATA:
-                data = self._take(data)
-                if self.remaining == 0:
-                    self.state = _CHUNK_END
-                    continue
-            elif self.state == _CHUNK_END:
-                line, data = self._line(data)
-                if line is None:
-                    break
-                if line:
-                    raise HttpError("chunk not followed by CRLF")
-                self.state = _CHUNK_SIZE
-                continue
-            elif self.state == _TRAILER:
-                line, data = self._line(data)
-                if line is None:
-                    break
-                if not line:
-                    self._finish()
-                    break
-                continue
-            if not data:
-                break
-        if self.state == _DONE and len(data):
-            raise HttpError("bytes after the response")
-
-    def _parse_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-            raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        self.status = int(parts[1])
-        length: int | None = None
-        chunked = False
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            value = value.strip()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding":
-                chunked = "chunked" in value.lower()
-            elif name == "connection":
-                self.close_after = "close" in value.lower()
-        if chunked:
-            self.state = _CHUNK_SIZE
-        elif length is not None:
-            self.state = _LENGTH
-            self.remaining = length
-            if length == 0:
-                self._finish()
-        else:
-            self.state = _UNTIL_CLOSE
-            self.close_after = True
-
-
-class Client:
-    """One keep-alive connection, reopened when the server closes it."""
-
-    def __init__(self, port: int, buffer: memoryview) -> None:
-        self.port = port
-        self._buffer = buffer
-        self._reader: _Reader | None = None
-
-    async def get(self, path: str, *, keep_body: bool = False) -> Response:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(REQUEST_TIMEOUT):
-            reader = self._reader
-            if reader is None or reader.closed:
-                _, reader = await loop.create_connection(
-                    lambda: _Reader(self._buffer), HOST, self.port
-                )
-                self._reader = reader
-            assert reader.transport is not None
-            waiter: asyncio.Future[Response] = loop.create_future()
-            reader.expect(waiter, keep_body)
-            reader.transport.write(
-                f"GET {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-                "User-Agent: hls-viewers-bench\r\nAccept: */*\r\n\r\n".encode()
-            )
-            try:
-                return await waiter
-            except BaseException:
-                self.close()
-                raise
-
-    def close(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None and reader.transport is not None:
-            reader.closed = True
-            reader.transport.abort()
-
-
-# --- viewers (run inside a load worker process) ----------------------------------------
-
-
-@dataclass(slots=True)
-class MediaPlaylist:
-    first: int
-    target: float
-    uris: list[str]
-    durations: list[float]
-
-    @property
-    def last(self) -> int:
-        return self.first + len(self.uris) - 1
-
-
-def parse_media_playlist(body: bytes) -> MediaPlaylist:
-    first = 0
-    target = 0.0
-    uris: list[str] = []
-    durations: list[float] = []
-    duration = 0.0
-    lines = body.decode("utf-8", errors="replace").splitlines()
-    if not lines or lines[0].strip() != "#EXTM3U":
-        raise HttpError("not a playlist")
-    for raw in lines:
-        line = raw.strip()
-        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
-            first = int(line.partition(":")[2])
-        elif line.startswith("#EXT-X-TARGETDURATION:"):
-            target = float(line.partition(":")[2])
-        elif line.startswith("#EXTINF:"):
-            duration = float(line.partition(":")[2].partition(",")[0])
-        elif line and not line.startswith("#"):
-            uris.append(line)
-            durations.append(duration)
-    return MediaPlaylist(first, target, uris, durations)
-
-
-@dataclass(slots=True)
-class Playback:
-    """A player's buffer: it plays from the first segment's arrival, and stalls whenever the
-    next segment arrives after the playhead ran out of media."""
-
-    started_at: float | None = None
-    buffered: float = 0.0
-    """Seconds of media received."""
-    stalls: int = 0
-
-    def received(self, duration: float, at: float) -> None:
-        if self.started_at is None:
-            self.started_at = at
-        else:
-            late = at - (self.started_at + self.buffered)
-            if late > 0:
-                self.stalls += 1
-                self.started_at += late  # it waits, then plays on
-        self.buffered += duration
-
-    def starving(self, now: float) -> bool:
-        return self.started_at is not None and now > self.started_at + self.buffered
-
-
-@dataclass
-class LoadPlan:
-    mode: str  # "hlsproxy": the manifest URL is the playlist; "nginx": format=json first
-    port: int
-    engine_port: int
-    content_id: str
-    indices: list[int]
-    total: int
-    start_at: float
-    ramp: float
-    end_at: float
-    probe: bool
-    seed: int
-    out: str
-
-
-@dataclass
-class Record:
-    segments: list[tuple[int, float, float, float, int, int, float]] = field(default_factory=list)
-    """(media sequence, request start, first byte, done, body bytes, status, duration)"""
-    playlists: list[tuple[float, float, int]] = field(default_factory=list)
-    probes: list[tuple[int, float, float, float, int, int]] = field(default_factory=list)
-    errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    lags: list[float] = field(default_factory=list)
-    started: int = 0
-    never_stalled: int = 0
-    stalls: int = 0
-    target: float = 0.0
-
-
-class Probe:
-    """Fetches each new segment once straight from the engine: its own latency, for scale."""
-
-    def __init__(self, plan: LoadPlan, record: Record) -> None:
-        self.infohash = hashlib.sha1(plan.content_id.lower().encode()).hexdigest()
-        self.record = record
-        self.client = Client(plan.engine_port, memoryview(bytearray(READ_BUFFER)))
-        self.baseline: int | None = None
-        self.queue: asyncio.Queue[int] = asyncio.Queue()
-
-    def saw(self, newest: int) -> None:
-        # Only segments that appear while viewers watch: older ones are not news to anyone.
-        if self.baseline is None:
-            self.baseline = newest
-        elif newest > self.baseline:
-            for seq in range(self.baseline + 1, newest + 1):
-                self.queue.put_nowait(seq)
-            self.baseline = newest
-
-    async def run(self) -> None:
-        while True:
-            seq = await self.queue.get()
-            began = time.monotonic()
-            try:
-                r = await self.client.get(f"/ace/c/{self.infohash}/{seq}.ts?probe=1")
-            except (OSError, TimeoutError, HttpError) as exc:
-                self.record.errors[f"probe: {type(exc).__name__}"] += 1
-                continue
-            self.record.probes.append((seq, began, r.t_first, r.t_done, r.size, r.status))
-
-
-def _local_path(uri: str, port: int) -> str:
-    if uri.startswith("/"):
-        return uri
-    parts = urlsplit(uri)
-    if parts.netloc != f"{HOST}:{port}":
-        raise HttpError(f"a URI that does not point at the server: {parts.netloc}")
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-async def _sleep_until(deadline: float) -> None:
-    delay = deadline - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
-
-async def _entry(plan: LoadPlan, client: Client) -> str:
-    """The playlist path a viewer reloads."""
-    manifest = f"/ace/manifest.m3u8?id={plan.content_id}"
-    if plan.mode != "nginx":
-        return manifest
-    r = await client.get(manifest + "&format=json", keep_body=True)
-    if r.status != 200:
-        raise HttpError(f"session start answered {r.status}")
-    answer = json.loads(r.body)
-    if not answer.get("response"):
-        raise HttpError(f"session start failed: {answer.get('error')}")
-    return _local_path(str(answer["response"]["playback_url"]), plan.port)
-
-
-async def viewer(
-    plan: LoadPlan,
-    *,
-    start_at: float,
-    rng: random.Random,
-    record: Record,
-    buffer: memoryview,
-    probe: Probe | None,
-) -> None:
-    await _sleep_until(start_at)
-    record.started += 1
-    client = Client(plan.port, buffer)
-    playlist: str | None = None
-    next_seq: int | None = None
-    playback = Playback()
-    target = 5.0
-    try:
-        while True:
-            began = time.monotonic()
-            try:
-                if playlist is None:
-                    playlist = await _entry(plan, client)
-                r = await client.get(playlist, keep_body=True)
-                record.playlists.append((began, r.t_done, r.status))
-                if r.status != 200:
-                    record.errors[f"playlist status {r.status}"] += 1
-                    await _sleep_until(began + target / 2)
-                    continue
-                media = parse_media_playlist(r.body)
-                target = media.target or target
-                record.target = target
-                if probe is not None:
-                    probe.saw(media.last)
-                if next_seq is None:
-                    next_seq = max(media.first, media.last - START_BEHIND + 1)
-                elif next_seq < media.first:
-                    record.errors["fell out of the playlist window"] += 1
-                    next_seq = media.first
-                for offset, uri in enumerate(media.uris):
-                    seq = media.first + offset
-                    if seq < next_seq:
-                        continue
-                    t0 = time.monotonic()
-                    s = await client.get(_local_path(uri, plan.port))
-                    duration = media.durations[offset]
-                    record.segments.append(
-                        (seq, t0, s.t_first, s.t_done, s.size, s.status, duration)
-                    )
-                    if s.status == 200:
-                        playback.received(duration, s.t_done)
-                    else:
-                        record.errors[f"segment status {s.status}"] += 1
-                    next_seq = seq + 1
-            except (OSError, TimeoutError, HttpError, ValueError, KeyError) as exc:
-                record.errors[f"{type(exc).__name__}: {str(exc)[:60]}"] += 1
-                await asyncio.sleep(1.0)
-                continue
-            await _sleep_until(began + rng.uniform(target / 2, target))
-    finally:
-        client.close()
-        stalls = playback.stalls + playback.starving(time.monotonic())
-        record.stalls += stalls
-        record.never_stalled += playback.started_at is not None and stalls == 0
-
-
-async def _watch_lag(record: Record) -> None:
-    """How late the worker's event loop wakes up: a late loop inflates every latency."""
-    while True:
-        due = time.monotonic() + LAG_TICK
-        await asyncio.sleep(LAG_TICK)
-        record.lags.append(time.monotonic() - due)
-
-
-async def run_viewers(plan: LoadPlan) -> Record:
-    record = Record()
-    rng = random.Random(plan.seed)
-    probe = Probe(plan, record) if plan.probe else None
-    tasks: list[asyncio.Task[None]] = [asyncio.create_task(_watch_lag(record))]
-    if probe is not None:
-        tasks.append(asyncio.create_task(probe.run()))
-    # One read buffer for every connection: each read is parsed before the next one starts.
-    buffer = memoryview(bytearray(READ_BUFFER))
-    for index in plan.indices:
-        start = plan.start_at + plan.ramp * index / max(1, plan.total)
-        seeded = random.Random(rng.random())
-        run = viewer(plan, start_at=start, rng=seeded, record=record, buffer=buffer, probe=probe)
-        tasks.append(asyncio.create_task(run))
-    await _sleep_until(plan.end_at)
-    for task in tasks:
-        task.cancel()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    for result in results:
-        if isinstance(result, Exception):
-            record.errors[f"viewer crashed: {type(result).__name__}: {result}"] += 1
-    if probe is not None:
-        probe.client.close()
-    return record
-
-
-def load_worker(plan_path: str) -> int:
-    plan = LoadPlan(**json.loads(Path(plan_path).read_text()))
-    record = asyncio.run(run_viewers(plan))
-    out = {
-        "segments": record.segments,
-        "playlists": record.playlists,
-        "probes": record.probes,
-        "errors": dict(record.errors),
-        "lags": record.lags,
-        "started": record.started,
-        "never_stalled": record.never_stalled,
-        "stalls": record.stalls,
-        "target": record.target,
-    }
-    Path(plan.out).write_text(json.dumps(out))
-    return 0
 
 
 # --- the engine process -----------------------------------------------------------------
@@ -642,93 +124,6 @@ def engine_process(bitrate: int, out: str) -> int:
 
 
 # --- processes --------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGKILL if the benchmark dies, so nothing outlives it.
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    """A process this benchmark started; stopped by its own pid and process group."""
-
-    def __init__(self, name: str, argv: Sequence[str], log: Path, **kwargs: Any) -> None:
-        self.name = name
-        self.log = log
-        self._log_file = log.open("wb")
-        self.popen = subprocess.Popen(
-            list(argv),
-            stdout=kwargs.pop("stdout", self._log_file),
-            stderr=self._log_file,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the benchmark runs no threads
-            cwd=REPO,
-            **kwargs,
-        )
-        self.pid = self.popen.pid
-
-    def tree(self) -> list[Any]:
-        """The process and its children, for CPU and memory."""
-        try:
-            root = psutil.Process(self.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
-                self.popen.wait(5)
-        # Whatever it started (nginx's workers) goes with it: the group is this child's own.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self._log_file.close()
-
-    def tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_answering(child: Child, port: int, path: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise BenchError(f"{child.name} exited at start:\n{child.tail()}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            http_get(port, path)
-            return
-        time.sleep(0.1)
-    raise BenchError(f"{child.name} did not answer within {timeout:.0f} s:\n{child.tail()}")
 
 
 def start_engine(bitrate: int, workdir: Path) -> tuple[Child, int, Path]:
@@ -1100,7 +495,7 @@ def plain_content_id() -> str:
 def start_server(
     name: str, opts: Options, workdir: Path, engine_port: int, nginx: str | None
 ) -> tuple[Child, int]:
-    port = free_port()
+    port = free_ports(1)[0]
     if name == "nginx":
         assert nginx is not None
         conf = render_nginx(workdir / "prefix", port, engine_port)
@@ -1168,7 +563,7 @@ def run_once(
             )
             plan_path = workdir / f"plan-{k}.json"
             plan_path.write_text(json.dumps(plan.__dict__))
-            argv = [sys.executable, __file__, "_viewers", str(plan_path)]
+            argv = [sys.executable, str(BENCH / "hls_load.py"), str(plan_path)]
             workers.append(Child(f"viewers-{k}", argv, workdir / f"viewers-{k}.log"))
             outs.append(out)
         children.extend(workers)
@@ -1260,7 +655,7 @@ def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[byte
         argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - the benchmark runs no threads
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - the benchmark runs no threads
     )
 
 
@@ -1324,16 +719,6 @@ def _ms(values: Sequence[float]) -> str:
 
 def _mib(n: float) -> str:
     return f"{n / (1 << 20):.0f} MiB"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
 
 
 def miss_overhead(r: RunResult) -> tuple[float, float]:
@@ -1528,29 +913,6 @@ def report(
 # --- main -------------------------------------------------------------------------------
 
 
-def _raise_out_of_time(signum: int, frame: FrameType | None) -> None:
-    raise OutOfTime("the benchmark ran out of time")
-
-
-@contextlib.contextmanager
-def time_budget(seconds: float) -> Iterator[None]:
-    previous = signal.signal(signal.SIGALRM, _raise_out_of_time)
-    signal.alarm(max(1, math.ceil(seconds)))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def parse_rate(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", text)
-    if m is None:
-        raise argparse.ArgumentTypeError(f"not a bitrate: {text!r} (say 5M or 5000000)")
-    scale = {"": 1, "k": 1_000, "m": 1_000_000}[m.group(2).lower()]
-    return round(float(m.group(1)) * scale)
-
-
 def parse_args(argv: Sequence[str] | None) -> Options:
     p = argparse.ArgumentParser(
         prog="bench/hls_viewers.py",
@@ -1612,8 +974,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if args[:1] == ["_viewers"]:
-        return load_worker(args[1])
     if args[:1] == ["_engine"]:
         return engine_process(int(args[1]), args[2])
     opts = parse_args(args)

@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import dataclasses
 import http.client
 import json
 import math
 import multiprocessing
 import os
-import platform
-import re
 import secrets
 import select
 import shlex
@@ -49,17 +46,27 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
+from harness import (
+    HOST,
+    BenchError,
+    Child,
+    OutOfTime,
+    free_ports,
+    http_get,
+    machine,
+    parse_rate,
+    stop_on_sigterm,
+    time_budget,
+    wait_answering,
+)
 
-HOST = "127.0.0.1"
-REPO = Path(__file__).resolve().parent.parent
 PROXY_CMD = (
     "{python} -m hlsproxy -addr {host}:{port} -acestream-host {host} -acestream-port {engine_port}"
 )
@@ -72,26 +79,6 @@ SYNC = 0x47
 
 # Client states in a load worker.
 PENDING, CONNECTING, HEADERS, STREAMING, ENDED, FAILED = range(6)
-
-
-class BenchError(Exception):
-    """The benchmark could not run: a process did not start, a client could not connect."""
-
-
-class OutOfTime(BenchError):
-    pass
-
-
-def parse_rate(text: str) -> int:
-    """Bits per second from "8M", "800k", "2.5M" or "8000000" (decimal prefixes)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit/s|bps|b)?\s*", text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a bitrate: {text!r} (try 8M, 800k, 8000000)")
-    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
-    value = round(float(match.group(1)) * scale)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the bitrate must be positive")
-    return value
 
 
 def content_id() -> str:
@@ -107,103 +94,6 @@ def http_request(port: int, path: str) -> bytes:
         f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
         "User-Agent: ts-fanout-bench\r\nAccept: */*\r\n\r\n"
     ).encode()
-
-
-# --- processes ------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: held open together, so the kernel cannot hand one out twice."""
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket())
-            sock.bind((HOST, 0))
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
-def _die_with_parent() -> None:
-    # Should the benchmark itself be killed, the proxy and the engine must not outlive it.
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log_path: Path
-    popen: subprocess.Popen[bytes]
-
-    @classmethod
-    def start(cls, name: str, argv: list[str], log_dir: Path) -> Child:
-        log_path = log_dir / f"{name}.log"
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Safe here: no sampling thread runs while the children are started.
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
-            )
-        return cls(name, argv, log_path, popen)
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(f"    {line}" for line in text[-lines:])
-
-    def check_alive(self) -> None:
-        code = self.popen.poll()
-        if code is not None:
-            raise BenchError(
-                f"the {self.name} exited with status {code}: {shlex.join(self.argv)}\n"
-                f"{self.log_tail()}"
-            )
-
-    def stop(self) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(5)
-
-
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_answering(child: Child, port: int, path: str, timeout: float) -> None:
-    """Until the process answers HTTP on `path` (any status: another proxy may lack it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        child.check_alive()
-        try:
-            http_get(port, path, timeout=1.0)
-            return
-        except (OSError, http.client.HTTPException):
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"the {child.name} did not answer on port {port} within {timeout:g}s\n"
-                    f"{child.log_tail()}"
-                ) from None
-            time.sleep(0.1)
 
 
 class Meter:
@@ -647,9 +537,9 @@ def measure(server: str, clients: int, opts: Options, log_dir: Path) -> Result:
     meters: list[Meter] = []
     workers: list[Worker] = []
     try:
-        engine = Child.start("engine", command(opts.engine_cmd, **values), log_dir)
+        engine = Child("engine", command(opts.engine_cmd, **values), log_dir / "engine.log")
         children.append(engine)
-        proxy = Child.start("proxy", command(opts.proxy_cmd, **values), log_dir)
+        proxy = Child("proxy", command(opts.proxy_cmd, **values), log_dir / "proxy.log")
         children.append(proxy)
         wait_answering(engine, engine_port, "/webui/api/service?method=get_version", 20)
         wait_answering(proxy, port, "/healthz", 20)
@@ -737,20 +627,6 @@ def fmt_ms(values: Sequence[float]) -> str:
 
 def fmt_rate(bps: float | None) -> str:
     return "n/a" if bps is None else f"{bps / 1e6:,.0f}"
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = psutil.virtual_memory().total / 2**30
-    return (
-        f"nproc {os.cpu_count()}, {model}, {memory:.0f} GiB, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
 
 
 def median_run(runs: Sequence[Result]) -> Result:
@@ -919,27 +795,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
-    if signum == signal.SIGALRM:
-        raise OutOfTime("the run overran its time budget")
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def time_budget(seconds: float) -> Iterator[None]:
-    """Every run is bounded: past `seconds`, the run is abandoned and cleaned up."""
-    previous = signal.signal(signal.SIGALRM, _raise_on_signal)
-    signal.alarm(max(1, math.ceil(seconds)))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_signal)
+    stop_on_sigterm()
     counts: list[int] = args.sweep or [args.clients]
     nproc = os.cpu_count() or 1
     runs: dict[tuple[str, int], list[Result]] = {}

@@ -309,6 +309,7 @@ GOOD = [
     ("ACEXY_LISTEN_ADDR", "[::]:9000", "listen_addr", ListenAddress("::", 9000)),
     ("ACEXY_SCHEME", "https", "scheme", "https"),
     ("ACEXY_HOST", "acestream", "host", "acestream"),
+    ("ACEXY_UVLOOP", "false", "uvloop", False),
     ("ACEXY_PORT", "6879", "port", 6879),
     ("ACEXY_M3U8", "T", "m3u8", True),
     ("ACEXY_M3U8_STREAM_TIMEOUT", "1m30s", "m3u8_stream_timeout", 90.0),

@@ -182,6 +182,23 @@ async def test_rapid_connects_and_disconnects_leave_no_session_open(
     assert (await (await client.get("/ace/status")).json()) == {"streams": 0}
 
 
+async def test_a_client_that_leaves_mid_stream_is_counted_out_while_others_play(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy()
+    async with client.get("/ace/getstream", params={"id": CID}) as stays:
+        await read_bytes(stays, 1500 * PACKET)  # into real time: chunks go out as they come
+        leaving = socket.create_connection(("127.0.0.1", client.port))
+        leaving.sendall(f"GET /ace/getstream?id={CID} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await asyncio.to_thread(leaving.recv, 65536)
+        await wait_for_clients(client, CID, 2)
+        leaving.close()
+        status = await wait_for_clients(client, CID, 1)
+        await read_bytes(stays, 500 * PACKET)
+    assert status["clients_cut"] == 0
+    assert sim.counters["start"] == 1
+
+
 async def test_linger_lets_a_client_come_back_to_the_same_session(
     proxy: ProxyFactory, sim: RunningSim
 ) -> None:

@@ -90,6 +90,8 @@ async def _serve_ts(
 
         cursor.direct(sink)
         while (chunks := await cursor.read()) is not None:
+            if transport.is_closing():
+                return response  # the client left: its sink refused, and woke this
             # Catching up: all that is due as one HTTP chunk, then wait for room.
             size = sum(map(len, chunks))
             transport.writelines(
