@@ -31,7 +31,9 @@ from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from . import start_engine
 from .changes import Changes
 from .engine import SimEngine
+from .faults import OrchFaults
 from .media import MediaLoop
+from .server import cut, drop
 
 __all__ = ["OrchFaults", "SimOrchestrator", "SimPoolEngine"]
 
@@ -61,26 +63,6 @@ def _utcnow() -> datetime:
 # Ports the engine would have inside its container; only reported, never bound.
 _CONTAINER_HTTP_BASE = 40100
 _CONTAINER_HTTPS_BASE = 45100
-
-
-@dataclass
-class OrchFaults:
-    """What the orchestrator does wrong; tests change these while it runs."""
-
-    down: bool = False
-    """Every request: the connection is dropped with no answer."""
-    garbage: bool = False
-    """Every read answers 200 with a body that is not JSON."""
-    provision_blocked: str | None = None
-    """A block code (`vpn_disconnected`, `max_capacity`, `circuit_breaker`, ...): provisioning
-    answers 503 and the status reports the block."""
-    provision_delay: float = 0.0
-    """Seconds before a provisioned engine answers and appears in `/engines`."""
-    provision_answer: Literal["normal", "garbage", "none"] = "normal"
-    """How provisioning answers: as documented, 200 with a body that is not JSON, or not at
-    all until the orchestrator stops."""
-    wrapped_lists: bool = False
-    """v2.1's list shapes: `{"engines": [...], "total": n}` and `{"streams": [...]}`."""
 
 
 @dataclass(frozen=True)
@@ -399,7 +381,7 @@ class SimOrchestrator:
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
-        await _cut(runner)
+        await cut(runner)
         await runner.cleanup()
         log.info("orchestrator stopped serving")
         self._wake()
@@ -463,7 +445,7 @@ class SimOrchestrator:
         runner = pool.runner
         if abrupt:
             pool.sim.faults.down = True
-            await _cut(runner)
+            await cut(runner)
         await runner.cleanup()
 
     async def _appear(self, pool: SimPoolEngine, delay: float) -> None:
@@ -586,7 +568,7 @@ class SimOrchestrator:
             self.counters[call] += 1
         self._wake()
         if self.faults.down:
-            return _drop(request)
+            return drop(request)
         if self.faults.garbage and call in _READS:
             return web.Response(body=_GARBAGE, content_type="application/json")
         return await handler(request)
@@ -710,7 +692,7 @@ class SimOrchestrator:
             return web.Response(body=_GARBAGE, content_type="application/json")
         if self.faults.provision_answer == "none":
             await self._changes.wait_until(lambda: self._state != "running", _HELD_AT_MOST)
-            return _drop(request)
+            return drop(request)
         block = self._block()
         if block is not None:
             code, why = block
@@ -893,25 +875,6 @@ def _unprocessable(exc: ValidationError, where: str) -> web.Response:
         for error in exc.errors(include_url=False, include_context=False)
     ]
     return web.json_response({"detail": detail}, status=422)
-
-
-def _drop(request: web.BaseRequest) -> web.StreamResponse:
-    """Close the connection with no answer; aiohttp finds the transport closed and lets go."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response()
-
-
-async def _cut(runner: web.AppRunner) -> None:
-    """Close the listener, then abort every open connection: a process that went away.
-    The listener goes first, so that nothing new arrives while connections are cut."""
-    for site in list(runner.sites):
-        await site.stop()
-    server = runner.server
-    if server is not None:
-        for handler in server.connections:
-            if handler.transport is not None:
-                handler.transport.abort()
 
 
 def _rfc3339(moment: datetime | None) -> str | None:
