@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .engine import Faults, SimEngine, SimSession
 from .media import MediaLoop
-from .server import serve
+from .server import serve_app
 
 __all__ = ["Faults", "MediaLoop", "SimEngine", "SimSession", "start_engine"]
 
@@ -21,5 +21,5 @@ async def start_engine(
     Returns the engine, its runner (the caller awaits `runner.cleanup()`) and the bound port.
     """
     engine = SimEngine(**kwargs)
-    runner, bound = await serve(engine.app, host, port)
+    runner, bound = await serve_app(engine.app, host, port)
     return engine, runner, bound

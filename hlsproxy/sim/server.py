@@ -23,7 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class SimServer:
-    """A simulated server: serve `app` with aiohttp (or `serve`)."""
+    """A simulated server: serve `app` with aiohttp, or with `serve_app`."""
 
     def __init__(self) -> None:
         self.counters: collections.Counter[str] = collections.Counter()
@@ -71,7 +71,7 @@ class SimServer:
         self._changes.notify()
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve `app` on host:port (0: any free port); the runner (the caller awaits its
     `cleanup()`) and the bound port."""
     runner = web.AppRunner(app, access_log=None)

@@ -52,7 +52,7 @@ class SimSession:
     fmt: Format
     params: dict[str, str]
     flavour: HlsFlavour = "mpegts"
-    """How an HLS session is served; see the module docstring."""
+    """How an HLS session is served; see `flavours`."""
     stopped: bool = False
     superseded: bool = False
     reads: int = 0
