@@ -12,7 +12,15 @@ import math
 
 from aiohttp import web
 
-from .flavours import HlsFlavour, media_playlist, multivariant_playlist, offers, peak_bitrate
+from .flavours import (
+    FlavourMedia,
+    HlsFlavour,
+    media_playlist,
+    multivariant_playlist,
+    offers,
+    peak_bitrate,
+)
+from .media import MEDIA_DIR
 from .server import drop, flushed
 from .sessions import EngineState, Live
 
@@ -146,6 +154,26 @@ class HlsServing(EngineState):
         if flavour == "aes-128":
             return media.aes.segment(n)
         return media.low.segment(n)
+
+    def _hls_session(self, infohash: str) -> Live | None:
+        """The playing HLS session of a content; a start supersedes any other, so one at most."""
+        return next(
+            (
+                live
+                for live in self._playing.values()
+                if live.session.fmt == "hls" and live.session.infohash == infohash
+            ),
+            None,
+        )
+
+    def _flavour_media(self) -> FlavourMedia:
+        if self._flavours is None:
+            self._flavours = FlavourMedia.load(MEDIA_DIR, self.media)
+        return self._flavours
+
+    def _window(self, live: Live) -> tuple[int, int]:
+        newest = self._newest(live)
+        return max(live.first_segment, newest - self.hls_window + 1), newest
 
 
 def _playlist_response(text: str) -> web.Response:

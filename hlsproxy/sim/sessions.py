@@ -25,7 +25,7 @@ from aiohttp import web
 
 from .faults import Faults
 from .flavours import FlavourMedia, HlsFlavour
-from .media import MEDIA_DIR, MediaLoop, pad
+from .media import MediaLoop, pad
 from .server import SimServer, gone
 
 log = logging.getLogger(__name__)
@@ -271,26 +271,6 @@ class EngineState(SimServer):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(remaining, _POLL_SECONDS)):
                     await live.ended.wait()
-
-    def _hls_session(self, infohash: str) -> Live | None:
-        """The playing HLS session of a content; a start supersedes any other, so one at most."""
-        return next(
-            (
-                live
-                for live in self._playing.values()
-                if live.session.fmt == "hls" and live.session.infohash == infohash
-            ),
-            None,
-        )
-
-    def _flavour_media(self) -> FlavourMedia:
-        if self._flavours is None:
-            self._flavours = FlavourMedia.load(MEDIA_DIR, self.media)
-        return self._flavours
-
-    def _window(self, live: Live) -> tuple[int, int]:
-        newest = self._newest(live)
-        return max(live.first_segment, newest - self.hls_window + 1), newest
 
     def _newest(self, live: Live) -> int:
         """The newest complete segment: the engine had `hls_initial_window` when the clock
