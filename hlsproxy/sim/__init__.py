@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .engine import Faults, SimEngine, SimSession
 from .media import MediaLoop
+from .server import serve_app
 
 __all__ = ["Faults", "MediaLoop", "SimEngine", "SimSession", "start_engine"]
 
@@ -20,13 +21,5 @@ async def start_engine(
     Returns the engine, its runner (the caller awaits `runner.cleanup()`) and the bound port.
     """
     engine = SimEngine(**kwargs)
-    runner = web.AppRunner(engine.app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound: int = runner.addresses[0][1]
-    except BaseException:
-        await runner.cleanup()
-        raise
+    runner, bound = await serve_app(engine.app, host, port)
     return engine, runner, bound

@@ -1,0 +1,62 @@
+"""What the simulators do wrong: switches that tests turn while a simulator runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class Faults:
+    """What the engine does wrong; tests change these while it runs."""
+
+    start_delay: float = 0.0
+    """Extra seconds before a getstream/manifest start is answered."""
+    header_delay: float = 0.0
+    """Seconds before a TS read's response headers go out (the engine pre-buffering)."""
+    stall_after: int | None = None
+    """A TS read stops sending after this many bytes; the connection stays open."""
+    cut_after: int | None = None
+    """A TS read is dropped abruptly after at most this many bytes."""
+    error: str | None = None
+    """Every start answers `{"response": null, "error": error}`."""
+    stop_delay: float = 0.0
+    """Seconds before a stop command takes effect and is answered (a busy engine)."""
+    down: bool = False
+    """Every request: the connection is dropped with no answer."""
+    playlist_error: int | None = None
+    """Every HLS playlist (media, multivariant or variant) answers this HTTP status."""
+    segment_error: int | None = None
+    """Every HLS segment, init section and key answers this HTTP status."""
+    segment_stall_after: int | None = None
+    """An HLS segment sends its headers (with the whole Content-Length) and this many bytes
+    of its body, then nothing more until its session ends or its client leaves."""
+    segment_cut_after: int | None = None
+    """An HLS segment sends its headers (with the whole Content-Length) and at most this many
+    bytes of its body, then the connection is dropped."""
+    redirect_to: str | None = None
+    """Segments and TS reads answer 302 to this URL, `{path}` standing for their own path,
+    unless their query has `moved` (so a redirect back to the engine is served)."""
+    playlist_lines: tuple[str, ...] = ()
+    """Put into every media playlist after its header, `{host}` standing for the Host the
+    request named: tags and URIs an origin might add."""
+
+
+@dataclass
+class OrchFaults:
+    """What the orchestrator does wrong; tests change these while it runs."""
+
+    down: bool = False
+    """Every request: the connection is dropped with no answer."""
+    garbage: bool = False
+    """Every read answers 200 with a body that is not JSON."""
+    provision_blocked: str | None = None
+    """A block code (`vpn_disconnected`, `max_capacity`, `circuit_breaker`, ...): provisioning
+    answers 503 and the status reports the block."""
+    provision_delay: float = 0.0
+    """Seconds before a provisioned engine answers and appears in `/engines`."""
+    provision_answer: Literal["normal", "garbage", "none"] = "normal"
+    """How provisioning answers: as documented, 200 with a body that is not JSON, or not at
+    all until the orchestrator stops."""
+    wrapped_lists: bool = False
+    """v2.1's list shapes: `{"engines": [...], "total": n}` and `{"streams": [...]}`."""

@@ -1,0 +1,180 @@
+"""The simulated engine's HLS: live playlists of a sliding window, and their segments.
+
+A session's window holds `hls_initial_window` segments when it starts, grows by one each
+segment duration up to `hls_window`, then slides. Segments a little older than the window
+are still served; newer ones are not. See `flavours` for what else than MPEG-TS is served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+from aiohttp import web
+
+from .flavours import (
+    FlavourMedia,
+    HlsFlavour,
+    media_playlist,
+    multivariant_playlist,
+    offers,
+    peak_bitrate,
+)
+from .media import MEDIA_DIR
+from .server import drop, flushed
+from .sessions import EngineState, Live
+
+_SEGMENT_SLACK = 3
+_PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_SEGMENT_TYPES = {"ts": "video/mp2t", "m4s": "video/mp4"}
+
+
+class HlsServing(EngineState):
+    """The playlists, segments, init sections and keys of HLS sessions."""
+
+    async def _playlist(self, request: web.Request) -> web.StreamResponse:
+        self._count("playback")
+        self._count("playlist")
+        live = self._playlist_session(request)
+        if live.session.flavour == "multivariant":
+            return _playlist_response(self._multivariant_playlist(request.host, live))
+        return _playlist_response(self._media_playlist(request.host, live))
+
+    async def _variant_playlist(self, request: web.Request) -> web.StreamResponse:
+        self._count("playlist")
+        live = self._playlist_session(request)
+        if live.session.flavour != "multivariant":
+            raise web.HTTPNotFound()
+        return _playlist_response(
+            self._media_playlist(request.host, live, request.match_info["variant"])
+        )
+
+    def _playlist_session(self, request: web.Request) -> Live:
+        """The session a playlist URL names, or the error the engine answers for it."""
+        live = self._by_token.get(request.match_info["token"])
+        if (
+            live is None
+            or live.session.infohash != request.match_info["infohash"]
+            or live.session.fmt != "hls"
+            or live.session.expired
+        ):
+            raise web.HTTPNotFound()
+        if live.session.superseded:
+            raise web.HTTPForbidden()
+        if live.session.stopped:
+            raise web.HTTPInternalServerError()
+        live.last_seen = self._now()
+        return live
+
+    def _media_playlist(self, host: str, live: Live, variant: str = "high") -> str:
+        s = live.session
+        first, newest = self._window(live)
+        return media_playlist(
+            host,
+            s.infohash,
+            s.flavour,
+            first,
+            [self.media.duration(n) for n in range(first, newest + 1)],
+            variant=variant,
+            extra=self.faults.playlist_lines,
+            aes=self._flavour_media().aes if s.flavour == "aes-128" else None,
+        )
+
+    def _multivariant_playlist(self, host: str, live: Live) -> str:
+        rates = {
+            "high": peak_bitrate(self.media, self.bitrate),
+            "low": peak_bitrate(self._flavour_media().low, None),
+        }
+        return multivariant_playlist(host, live.session.infohash, live.session.token, rates)
+
+    async def _segment(self, request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        ext = request.match_info["ext"]
+        variant = request.match_info.get("variant", "high")
+        live = self._hls_session(request.match_info["infohash"])
+        if live is not None and offers(live.session.flavour, ext, variant):
+            first, newest = self._window(live)
+            if max(0, first - _SEGMENT_SLACK) <= n <= newest:
+                live.last_seen = self._now()
+                data = self._hls_segment(live.session.flavour, variant, n)
+                live.served += len(data)
+                self._count("segment")
+                faults = self.faults
+                if faults.segment_stall_after is None and faults.segment_cut_after is None:
+                    return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
+                return await self._broken_segment(request, live, data, _SEGMENT_TYPES[ext])
+        self._count("segment_missing")
+        raise web.HTTPNotFound()
+
+    async def _broken_segment(
+        self, request: web.Request, live: Live, data: bytes, content_type: str
+    ) -> web.StreamResponse:
+        """A segment whose body breaks off after the headers promised all of it."""
+        stall, cut = self.faults.segment_stall_after, self.faults.segment_cut_after
+        limit = min(x for x in (stall, cut) if x is not None)
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        resp.content_length = len(data)
+        with contextlib.suppress(ConnectionError):
+            await resp.prepare(request)
+            await resp.write(data[:limit])
+            if limit == cut:
+                await flushed(request)
+            else:
+                await self._pause(request, live, math.inf)
+        self._count("segment_broken")
+        return drop(request, resp)
+
+    async def _init_section(self, request: web.Request) -> web.StreamResponse:
+        live = self._hls_session(request.match_info["infohash"])
+        if live is None or live.session.flavour != "fmp4":
+            self._count("segment_missing")
+            raise web.HTTPNotFound()
+        return self._whole(live, "init", self._flavour_media().fmp4.init, "video/mp4")
+
+    async def _key(self, request: web.Request) -> web.StreamResponse:
+        live = self._hls_session(request.match_info["infohash"])
+        if live is None or live.session.flavour != "aes-128":
+            self._count("segment_missing")
+            raise web.HTTPNotFound()
+        key = self._flavour_media().aes.key
+        return self._whole(live, "key", key, "application/octet-stream")
+
+    def _whole(self, live: Live, counter: str, data: bytes, content_type: str) -> web.Response:
+        live.last_seen = self._now()
+        live.served += len(data)
+        self._count(counter)
+        return web.Response(body=data, content_type=content_type)
+
+    def _hls_segment(self, flavour: HlsFlavour, variant: str, n: int) -> bytes:
+        if flavour == "mpegts" or (flavour == "multivariant" and variant == "high"):
+            return self._segment_bytes(n)
+        media = self._flavour_media()
+        if flavour == "fmp4":
+            return media.fmp4.segment(n)
+        if flavour == "aes-128":
+            return media.aes.segment(n)
+        return media.low.segment(n)
+
+    def _hls_session(self, infohash: str) -> Live | None:
+        """The playing HLS session of a content; a start supersedes any other, so one at most."""
+        return next(
+            (
+                live
+                for live in self._playing.values()
+                if live.session.fmt == "hls" and live.session.infohash == infohash
+            ),
+            None,
+        )
+
+    def _flavour_media(self) -> FlavourMedia:
+        if self._flavours is None:
+            self._flavours = FlavourMedia.load(MEDIA_DIR, self.media)
+        return self._flavours
+
+    def _window(self, live: Live) -> tuple[int, int]:
+        newest = self._newest(live)
+        return max(live.first_segment, newest - self.hls_window + 1), newest
+
+
+def _playlist_response(text: str) -> web.Response:
+    return web.Response(text=text, content_type=_PLAYLIST_TYPE)
