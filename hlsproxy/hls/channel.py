@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
-import posixpath
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from ..content import ContentKey, StreamRequest
 from ..engine.client import EngineClient, EngineResource, EngineSession
@@ -36,31 +33,21 @@ from ..sessions import Sessions
 from ..state import EndReason, Event, RetryPolicy, State, Watch, may_make_room
 from .cache import Cached, Flight, SegmentCache
 from .feed import concatenated
-from .media_types import MEDIA_TYPES
 from .playlist import (
-    PlaylistInfo,
     Splice,
     Uri,
-    end_playlist,
     looks_like_playlist,
     mark_discontinuity,
     playlist_uris,
     rewrite,
 )
+from .served import DEFAULT_TARGET, Served
+from .tokens import token_for
 
 log = logging.getLogger(__name__)
 
 
 MAX_PLAYLIST_BYTES = 4 << 20
-DEFAULT_EXTENSION = {
-    "segment": ".ts",
-    "part": ".ts",
-    "init": ".mp4",
-    "key": ".key",
-    "playlist": ".m3u8",
-    "other": ".json",
-}
-DEFAULT_TARGET = 6.0
 # Players poll about once per target duration: this many polls missed and nobody watches.
 QUIET_POLLS = 3
 
@@ -75,37 +62,6 @@ class HlsOptions:
     stream_timeout: float
     prefetch: int
     locate: Locator
-
-
-@dataclass(slots=True)
-class _Playlist:
-    text: str
-    info: PlaylistInfo
-    fetched_at: float
-    offset: int = 0
-    """Added to the engine's media sequence numbers: nonzero after a restarted session."""
-    variants: tuple[str, ...] = ()
-    """A multivariant playlist's variant and rendition playlists, upstream, in order."""
-
-    @property
-    def target(self) -> float:
-        return self.info.target_duration or DEFAULT_TARGET
-
-    @property
-    def ttl(self) -> float:
-        if self.info.ended or self.info.playlist_type == "VOD":
-            return 3600.0
-        # Never longer than half a target duration: players refresh about once per target.
-        return max(0.5, self.target / 2)
-
-
-def _token(kind: str, url: str, byterange: object) -> str:
-    """An opaque, stable name for a resource: the same URI always gets the same token."""
-    digest = hashlib.blake2b(f"{url} {byterange}".encode(), digest_size=10).hexdigest()
-    if kind == "playlist":
-        return digest + ".m3u8"
-    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
-    return digest + (ext if ext in MEDIA_TYPES else DEFAULT_EXTENSION[kind])
 
 
 def _over(exc: EngineError) -> bool:
@@ -148,18 +104,18 @@ class HlsStream(EngineStream):
         # token -> what it names and when a playlist named it or a client asked for it last;
         # only these can be fetched
         self._names: dict[str, tuple[Uri, float]] = {}
-        self._playlists: dict[str, _Playlist] = {}  # upstream URL -> last good copy
-        self._refreshes: dict[str, asyncio.Task[_Playlist]] = {}
+        self._playlists: dict[str, Served] = {}  # upstream URL -> last good copy
+        self._refreshes: dict[str, asyncio.Task[Served]] = {}
         self._segment_ttl = 60.0
         self._main_url = ""  # the session's own playlist, as the engine named it
-        self._splice: Splice | None = None
-        # After a new session of a multivariant stream: old variant URL -> new one, the last
-        # playlist served of each (to splice its first new one onto), and their splices.
-        self._moved: dict[str, str] = {}
-        self._continues: dict[str, _Playlist] = {}
+        # After a new session: how each playlist of it continues the one served before it;
+        # for a multivariant stream also each old variant URL's new one, and the last
+        # playlist served of each, to splice its first new one onto.
         self._splices: dict[str, Splice] = {}
+        self._moved: dict[str, str] = {}
+        self._continues: dict[str, Served] = {}
         self._generation = 0  # counts the engine sessions that served
-        self._final: _Playlist | None = None  # once the content is gone: the ended playlist
+        self._final: Served | None = None  # once the content is gone: the ended playlist
         loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[EngineError] = loop.create_future()
         self._attempted: asyncio.Future[None] = loop.create_future()
@@ -269,9 +225,9 @@ class HlsStream(EngineStream):
                 raise NotFound("the engine no longer has this segment") from exc
             raise
 
-    async def _refresh(self, url: str) -> _Playlist:
+    async def _refresh(self, url: str) -> Served:
         last = self._playlists.get(url)
-        splice = self._splice if url == self._main_url else self._splices.get(url)
+        splice = self._splices.get(url)
         try:
             playlist = await self._load(url, splice)
             before = self._continues.pop(url, None)
@@ -295,18 +251,18 @@ class HlsStream(EngineStream):
         self._after_refresh(playlist)
         return playlist
 
-    def _continue(self, url: str, before: _Playlist, first: _Playlist) -> _Playlist:
+    def _continue(self, url: str, before: Served, first: Served) -> Served:
         """The first playlist of a new session's variant, continuing the old one's."""
         splice = Splice.between(before.text, first.text)
         self._splices[url] = splice
-        return _Playlist(
+        return Served(
             mark_discontinuity(first.text, splice),
             first.info,
             first.fetched_at,
             splice.media_offset,
         )
 
-    async def _after_loss(self, url: str, last: _Playlist, exc: EngineError) -> _Playlist:
+    async def _after_loss(self, url: str, last: Served, exc: EngineError) -> Served:
         """The session is lost: wake the stream's task to recover, and answer with what its
         first attempt brings (a spliced playlist, or an ended one), or else the last good one."""
         if not self._lost.done():
@@ -322,7 +278,7 @@ class HlsStream(EngineStream):
             return current
         return self._playlists.get(url, last)
 
-    async def _load(self, url: str, splice: Splice | None) -> _Playlist:
+    async def _load(self, url: str, splice: Splice | None) -> Served:
         session = self._session
         if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
@@ -346,7 +302,7 @@ class HlsStream(EngineStream):
         variants: tuple[str, ...] = ()
         if rewritten.info.multivariant:
             variants = tuple(u.url for u in playlist_uris(text, base) if u.kind == "playlist")
-        return _Playlist(rewritten.text, rewritten.info, self._clock(), offset, variants)
+        return Served(rewritten.text, rewritten.info, self._clock(), offset, variants)
 
     async def _serve(self) -> None:
         session = await self._start_session()
@@ -383,27 +339,21 @@ class HlsStream(EngineStream):
             self._attempt_done()
             return
 
-    async def _give_up(self, gave_up: StreamGaveUp, last: _Playlist | None) -> None:
+    async def _give_up(self, gave_up: StreamGaveUp, last: Served | None) -> None:
         self._attempt_done()
         if last is None or gave_up.reason is not EndReason.CONTENT_GONE:
             raise gave_up
         self._finish(last)
         await asyncio.Event().wait()  # answers with the ended playlist until idle
 
-    async def _spliced(self, session: EngineSession, last: _Playlist | None) -> _Playlist:
-        first = await self._load(session.info.playback_url, None)
+    async def _spliced(self, session: EngineSession, last: Served | None) -> Served:
+        url = session.info.playback_url
+        first = await self._load(url, None)
         if last is None or first.info.multivariant:
             return first  # a multivariant playlist has no segments: its variants splice
-        splice = Splice.between(last.text, first.text)
-        self._splice = splice
-        return _Playlist(
-            mark_discontinuity(first.text, splice),
-            first.info,
-            first.fetched_at,
-            splice.media_offset,
-        )
+        return self._continue(url, last, first)
 
-    def _install(self, session: EngineSession, playlist: _Playlist) -> None:
+    def _install(self, session: EngineSession, playlist: Served) -> None:
         old = self._playlists.get(self._main_url)
         if old is not None and len(old.variants) == len(playlist.variants):
             for before, after in zip(old.variants, playlist.variants, strict=True):
@@ -428,13 +378,13 @@ class HlsStream(EngineStream):
         attempt, self._attempted = self._attempted, asyncio.get_running_loop().create_future()
         attempt.set_result(None)
 
-    def _finish(self, last: _Playlist) -> None:
+    def _finish(self, last: Served) -> None:
         """The content is gone: tell players the stream ended, not a loop of errors."""
-        self._final = _Playlist(end_playlist(last.text), last.info, last.fetched_at, last.offset)
+        self._final = last.ended()
         self._advance(Event.FINISH)
         log.warning("hls stream %s: the engine cannot load the content; playlist ended", self.key)
 
-    def _after_refresh(self, playlist: _Playlist) -> None:
+    def _after_refresh(self, playlist: Served) -> None:
         info = playlist.info
         if info.multivariant:
             return
@@ -445,7 +395,7 @@ class HlsStream(EngineStream):
         for token in [t for t, (_, seen) in self._names.items() if seen < horizon]:
             del self._names[token]
         for segment in info.segments[len(info.segments) - self._options.prefetch :]:
-            token = _token("segment", segment.url, segment.byterange)
+            token = token_for("segment", segment.url, segment.byterange)
             named = self._names.get(token)
             if named is not None:
                 fetch = functools.partial(self._open, named[0])
@@ -464,14 +414,14 @@ class HlsStream(EngineStream):
             [
                 (
                     segment.sequence + current.offset,
-                    _token("segment", segment.url, segment.byterange),
+                    token_for("segment", segment.url, segment.byterange),
                 )
                 for segment in current.info.segments
             ],
         )
 
     def _name(self, uri: Uri) -> str:
-        token = _token(uri.kind, uri.url, uri.byterange)
+        token = token_for(uri.kind, uri.url, uri.byterange)
         self._names[token] = (uri, self._clock())
         return self._options.locate(self.key, token)
 
