@@ -36,16 +36,11 @@ from ..sessions import Sessions
 from ..state import EndReason, Event, RetryPolicy, State, Watch, may_make_room
 from .cache import Cached, Flight, SegmentCache
 from .feed import concatenated
+from .info import PlaylistInfo
 from .media_types import MEDIA_TYPES
-from .playlist import (
-    PlaylistInfo,
-    Splice,
-    Uri,
-    end_playlist,
-    looks_like_playlist,
-    mark_discontinuity,
-    rewrite,
-)
+from .playlist import looks_like_playlist, rewrite
+from .splice import Splice, end_playlist, mark_discontinuity
+from .uri import Uri
 
 log = logging.getLogger(__name__)
 
