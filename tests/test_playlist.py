@@ -26,19 +26,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hlsproxy.hls.info import MediaSegment
 from hlsproxy.hls.playlist import (
-    ByteRange,
-    MediaSegment,
-    Splice,
-    Uri,
-    UriKind,
-    end_playlist,
     looks_like_playlist,
-    mark_discontinuity,
     playlist_uris,
     read_playlist,
     rewrite_playlist,
 )
+from hlsproxy.hls.splice import Splice, end_playlist, mark_discontinuity
+from hlsproxy.hls.uri import ByteRange, Uri, UriKind
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "playlists"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

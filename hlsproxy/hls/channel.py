@@ -33,16 +33,11 @@ from ..sessions import Sessions
 from ..state import EndReason, Event, RetryPolicy, State, Watch, may_make_room
 from .cache import Cached, Flight, SegmentCache
 from .feed import concatenated
-from .playlist import (
-    Splice,
-    Uri,
-    looks_like_playlist,
-    mark_discontinuity,
-    playlist_uris,
-    rewrite,
-)
+from .playlist import looks_like_playlist, playlist_uris, rewrite
 from .served import DEFAULT_TARGET, Served
+from .splice import Splice
 from .tokens import token_for
+from .uri import Uri
 
 log = logging.getLogger(__name__)
 
@@ -253,14 +248,8 @@ class HlsStream(EngineStream):
 
     def _continue(self, url: str, before: Served, first: Served) -> Served:
         """The first playlist of a new session's variant, continuing the old one's."""
-        splice = Splice.between(before.text, first.text)
-        self._splices[url] = splice
-        return Served(
-            mark_discontinuity(first.text, splice),
-            first.info,
-            first.fetched_at,
-            splice.media_offset,
-        )
+        playlist, self._splices[url] = first.continuing(before)
+        return playlist
 
     async def _after_loss(self, url: str, last: Served, exc: EngineError) -> Served:
         """The session is lost: wake the stream's task to recover, and answer with what its

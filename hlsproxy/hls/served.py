@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .playlist import PlaylistInfo, Splice, end_playlist, mark_discontinuity
+from .info import PlaylistInfo
+from .splice import Splice, end_playlist, mark_discontinuity
 
 DEFAULT_TARGET = 6.0
 

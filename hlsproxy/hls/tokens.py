@@ -12,7 +12,7 @@ import posixpath
 from urllib.parse import urlsplit
 
 from .media_types import MEDIA_TYPES
-from .playlist import UriKind
+from .uri import UriKind
 
 DEFAULT_EXTENSION: dict[UriKind, str] = {
     "segment": ".ts",
