@@ -30,6 +30,16 @@ def content_id(n: int) -> str:
     return f"{n:040x}"
 
 
+class Clock:
+    """A clock a test steps by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class RunningSim:
     def __init__(self, engine: SimEngine, server: TestServer) -> None:
         self.engine = engine

@@ -21,6 +21,8 @@ from aiohttp.test_utils import TestServer
 from hlsproxy.errors import EngineError, EngineProtocolError, NotFound, ShuttingDown, Unavailable
 from hlsproxy.hls.cache import Cached, Fetch, Flight, SegmentCache, Source
 
+from .conftest import Clock
+
 TTL = 60.0
 STEP = 5.0  # seconds: no single test step should come near this
 
@@ -145,14 +147,6 @@ class ListedSource:
 
     async def close(self) -> None:
         self.closed += 1
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

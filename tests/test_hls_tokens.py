@@ -16,17 +16,9 @@ from hlsproxy.hls.channel import HlsOptions, HlsStream
 from hlsproxy.sessions import Sessions
 from hlsproxy.state import EndReason
 
-from .conftest import RunningSim
+from .conftest import Clock, RunningSim
 
 MULTIVARIANT = "aaaa" + "0" * 35 + "1"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

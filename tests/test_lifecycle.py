@@ -202,8 +202,13 @@ async def test_five_seconds_of_engine_errors_do_not_end_an_hls_stream(
 
 
 @pytest.fixture
-async def orch() -> AsyncIterator[SimOrchestrator]:
-    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, engines=2)
+def orch_engines() -> int:
+    return 2
+
+
+@pytest.fixture
+async def orch(orch_engines: int) -> AsyncIterator[SimOrchestrator]:
+    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, engines=orch_engines)
     await orchestrator.serve()
     yield orchestrator
     await orchestrator.stop()
@@ -248,21 +253,14 @@ async def test_mpegts_clients_fail_over_to_another_engine_within_three_seconds(
         player.close()
 
 
-@pytest.fixture
-async def orch1() -> AsyncIterator[SimOrchestrator]:
-    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, engines=1)
-    await orchestrator.serve()
-    yield orchestrator
-    await orchestrator.stop()
-
-
+@pytest.mark.parametrize("orch_engines", [1], ids=["one-engine"])
 async def test_a_close_during_a_stop_still_releases_the_engine_and_reports_the_end(
-    proxy: ProxyFactory, orch1: SimOrchestrator
+    proxy: ProxyFactory, orch: SimOrchestrator
 ) -> None:
     """The stream's last client leaves while the stream is stopping its session to start a
     fresh one: the stop, the release of the engine slot and the end event all still happen."""
-    client = await proxy(orch_url=orch1.url, orch_apikey=KEY, upstream_retries="5", linger="0s")
-    (engine,) = orch1.engines
+    client = await proxy(orch_url=orch.url, orch_apikey=KEY, upstream_retries="5", linger="0s")
+    (engine,) = orch.engines
     engine.sim.faults.cut_after = 50 * PACKET  # every read ends early: retries, then new sessions
     engine.sim.faults.stop_delay = 1.0
     player = await client.get("/ace/getstream", params={"id": CID})
@@ -270,8 +268,8 @@ async def test_a_close_during_a_stop_still_releases_the_engine_and_reports_the_e
     await eventually(lambda: any("method=stop" in r for r in engine.sim.requests), timeout=20)
     player.close()  # mid-stop
     await eventually(lambda: len(client.app[STREAMS].streams()) == 0)
-    await eventually(lambda: len(orch1.events_ended) == len(orch1.events_started), timeout=10)
-    assert len(orch1.events_started) >= 1
+    await eventually(lambda: len(orch.events_ended) == len(orch.events_started), timeout=10)
+    assert len(orch.events_started) >= 1
     await eventually(lambda: engine.sim.active() == [])
     # The pool's counts, ours and the orchestrator's after its next refresh, are back to zero.
     await eventually(lambda: all(e.sessions == 0 for e in client.app[POOL].engines()), timeout=6)
