@@ -65,12 +65,12 @@ from harness import (
     Child,
     die_with_parent,
     free_ports,
-    machine,
     parse_rate,
     time_budget,
     wait_answering,
 )
 from hls_load import REQUEST_TIMEOUT, LoadPlan
+from report import machine
 
 BENCH = Path(__file__).resolve().parent
 NGINX_TEMPLATE = BENCH / "nginx.conf.template"
