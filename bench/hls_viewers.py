@@ -60,9 +60,10 @@ from harness import (
     time_budget,
     wait_answering,
 )
-from hls_load import REQUEST_TIMEOUT, LoadPlan
+from hls_load import LoadPlan
 from hls_report import report, summary, upstream
 from hls_results import RunResult, analyse, miss_overhead
+from http_client import REQUEST_TIMEOUT
 from nginx import ensure_nginx, nginx_version, start_nginx
 from profiling import finish_profiler, start_profiler
 from recording_engine import start_engine
@@ -327,21 +328,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         p.error("need --viewers, --workers and --repeat >= 1, and --seconds > 0")
     if a.ramp < 0 or a.warmup < 0:
         p.error("need --ramp and --warmup >= 0")
-    return Options(
-        viewers=viewers[0],
-        counts=viewers,
-        seconds=a.seconds,
-        ramp=a.ramp,
-        warmup=a.warmup,
-        workers=a.workers,
-        bitrate=a.bitrate,
-        runs=runs,
-        repeat=a.repeat,
-        hlsproxy_cmd=a.hlsproxy_cmd,
-        profile=a.profile,
-        keep=a.keep,
-        json_out=a.json_out,
-    )
+    given = {k: v for k, v in vars(a).items() if k not in ("viewers", "runs")}
+    return Options(viewers=viewers[0], counts=viewers, runs=runs, **given)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
