@@ -1,5 +1,5 @@
 """What every benchmark here needs besides its load: the processes it starts, free ports,
-a bounded wait for a server to answer, a time budget, and the machine's description.
+a bounded wait for a server to answer, and a time budget.
 
 Every process is started in a session of its own and dies with the benchmark (Linux's
 PR_SET_PDEATHSIG), so that nothing outlives a run, even one that is killed.
@@ -13,7 +13,6 @@ import ctypes
 import http.client
 import math
 import os
-import platform
 import re
 import signal
 import socket
@@ -175,17 +174,3 @@ def time_budget(seconds: float) -> Iterator[None]:
 def stop_on_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, through every cleanup."""
     signal.signal(signal.SIGTERM, _raise_on_signal)
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = psutil.virtual_memory().total / 2**30
-    return (
-        f"{os.cpu_count()} CPUs ({model}), {memory:.0f} GiB, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
