@@ -44,7 +44,7 @@ def marked(data: bytes) -> bool:
     """Does `data` hold a packet with the discontinuity indicator, adaptation field only?"""
     return any(
         data[i + 3] & 0x30 == 0x20 and data[i + 4] and data[i + 5] & 0x80
-        for i in range(0, len(data) - len(data) % PACKET, PACKET)
+        for i in range(0, len(data), PACKET)
     )
 
 
@@ -62,16 +62,17 @@ async def ts_player(
     http: aiohttp.ClientSession, base: str, killed: asyncio.Event, run: Run
 ) -> None:
     async with http.get(f"{base}/ace/getstream", params={"id": TS_CONTENT}) as resp:
-        data = b""
+        # Whole packets are taken off the front, so `pending` always starts on a packet.
+        pending = b""
         while True:
             chunk = await resp.content.readany()
             if not chunk:
                 run.ts_dropped += 1
                 return
-            if not killed.is_set():
-                continue
-            data = data[-PACKET:] + chunk
-            if marked(data):
+            pending += chunk
+            whole = len(pending) - len(pending) % PACKET
+            packets, pending = pending[:whole], pending[whole:]
+            if killed.is_set() and marked(packets):
                 run.ts_gaps.append(time.monotonic() - run.killed_at)
                 return
 

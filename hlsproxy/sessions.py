@@ -47,12 +47,11 @@ class Sessions:
         self._pool = pool
         self._live: dict[str, EngineSession] = {}  # by pid, unique per session
         self._busy: dict[_Slot, list[asyncio.Task[Any]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._released = asyncio.Event()  # replaced each time a live session is given up
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<Sessions {len(self._live)} live, {len(self._tasks)} starting or stopping>"
+        return f"<Sessions {len(self._live)} live, {len(self._running())} starting or stopping>"
 
     @property
     def live(self) -> int:
@@ -117,13 +116,17 @@ class Sessions:
         self._closed = True
         for session in list(self._live.values()):
             self.stop(session, EndReason.SHUTDOWN)
-        while self._tasks:
-            _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
+        while running := self._running():
+            _, pending = await asyncio.wait(running, timeout=timeout)
             if pending:
                 log.warning("%d engine requests did not finish within %gs", len(pending), timeout)
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
+
+    def _running(self) -> list[asyncio.Task[Any]]:
+        """The starts and stops under way."""
+        return [task for queue in self._busy.values() for task in queue]
 
     def _started(self, session: EngineSession) -> None:
         self._live[session.pid] = session
@@ -161,11 +164,9 @@ class Sessions:
 
     def _spawn(self, slot: _Slot, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(work, name=f"engine {slot[1]} on {slot[0]}")
-        self._tasks.add(task)
         self._busy.setdefault(slot, []).append(task)
 
         def done(task: asyncio.Task[T]) -> None:
-            self._tasks.discard(task)
             queue = self._busy.get(slot)
             if queue is not None:
                 with contextlib.suppress(ValueError):

@@ -159,6 +159,9 @@ class RetryPolicy:
     """Failures in a row before the stream ends; None: no limit by count."""
     patience: float | None = None
     """Seconds of failures in a row before the stream ends; None: no limit by time."""
+    reopens: bool = True
+    """An ended upstream is first reopened, then replaced: an MPEG-TS read can be opened
+    again; an HLS session whose playlist says it is over cannot."""
     healthy_run: float = 10.0
     """An upstream that served this long proved itself: its failure starts a fresh count."""
     first_delay: float = 0.25
@@ -204,7 +207,7 @@ def after_failure(
     delay = (
         0.0 if failures <= 1 else min(policy.first_delay * 2 ** (failures - 1), policy.max_delay)
     )
-    fresh = failure is not Failure.ENDED or failures > 1
+    fresh = failure is not Failure.ENDED or failures > 1 or not policy.reopens
     return Retry(delay, fresh_session=fresh, avoid_engine=failure is Failure.LOST)
 
 

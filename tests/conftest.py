@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hlsproxy.config import load_settings
 from hlsproxy.sim.engine import SimEngine
-from hlsproxy.ts.packets import TsScanner
+from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
 from hlsproxy.web.app import create_app
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
@@ -106,6 +106,15 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():  # noqa: ASYNC110 - state of another component, polled
             await asyncio.sleep(0.02)
+
+
+def discontinuity_marks(data: bytes) -> list[int]:
+    """Offsets of adaptation-only packets that carry the discontinuity indicator."""
+    return [
+        i
+        for i in range(0, len(data) - len(data) % PACKET_SIZE, PACKET_SIZE)
+        if data[i + 3] & 0x30 == 0x20 and data[i + 4] and data[i + 5] & 0x80
+    ]
 
 
 def decode_warnings(data: bytes) -> str:

@@ -11,7 +11,16 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from .conftest import CID, CID2, ProxyFactory, RunningSim, content_id, decode_warnings, eventually
+from .conftest import (
+    CID,
+    CID2,
+    ProxyFactory,
+    RunningSim,
+    content_id,
+    decode_warnings,
+    discontinuity_marks,
+    eventually,
+)
 
 PACKET = 188
 
@@ -276,9 +285,7 @@ async def test_clients_get_eof_when_retries_run_out(proxy: ProxyFactory, sim: Ru
     # discontinuity mark per PID in front), then EOF.
     assert len(data) % PACKET == 0
     assert 100 * PACKET < len(data) <= (200 + 2 + 8) * PACKET
-    marks = [
-        i for i in range(0, len(data), PACKET) if data[i + 3] & 0x30 == 0x20 and data[i + 5] & 0x80
-    ]
+    marks = discontinuity_marks(data)
     assert len(marks) >= 3, "PAT, PMT and each elementary stream get a discontinuity mark"
     assert min(marks) >= 100 * PACKET
     assert sim.counters["content_read"] == 2

@@ -15,7 +15,15 @@ from hlsproxy.sim.orchestrator import SimOrchestrator
 from hlsproxy.state import EndReason
 from hlsproxy.web.keys import POOL, STREAMS
 
-from .conftest import CID, CID2, ProxyFactory, RunningSim, decode_warnings, eventually
+from .conftest import (
+    CID,
+    CID2,
+    ProxyFactory,
+    RunningSim,
+    decode_warnings,
+    discontinuity_marks,
+    eventually,
+)
 
 PACKET = 188
 KEY = "orchestrator-key"
@@ -25,15 +33,6 @@ _SEQUENCE = re.compile(r"#EXT-X-MEDIA-SEQUENCE:(\d+)")
 
 def segment_uris(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("/ace/hls/")]
-
-
-def discontinuity_marks(data: bytes) -> list[int]:
-    """Offsets of adaptation-only packets that carry the discontinuity indicator."""
-    return [
-        i
-        for i in range(0, len(data) - len(data) % PACKET, PACKET)
-        if data[i + 3] & 0x30 == 0x20 and data[i + 4] and data[i + 5] & 0x80
-    ]
 
 
 async def raw_get(client: TestClient[Any, Any], path: str) -> bytes:

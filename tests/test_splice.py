@@ -74,11 +74,25 @@ def test_after_a_break_the_stream_resumes_at_a_join_point_with_marks() -> None:
     assert first == data[: 400 * PACKET_SIZE]
 
 
-def test_marks_stop_after_the_window() -> None:
+def without(data: bytes, pid: int) -> bytes:
+    return b"".join(
+        data[i : i + PACKET_SIZE]
+        for i in range(0, len(data), PACKET_SIZE)
+        if pids(data[i : i + PACKET_SIZE])[0] != pid
+    )
+
+
+def test_a_pid_first_seen_past_the_window_is_not_marked() -> None:
     data = media()
-    splicer = Splicer()
-    splicer.feed(data[: 10 * PACKET_SIZE])
-    splicer.restart()
-    splicer.feed(data)
-    out, _ = splicer.feed(data[: (MARK_WINDOW + 10) * PACKET_SIZE])
-    assert marks(out) == {}
+    audio = TsScanner()
+    audio.scan(data)
+    late = audio.audio_pid
+    assert late is not None
+    for first_stretch, marked in ((MARK_WINDOW + 50, False), (MARK_WINDOW // 4, True)):
+        splicer = Splicer()
+        splicer.feed(data[: 10 * PACKET_SIZE])
+        splicer.restart()
+        head = without(data, late)
+        splicer.feed((head * 4)[: first_stretch * PACKET_SIZE])  # no audio for this long
+        out, _ = splicer.feed(data)
+        assert (late in marks(out)) is marked, first_stretch

@@ -92,6 +92,13 @@ def test_an_ended_body_is_reopened_once_then_a_new_session_starts() -> None:
     assert isinstance(second, Retry) and second.fresh_session
 
 
+def test_a_session_that_cannot_be_reopened_is_replaced_at_once() -> None:
+    hls = RetryPolicy(retries=None, reopens=False)
+    assert after_failure(hls, 1, Failure.ENDED) == Retry(
+        0.0, fresh_session=True, avoid_engine=False
+    )
+
+
 def test_a_lost_engine_is_avoided_and_replaced_at_once() -> None:
     assert after_failure(TS, 1, Failure.LOST) == Retry(0.0, fresh_session=True, avoid_engine=True)
 

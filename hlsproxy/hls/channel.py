@@ -33,7 +33,7 @@ from ..sessions import Sessions
 from ..state import EndReason, Event, RetryPolicy, State, Watch, may_make_room
 from .cache import Cached, Flight, SegmentCache
 from .feed import concatenated
-from .playlist import looks_like_playlist, playlist_uris, rewrite
+from .playlist import looks_like_playlist, rewrite
 from .served import DEFAULT_TARGET, Served
 from .splice import Splice
 from .tokens import token_for
@@ -77,7 +77,7 @@ class HlsStream(EngineStream):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Recovery goes on while viewers ask, for at most the stream timeout in a row.
-        policy = RetryPolicy(retries=None, patience=options.stream_timeout)
+        policy = RetryPolicy(retries=None, patience=options.stream_timeout, reopens=False)
         super().__init__(
             request,
             client=client,
@@ -197,10 +197,13 @@ class HlsStream(EngineStream):
         named = self._names.get(token)
         if named is None:
             raise NotFound("no such resource in this stream's playlists")
-        # In use: a variant playlist is named once, by a multivariant playlist that players
-        # do not fetch again, and must live as long as players ask for it.
-        self._names[token] = (named[0], self._clock())
-        return named[0]
+        uri = named[0]
+        if uri.kind == "playlist":
+            # In use: a variant playlist is named once, by a multivariant playlist that
+            # players do not fetch again, and must live as long as players ask for it.
+            # Segments need no touch: every playlist refresh names them anew.
+            self._names[token] = (uri, self._clock())
+        return uri
 
     def _target(self) -> float:
         current = self._playlists.get(self._main_url)
@@ -283,14 +286,19 @@ class HlsStream(EngineStream):
         if not looks_like_playlist(body):
             raise EngineProtocolError("the engine's playlist is not a playlist")
         text = body.decode("utf-8", errors="replace")
+        playlists: list[str] = []
+
+        def name(uri: Uri) -> str:
+            if uri.kind == "playlist":
+                playlists.append(uri.url)
+            return self._name(uri)
+
         try:
-            rewritten = rewrite(text, base, self._name, splice)
+            rewritten = rewrite(text, base, name, splice)
         except ValueError as exc:
             raise EngineProtocolError("the engine's playlist cannot be read") from exc
         offset = 0 if splice is None else splice.media_offset
-        variants: tuple[str, ...] = ()
-        if rewritten.info.multivariant:
-            variants = tuple(u.url for u in playlist_uris(text, base) if u.kind == "playlist")
+        variants = tuple(playlists) if rewritten.info.multivariant else ()
         return Served(rewritten.text, rewritten.info, self._clock(), offset, variants)
 
     async def _serve(self) -> None:
@@ -312,7 +320,6 @@ class HlsStream(EngineStream):
         while True:
             try:
                 await self._recover(failure)
-                self._release(EndReason.FAILED_OVER)
                 session = await self._start_session()
                 playlist = await self._spliced(session, last)
             except StreamGaveUp as gave_up:
