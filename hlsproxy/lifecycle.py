@@ -167,6 +167,12 @@ class EngineStream(abc.ABC):
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    @property
+    def serving(self) -> bool:
+        """Ready: `ready()` would return at once."""
+        ready = self._ready
+        return ready.done() and not ready.cancelled() and ready.exception() is None
+
     async def ready(self) -> None:
         """Wait until the stream can serve; raise the engine's failure if it cannot."""
         await asyncio.shield(self._ready)

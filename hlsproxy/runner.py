@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .config import DemoOptions, Settings
 from .web.app import create_app
+from .web.hot_site import HotSite
 
 log = logging.getLogger("hlsproxy")
 
@@ -27,6 +28,7 @@ SHUTDOWN_TIMEOUT = 3.0
 
 
 def run(settings: Settings, demo: DemoOptions | None = None) -> int:
+    raise_open_files_limit()
     try:
         with asyncio.Runner(loop_factory=loop_factory(settings.uvloop)) as runner:
             runner.run(_serve(settings, demo))
@@ -36,6 +38,24 @@ def run(settings: Settings, demo: DemoOptions | None = None) -> int:
         log.error("cannot listen on %s: %s", settings.listen_addr, exc.strerror or exc)
         return 1
     return 0
+
+
+def raise_open_files_limit() -> None:
+    """Every player holds a connection, and every cached segment a file: the soft limit on
+    open files (often 1024) goes up to the hard one, as Go programs such as acexy do."""
+    try:
+        import resource  # noqa: PLC0415 - Unix only
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError) as exc:
+            log.info("open files stay limited to %d: %s", soft, exc)
+            return
+        log.debug("open files limit raised from %d to %d", soft, wanted)
 
 
 def loop_factory(uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -80,7 +100,7 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         address = settings.listen_addr
-        site = web.TCPSite(runner, address.host, address.port)
+        site = HotSite(runner, address.host, address.port, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await site.start()
         shown = address.host if address.host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
         base = f"http://{shown}:{address.port}"

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from hlsproxy.config import load_settings
 from hlsproxy.sim.engine import SimEngine
 from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
 from hlsproxy.web.app import create_app
+from hlsproxy.web.hot_site import HotSite
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
@@ -79,6 +82,25 @@ async def sim(sim_options: dict[str, Any]) -> AsyncIterator[RunningSim]:
     assert engine.unexpected == [], "the proxy made requests the engine does not know"
 
 
+class ProxyServer(TestServer):
+    """aiohttp's test server listening through the proxy's own site, as `hlsproxy` does:
+    connections start on the fast path and go to aiohttp for what it does not answer."""
+
+    async def start_server(
+        self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
+    ) -> None:
+        if self.runner:
+            return
+        self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
+        await self.runner.setup()
+        sock = self.socket_factory(self.host, self.port or 0, socket.AF_INET)
+        site = HotSite(self.runner, sock=sock)
+        await site.start()
+        self.port = site.port
+        self.scheme = "http"
+        self._root = URL(f"http://{self.host}:{self.port}")
+
+
 @pytest.fixture
 async def proxy(sim: RunningSim) -> AsyncIterator[ProxyFactory]:
     clients: list[TestClient[Any, Any]] = []
@@ -87,7 +109,7 @@ async def proxy(sim: RunningSim) -> AsyncIterator[ProxyFactory]:
         raw = {"host": "127.0.0.1", "port": str(sim.port), **overrides}
         settings = load_settings(raw, env={})
         client: TestClient[Any, Any] = TestClient(
-            TestServer(create_app(settings), host="127.0.0.1")
+            ProxyServer(create_app(settings), host="127.0.0.1")
         )
         await client.start_server()
         clients.append(client)

@@ -189,7 +189,7 @@ def fetcher(origin: Origin, session: aiohttp.ClientSession) -> Callable[[str], F
 
 async def read(entry: Cached | Flight) -> bytes:
     if isinstance(entry, Cached):
-        return entry.body
+        return bytes(entry.body)
     return b"".join([bytes(piece) async for piece in entry.chunks()])
 
 
@@ -203,7 +203,7 @@ def serve_bodies(origin: Origin, names: str) -> dict[str, bytes]:
 
 def cached_body(cache: SegmentCache, key: Hashable) -> bytes | None:
     entry = cache.peek(key)
-    return None if entry is None else entry.body
+    return None if entry is None else bytes(entry.body)
 
 
 async def test_concurrent_gets_make_one_upstream_fetch(
@@ -231,7 +231,7 @@ async def test_concurrent_gets_make_one_upstream_fetch(
     assert len(bodies) == 200
     assert all(body == BODY for body in bodies)
     assert isinstance(again, Cached)
-    assert again.body == BODY
+    assert bytes(again.body) == BODY
     stats = cache.stats
     assert (stats.misses, stats.coalesced, stats.hits) == (1, 199, 1)
     assert stats.upstream_fetches == 1
@@ -240,7 +240,7 @@ async def test_concurrent_gets_make_one_upstream_fetch(
 
 
 async def _whole(entry: Cached | Flight) -> bytes:
-    return entry.body if isinstance(entry, Cached) else (await entry.result()).body
+    return bytes(entry.body if isinstance(entry, Cached) else (await entry.result()).body)
 
 
 async def test_bytes_reach_waiters_before_the_origin_sends_the_last(
@@ -634,12 +634,12 @@ async def test_prefetch_then_get_is_a_hit(origin: Origin, fetcher: Callable[[str
         flight = cache.prefetch("seg", fetcher("seg"), TTL)
         assert flight is not None
         assert cache.prefetch("seg", fetcher("seg"), TTL) is flight
-        assert (await flight.result()).body == BODY
+        assert bytes((await flight.result()).body) == BODY
         assert cache.prefetch("seg", fetcher("seg"), TTL) is None
         entry = await cache.get("seg", fetcher("seg"), TTL)
 
     assert isinstance(entry, Cached)
-    assert entry.body == BODY
+    assert bytes(entry.body) == BODY
     assert origin.requests["seg"] == 1
     stats = cache.stats
     assert (stats.hits, stats.misses, stats.coalesced) == (1, 0, 0)

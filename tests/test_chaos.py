@@ -58,7 +58,7 @@ from hlsproxy.sim.orchestrator import SimOrchestrator
 from hlsproxy.web.app import create_app
 from hlsproxy.web.keys import POOL
 
-from .conftest import content_id, eventually
+from .conftest import ProxyServer, content_id, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -174,7 +174,7 @@ class Chaos:
             "orch_apikey": KEY,
             **SETTINGS,
         }
-        self.proxy = TestServer(create_app(load_settings(raw, env={})), host="127.0.0.1")
+        self.proxy = ProxyServer(create_app(load_settings(raw, env={})), host="127.0.0.1")
         await self.proxy.start_server()
         self.base = str(self.proxy.make_url(""))
 

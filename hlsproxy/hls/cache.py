@@ -48,6 +48,7 @@ from typing import Protocol
 from cachetools import TLRUCache
 
 from ..errors import EngineProtocolError, ShuttingDown, Unavailable
+from .body import Body
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ Fetch = Callable[[], Awaitable[Source]]
 class Cached:
     """A complete body. `stored_at` and `expires_at` are readings of the cache's clock."""
 
-    body: bytes
+    body: Body
     content_type: str
     stored_at: float
     expires_at: float
@@ -153,7 +154,7 @@ class Flight:
             if cached is not None:
                 # The pieces were joined into one body; serve what this reader has not had.
                 if offset < len(cached.body):
-                    yield memoryview(cached.body)[offset:]
+                    yield cached.body.view[offset:]
                 return
             pieces = self._pieces
             if index < len(pieces):
@@ -282,6 +283,13 @@ class SegmentCache:
         """The complete body for `key` if it is cached; no fetch, not counted."""
         self._store.expire()
         return self._store.get(key)
+
+    def cached(self, key: Hashable) -> Cached | None:
+        """`get()` for a body that is cached: it, counted as a hit; None otherwise."""
+        cached = None if self.closed else self.peek(key)
+        if cached is not None:
+            self._counts.hits += 1
+        return cached
 
     async def get(self, key: Hashable, fetch: Fetch, ttl: float) -> Cached | Flight:
         """The body for `key`: cached, or a flight (started by this call or joined).
@@ -436,7 +444,7 @@ class SegmentCache:
     def _land(self, flight: Flight, ttl: float) -> None:
         now = self._clock()
         cached = Cached(
-            body=b"".join(flight._pieces),
+            body=Body(flight._pieces),
             content_type=flight.content_type,
             stored_at=now,
             expires_at=now + ttl,

@@ -153,8 +153,31 @@ class HlsStream(EngineStream):
         """The rewritten playlist: the session's own (token None) or one it named."""
         self.touch()
         await self.ready()
+        url, text = self._known_playlist(token)
+        if text is not None:
+            return text
+        refresh = self._refreshes.get(url)
+        if refresh is None:
+            refresh = asyncio.create_task(self._refresh(url), name=f"hls-playlist-{self.key}")
+            # Its waiters may all leave; the outcome is then nobody's to report.
+            refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._refreshes[url] = refresh
+        return (await asyncio.shield(refresh)).text
+
+    def playlist_now(self, token: str | None = None) -> str | None:
+        """`playlist()` when it needs no waiting (the stream is serving and the copy is
+        fresh), else None. Raises NotFound as `playlist()` does."""
+        if not self.serving:
+            return None
+        text = self._known_playlist(token)[1]
+        if text is not None:
+            self.touch()
+        return text
+
+    def _known_playlist(self, token: str | None) -> tuple[str, str | None]:
+        """The playlist's engine URL, and its text when what we hold may be served."""
         if self._final is not None:
-            return self._final.text
+            return "", self._final.text
         if token is None:
             url = self._main_url
         else:
@@ -166,28 +189,39 @@ class HlsStream(EngineStream):
             url = self._moved.get(uri.url, uri.url)
         current = self._playlists.get(url)
         if current is not None and self._clock() - current.fetched_at < current.ttl:
-            return current.text
+            return url, current.text
         if self.state is State.RECOVERING and current is not None:
-            return current.text  # the last good one, until a new session has its own
-        refresh = self._refreshes.get(url)
-        if refresh is None:
-            refresh = asyncio.create_task(self._refresh(url), name=f"hls-playlist-{self.key}")
-            # Its waiters may all leave; the outcome is then nobody's to report.
-            refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
-            self._refreshes[url] = refresh
-        return (await asyncio.shield(refresh)).text
+            return url, current.text  # the last good one, until a new session has its own
+        return url, None
 
     async def resource(self, token: str) -> Cached | Flight:
         """A segment, key or init section that a playlist of this session named."""
         self.touch()
         await self.ready()
-        uri = self._lookup(token)
-        if uri.kind == "playlist":
-            raise NotFound("that is a playlist")
+        uri = self._resource_uri(token)
         found = await self._cache.get((self.key, token), lambda: self._open(uri), self._segment_ttl)
         self.lookups += 1
         self.hits += isinstance(found, Cached)
         return found
+
+    def resource_now(self, token: str) -> Cached | None:
+        """`resource()` when the body is cached and the stream serving, else None.
+        Raises NotFound as `resource()` does."""
+        if not self.serving:
+            return None
+        self._resource_uri(token)
+        found = self._cache.cached((self.key, token))
+        if found is not None:
+            self.touch()
+            self.lookups += 1
+            self.hits += 1
+        return found
+
+    def _resource_uri(self, token: str) -> Uri:
+        uri = self._lookup(token)
+        if uri.kind == "playlist":
+            raise NotFound("that is a playlist")
+        return uri
 
     def ts_feed(self, empty_timeout: float) -> AsyncGenerator[bytes | memoryview | None, None]:
         """The session's segments in order, as one MPEG-TS stream."""

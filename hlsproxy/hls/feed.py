@@ -60,7 +60,7 @@ async def concatenated(
                 last = sequence
                 continue
             if isinstance(found, Cached):
-                yield found.body
+                yield found.body.view
             else:
                 async for chunk in found.chunks():
                     yield chunk

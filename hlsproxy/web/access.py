@@ -29,9 +29,9 @@ def access_control(settings: Settings) -> Middleware | None:
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS or request.method == "OPTIONS":
             return await handler(request)
-        if networks and not _allowed(request.remote, networks):
+        if networks and not allowed(request.remote, networks):
             raise Forbidden("this proxy does not serve your network")
-        if token and not hmac.compare_digest(presented_token(request).encode(), token.encode()):
+        if token and not token_matches(presented_token(request), token):
             raise Unauthorized(
                 "this proxy needs its token: add ?token=... to the URL "
                 "or send an Authorization: Bearer header"
@@ -42,13 +42,22 @@ def access_control(settings: Settings) -> Middleware | None:
 
 
 def presented_token(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
+    return token_in(request.headers.get("Authorization"), request.query.get(TOKEN_PARAM))
+
+
+def token_in(authorization: str | None, query_token: str | None) -> str:
+    """The token a client presented: a Bearer header, else the query's `token`."""
+    header = authorization or ""
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return request.query.get(TOKEN_PARAM, "")
+    return query_token or ""
 
 
-def _allowed(remote: str | None, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+def token_matches(presented: str, token: str) -> bool:
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def allowed(remote: str | None, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
     try:
         address = ip_address(remote or "")
     except ValueError:

@@ -9,10 +9,12 @@ from aiohttp import web
 
 from ..content import parse_stream_request
 from ..errors import BadRequest, NotFound
+from ..formats import Streams
+from ..hls.body import Body
 from ..hls.cache import Cached, Flight
 from ..hls.channel import HlsStream
 from ..hls.media_types import MEDIA_TYPES
-from . import hls_urls
+from . import hls_urls, sendfile
 from .keys import METRICS, SETTINGS, STREAMS
 from .unmatched import expect
 from .urls import canonical_redirect
@@ -25,7 +27,7 @@ RESOURCE_HEADERS = {"Cache-Control": "public, max-age=86400, immutable", "Accept
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 # Past this many digits a position is beyond any resource; int() would refuse 4,300 of them.
 _MAX_DIGITS = 18
-_TOKEN = re.compile(r"[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
+TOKEN = re.compile(r"[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
 
 
 # What browser players fetch: the only answers other web pages may read (CORS).
@@ -59,9 +61,10 @@ async def manifest(request: web.Request) -> web.StreamResponse:
 
 async def hls_resource(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
-    if not _TOKEN.fullmatch(token):
+    if not TOKEN.fullmatch(token):
         raise NotFound("no such resource")
-    stream = _find(request, request.match_info["kind"], request.match_info["value"])
+    kind, value = request.match_info["kind"], request.match_info["value"]
+    stream = find_stream(request.app[STREAMS], kind, value)
     if token.endswith(".m3u8"):
         with request.app[METRICS].time("playlist"):
             return _playlist_response(request, await stream.playlist(token))
@@ -90,10 +93,9 @@ async def preflight(request: web.Request) -> web.Response:
     )
 
 
-def _find(request: web.Request, kind: str, value: str) -> HlsStream:
+def find_stream(registry: Streams, kind: str, value: str) -> HlsStream:
     """The live HLS stream a resource path names: a direct lookup on every segment request,
     except for url=/magnet= content, whose paths carry only a digest of the key."""
-    registry = request.app[STREAMS]
     key = hls_urls.plain_key(kind, value)
     if key is not None:
         stream = registry.find_hls(key)
@@ -115,30 +117,34 @@ def _playlist_response(request: web.Request, text: str) -> web.Response:
     )
 
 
-async def _send_cached(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
-    status, headers, part = 200, RESOURCE_HEADERS, memoryview(body)
+async def _send_cached(request: web.Request, body: Body, content_type: str) -> web.StreamResponse:
+    status, headers, start, end = 200, RESOURCE_HEADERS, 0, len(body)
     header = request.headers.get("Range")
     if header is not None:
-        start, end = _parse_range(header, len(body))
-        status, part = 206, part[start : end + 1]
-        headers = {**RESOURCE_HEADERS, "Content-Range": f"bytes {start}-{end}/{len(body)}"}
+        start, last = parse_range(header, len(body))
+        status, end = 206, last + 1
+        headers = {**RESOURCE_HEADERS, "Content-Range": f"bytes {start}-{last}/{len(body)}"}
     if request.method == "HEAD":
         return web.Response(
-            status=status, body=bytes(part), content_type=content_type, headers=headers
+            status=status,
+            body=bytes(body.view[start:end]),
+            content_type=content_type,
+            headers=headers,
         )
-    # Headers and body go out as two writes: a single web.Response makes aiohttp (on
-    # Python < 3.12.9) join them, copying every segment once more per request.
     # Content type and length as plain headers: their setters parse and format each value.
-    length = str(len(part))
-    headers = {**headers, "Content-Type": content_type, "Content-Length": length}
+    headers = {**headers, "Content-Type": content_type, "Content-Length": str(end - start)}
     response = web.StreamResponse(status=status, headers=headers)
+    # A StreamResponse writes its headers as it is prepared, so the body may follow straight
+    # onto the socket; what the socket does not take at once goes the ordinary way.
     await response.prepare(request)
-    await response.write(part)
+    start += sendfile.send_now(request.transport, body, start, end)
+    if start < end:
+        await response.write(body.view[start:end])
     await response.write_eof()
     return response
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int]:
+def parse_range(header: str, size: int) -> tuple[int, int]:
     match = _RANGE.fullmatch(header.strip())
     if match is None or match.group(1) == match.group(2) == "":
         raise BadRequest("only a single bytes=start-end range is supported")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -34,31 +35,55 @@ def error_body(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """What a client is told about a failure, however the answer is written."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str]
+
+
+def describe(exc: ProxyError | web.HTTPException) -> ErrorAnswer:
+    """The answer for a failure (an HTTPException below 400 is not one: it is re-raised)."""
+    if isinstance(exc, ProxyError):
+        headers = {}
+        if isinstance(exc, Unavailable):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return ErrorAnswer(exc.status, exc.code, exc.message, headers)
+    if exc.status < 400:
+        raise exc
+    code = exc.reason.lower().replace(" ", "_")
+    kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+    return ErrorAnswer(exc.status, code, exc.reason, kept)
+
+
+def report(app: web.Application, method: str, path: str, exc: Exception) -> None:
+    """Engine failures that reach a client are logged and counted."""
+    if isinstance(exc, EngineError):
+        app[METRICS].engine_errors.labels(exc.code).inc()
+        log.warning("%s %s: %s", method, printable(path), exc.message)
+
+
+_KEPT_HEADERS = ("Allow", "Retry-After", "Content-Range")
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ProxyError as exc:
+    except (ProxyError, web.HTTPException) as exc:
         started: web.StreamResponse | None = request.get(_STARTED)
-        if started is not None:
+        if isinstance(exc, ProxyError) and started is not None:
             log.info("%s %s: ended mid-answer: %s", request.method, request.path, exc.message)
             if request.transport is not None:
                 request.transport.abort()
             return started
-        response = error_body(exc.status, exc.code, exc.message)
-        if isinstance(exc, Unavailable):
-            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        if isinstance(exc, EngineError):
-            request.app[METRICS].engine_errors.labels(exc.code).inc()
-            log.warning("%s %s: %s", request.method, printable(request.path), exc.message)
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = error_body(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-        for name in ("Allow", "Retry-After", "Content-Range"):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
+        answer = describe(exc)
+        report(request.app, request.method, request.path, exc)
+        response = error_body(answer.status, answer.code, answer.message)
+        response.headers.update(answer.headers)
         return response
 
 

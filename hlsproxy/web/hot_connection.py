@@ -1,0 +1,256 @@
+"""One client connection on the fast path, until it asks for something only aiohttp answers.
+
+Every connection starts here. Requests the fast path knows (web/hot_head.py) get their
+answers (web/hot_answers.py) written straight to the transport, in order, one at a time.
+The first request it does not answer, and everything after it, goes to aiohttp: the
+connection is handed to an aiohttp protocol with the unread bytes, and stays there. A
+request that fails before its head is written gets the error answer aiohttp's middleware
+gives; a failure after the head aborts the connection, as there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from aiohttp import web
+
+from ..errors import ProxyError
+from ..logs import printable
+from . import sendfile
+from .hot_answers import Answers, Later, Reply, Streamed
+from .hot_head import Head, read_head
+from .middleware import ErrorAnswer
+
+log = logging.getLogger(__name__)
+
+# A head longer than this is aiohttp's to refuse.
+MAX_HEAD = 8190
+_END = b"\r\n\r\n"
+INTERNAL_ERROR = ErrorAnswer(500, "internal_error", "the proxy failed; its log says why", {})
+
+
+class Hub(Protocol):
+    """What the connections of one listening site share."""
+
+    answers: Answers
+
+    def aiohttp_protocol(self) -> asyncio.Protocol: ...
+
+    def joined(self, connection: HotConnection) -> None: ...
+
+    def left(self, connection: HotConnection) -> None: ...
+
+    def track(self, task: asyncio.Task[None]) -> None: ...
+
+
+class HotConnection(asyncio.Protocol):
+    def __init__(self, hub: Hub, clock: Callable[[], float]) -> None:
+        self._hub = hub
+        self._clock = clock
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._task: asyncio.Task[None] | None = None
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._finishing = False
+        self.last_request = clock()
+
+    @property
+    def idle(self) -> bool:
+        """No request under way and nothing left to send (a partial head may be buffered)."""
+        transport = self._transport
+        return self._task is None and (transport is None or transport.get_write_buffer_size() == 0)
+
+    def finish(self) -> None:
+        """Close once the request under way (if any) is answered."""
+        self._finishing = True
+        if self._task is None and self._transport is not None:
+            self._transport.close()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._hub.joined(self)
+        peer = transport.get_extra_info("peername")
+        if not self._hub.answers.admits(peer[0] if peer else None):
+            self._hand_over()  # aiohttp refuses the client, with the reason
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._hub.left(self)
+        if self._task is not None:
+            self._task.cancel()
+        self._wake_writer(ConnectionResetError("the client went away"))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._task is None and not self._write_paused:
+            self._serve()
+
+    def eof_received(self) -> bool:
+        # A client that half-closes gets the answers it asked for, then the close.
+        self._finishing = True
+        if self._task is None:
+            self._serve()
+        return True
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writer(None)
+        if self._task is None and self._transport is not None:
+            self._transport.resume_reading()
+            self._serve()
+
+    # Requests
+
+    def _serve(self) -> None:
+        """Answer the buffered requests until one has to wait or is not ours."""
+        while (transport := self._transport) is not None:
+            end = self._buffer.find(_END)
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD:
+                    self._hand_over()
+                elif self._finishing:
+                    transport.close()
+                return
+            raw = bytes(self._buffer[: end + len(_END)])
+            head = read_head(raw[:end])
+            answer = self._answer(head) if head is not None else None
+            if head is None or answer is None:
+                self._hand_over()
+                return
+            del self._buffer[: len(raw)]
+            self.last_request = self._clock()
+            if isinstance(answer, Reply):
+                self._send(transport, answer)
+                if not head.keep_alive:
+                    transport.close()
+                    return
+                if self._write_paused:
+                    transport.pause_reading()  # resume_writing() picks up from here
+                    return
+                continue
+            transport.pause_reading()
+            task = asyncio.get_running_loop().create_task(self._answer_later(answer, head))
+            self._task = task
+            self._hub.track(task)
+            return
+
+    def _answer(self, head: Head) -> Reply | Later | None:
+        answers = self._hub.answers
+        try:
+            return answers.answer(head)
+        except (ProxyError, web.HTTPException) as exc:
+            return answers.failure(head, exc)
+        except Exception:
+            # Nothing has been done for this request yet: aiohttp may as well answer it.
+            log.exception("the fast path failed on %s %s", head.method, printable(head.path))
+            return None
+
+    async def _answer_later(self, later: Later, head: Head) -> None:
+        keep_alive = head.keep_alive
+        try:
+            try:
+                answer: Reply | Streamed = await later()
+            except (ProxyError, web.HTTPException) as exc:
+                answer = self._hub.answers.failure(head, exc)
+            except Exception:
+                log.exception("the fast path failed on %s %s", head.method, printable(head.path))
+                answer = self._hub.answers.error_reply(head, INTERNAL_ERROR)
+            transport = self._transport
+            if transport is None:
+                return
+            if isinstance(answer, Reply):
+                self._send(transport, answer)
+            else:
+                await self._stream(transport, answer)
+                keep_alive = keep_alive and not answer.close
+        except _Aborted:
+            return
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+        transport = self._transport
+        if transport is None:
+            return
+        if not keep_alive:
+            transport.close()
+            return
+        if not self._write_paused:
+            transport.resume_reading()
+            self._serve()
+
+    def _send(self, transport: asyncio.Transport, reply: Reply) -> None:
+        body = reply.body
+        if body is None:
+            transport.write(reply.head + reply.text if reply.text else reply.head)
+            return
+        transport.write(reply.head)
+        start = reply.start + sendfile.send_now(transport, body, reply.start, reply.end)
+        if start < reply.end:
+            transport.write(body.view[start : reply.end])
+
+    async def _stream(self, transport: asyncio.Transport, answer: Streamed) -> None:
+        transport.write(answer.head)
+        try:
+            async for chunk in answer.flight.chunks():
+                if answer.chunked:
+                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    transport.write(chunk)
+                if self._write_paused:
+                    await self._writable()
+            if answer.chunked:
+                transport.write(b"0\r\n\r\n")
+        except Exception as exc:
+            # The head is out: a second answer cannot follow. The player sees the connection
+            # end early and retries.
+            log.info("segment ended mid-answer: %s", getattr(exc, "message", repr(exc)))
+            transport.abort()
+            raise _Aborted from exc
+
+    async def _writable(self) -> None:
+        self._drained = asyncio.get_running_loop().create_future()
+        try:
+            await self._drained
+        finally:
+            self._drained = None
+
+    def _wake_writer(self, exc: Exception | None) -> None:
+        waiter = self._drained
+        if waiter is None or waiter.done():
+            return
+        if exc is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(exc)
+
+    def _hand_over(self) -> None:
+        """From here on aiohttp serves this connection, starting with the unread bytes."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._transport = None
+        self._hub.left(self)
+        protocol = self._hub.aiohttp_protocol()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._write_paused:
+            protocol.pause_writing()
+        transport.resume_reading()
+        if self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            protocol.data_received(data)
+        if self._finishing:
+            protocol.eof_received()
+
+
+class _Aborted(Exception):
+    """The connection was aborted mid-body; nothing more is written to it."""

@@ -1,0 +1,73 @@
+"""The request heads the fast path answers, read from raw bytes; any other head is not read.
+
+This reader is deliberately narrow: a GET or HEAD with no body, in HTTP/1.1 or 1.0, whose
+head is plain printable ASCII with CRLF line ends. Whatever it does not recognise, it
+declines (None), and aiohttp's own parser reads the same bytes instead. So the two can
+never disagree on where a request ends: a declined head is never taken apart here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Printable ASCII and tabs; a lone CR or LF, or any other control byte, is declined.
+_CLEAN = re.compile(rb"[\t\x20-\x7e]*")
+# A request with a body, an upgrade or an expectation is for aiohttp to read.
+_NOT_OURS = frozenset({"content-length", "transfer-encoding", "expect", "upgrade"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    method: str  # GET or HEAD
+    path: str  # as sent: the fast path declines a path with percent-escapes
+    query: str
+    http10: bool
+    keep_alive: bool
+    range: str | None
+    authorization: str | None
+
+
+def read_head(raw: bytes) -> Head | None:
+    """The request in `raw` (a head without its final CRLF CRLF), or None to decline it."""
+    lines = raw.split(b"\r\n")
+    for line in lines:
+        if not _CLEAN.fullmatch(line):
+            return None
+    request_line = lines[0].decode("ascii")
+    parts = request_line.split(" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    if method not in ("GET", "HEAD") or version not in ("HTTP/1.1", "HTTP/1.0"):
+        return None
+    path, _, query = target.partition("?")
+    if not path.startswith("/") or "%" in path or "#" in target:
+        return None
+    http10 = version == "HTTP/1.0"
+    keep_alive = not http10
+    range_ = authorization = None
+    for line in lines[1:]:
+        name, colon, value = line.decode("ascii").partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            return None  # also an obs-fold line, which starts with white space
+        name = name.lower()
+        value = value.strip(" \t")
+        if name in _NOT_OURS:
+            return None
+        if name == "connection":
+            options = {option.strip().lower() for option in value.split(",")}
+            if "close" in options:
+                keep_alive = False
+            elif "keep-alive" in options:
+                keep_alive = True
+        elif name == "range":
+            if range_ is not None:
+                return None
+            range_ = value
+        elif name == "authorization":
+            if authorization is not None:
+                return None
+            authorization = value
+    return Head(method, path, query, http10, keep_alive, range_, authorization)

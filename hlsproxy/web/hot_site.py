@@ -1,0 +1,129 @@
+"""A listening site whose connections start on the fast path (web/hot_connection.py).
+
+It stands where aiohttp's TCPSite would, on a host and port or on a socket it is given, and
+it owns what its connections leave behind: it closes those left idle for the keep-alive
+time, and on stop it lets each finish the answer under way before closing it. Connections
+handed to aiohttp are aiohttp's to keep alive and to shut down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from aiohttp import web
+
+from ..config import Settings
+from .hot_answers import Answers
+from .hot_connection import HotConnection
+from .keys import SETTINGS
+
+# aiohttp's own keep-alive time, so both paths treat an idle player alike.
+KEEPALIVE_TIMEOUT = 75.0
+
+
+def fast_path_allowed(settings: Settings) -> bool:
+    """The fast path logs no requests: with the access log on, every request goes through
+    aiohttp's middlewares, so that each is logged."""
+    return not settings.access_log
+
+
+class HotSite(web.BaseSite):
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str | None = None,
+        port: int = 0,
+        *,
+        sock: socket.socket | None = None,
+        shutdown_timeout: float = 5.0,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        backlog: int = 128,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._app = runner.app
+        self._host = host
+        self._port = port
+        self._sock = sock
+        self._shutdown_timeout = shutdown_timeout
+        self._keepalive_timeout = keepalive_timeout
+        self.answers = Answers(runner.app)
+        self._connections: set[HotConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host or '0.0.0.0'}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port, once started."""
+        return self._port
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None  # BaseSite insists on runner.setup() first
+        if fast_path_allowed(self._app[SETTINGS]):
+
+            def factory() -> asyncio.Protocol:
+                return HotConnection(self, loop.time)
+
+            self._sweeper = loop.create_task(self._sweep(), name="fast path keep-alive")
+        else:
+            factory = server
+        if self._sock is not None:
+            listening = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+        else:
+            listening = await loop.create_server(
+                factory, self._host, self._port, backlog=self._backlog
+            )
+        self._server = listening
+        if listening.sockets:
+            self._port = int(listening.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for connection in list(self._connections):
+            connection.finish()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._shutdown_timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for connection in list(self._connections):
+            connection.finish()
+
+    # hot_connection.Hub
+
+    def aiohttp_protocol(self) -> asyncio.Protocol:
+        server = self._runner.server
+        assert server is not None
+        return server()
+
+    def joined(self, connection: HotConnection) -> None:
+        self._connections.add(connection)
+
+    def left(self, connection: HotConnection) -> None:
+        self._connections.discard(connection)
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self._keepalive_timeout
+        while True:
+            await asyncio.sleep(min(5.0, timeout / 2))
+            now = loop.time()
+            for connection in list(self._connections):
+                if connection.idle and now - connection.last_request > timeout:
+                    connection.finish()

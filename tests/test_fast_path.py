@@ -1,0 +1,288 @@
+"""The fast path: HLS answers written straight to the connection, and the hand-over to
+aiohttp for everything else, seen from raw client connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from hlsproxy.config import load_settings
+from hlsproxy.web.app import create_app
+from hlsproxy.web.hot_site import HotSite
+
+from .conftest import CID, CID2, ProxyFactory, RunningSim
+
+MANIFEST = f"/ace/manifest.m3u8?id={CID}"
+STEP = 10.0
+
+
+class Raw:
+    """One client connection, spoken to in bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, **kwargs: Any) -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, **kwargs)
+        return cls(reader, writer)
+
+    def send(self, *requests: bytes) -> None:
+        self.writer.write(b"".join(requests))
+
+    async def response(self, *, head_only: bool = False) -> tuple[str, dict[str, str], bytes]:
+        async with asyncio.timeout(STEP):
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(":")
+                    headers[name.lower()] = value.strip()
+            if head_only:
+                body = b""
+            elif "content-length" in headers:
+                body = await self.reader.readexactly(int(headers["content-length"]))
+            elif headers.get("transfer-encoding") == "chunked":
+                body = b""
+                while size := int((await self.reader.readuntil(b"\r\n"))[:-2], 16):
+                    body += await self.reader.readexactly(size)
+                    await self.reader.readuntil(b"\r\n")
+                await self.reader.readuntil(b"\r\n")
+            else:
+                body = await self.reader.read()
+        return lines[0], headers, body
+
+    async def closed_by_server(self) -> bool:
+        async with asyncio.timeout(STEP):
+            return await self.reader.read() == b""
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def get(path: str, *extra: str, method: str = "GET", version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "Host: 127.0.0.1", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def port_of(client: Any) -> int:
+    port = client.server.port
+    assert isinstance(port, int)
+    return port
+
+
+async def first_segment(raw: Raw) -> tuple[int, str]:
+    raw.send(get(MANIFEST))
+    status, _, body = await raw.response()
+    assert status == "HTTP/1.1 200 OK"
+    text = body.decode()
+    sequence = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
+    uri = next(line for line in text.splitlines() if line and not line.startswith("#"))
+    return sequence, uri
+
+
+def comparable(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in ("date", "server")}
+
+
+async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: RunningSim) -> None:
+    """Same status, headers and body whichever path answers. With the access log on, every
+    request goes through aiohttp."""
+    fast = await Raw.open(port_of(await proxy()))
+    general = await Raw.open(port_of(await proxy(access_log="true")))
+    uris = [await first_segment(raw) for raw in (fast, general)]
+    assert uris[0][0] == uris[1][0]
+    expected = sim.engine.media.segment(uris[0][0])
+    size = len(expected)
+    requests = [
+        ("GET", "{uri}", ()),
+        ("HEAD", "{uri}", ()),
+        ("GET", "{uri}", ("Range: bytes=188-375",)),
+        ("GET", "{uri}", ("Range: bytes=-188",)),
+        ("GET", "{uri}", (f"Range: bytes={size}-",)),
+        ("GET", "{uri}", ("Range: bytes=1-2, 4-5",)),
+        ("GET", f"/ace/hls/id/{CID}/00000000000000000000.ts", ()),
+        ("GET", f"/ace/hls/id/{CID}/not-a-token", ()),
+        ("GET", f"/ace/hls/id/{CID2}/00000000000000000000.ts", ()),
+        ("GET", "/ace/manifest.m3u8?id=nonsense", ()),
+    ]
+    for method, path, extra in requests:
+        answers = []
+        for raw, (_, uri) in zip((fast, general), uris, strict=True):
+            raw.send(get(path.format(uri=uri), *extra, method=method))
+            answers.append(await raw.response(head_only=method == "HEAD"))
+        (status, headers, body), (status2, headers2, body2) = answers
+        assert status == status2, (method, path, extra)
+        assert comparable(headers) == comparable(headers2), (method, path, extra)
+        if status.startswith("HTTP/1.1 2"):
+            assert body == body2
+        else:
+            assert json.loads(body) == json.loads(body2)
+    for raw in (fast, general):
+        raw.close()
+
+
+async def test_a_connection_moves_to_aiohttp_at_the_first_request_the_fast_path_leaves(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    raw = await Raw.open(port_of(await proxy()))
+    sequence, uri = await first_segment(raw)
+    # Pipelined: answered in order, the second by aiohttp, and the third after it.
+    raw.send(get(uri), get("/ace/status"), get(uri, "Range: bytes=0-187"))
+    status, _, body = await raw.response()
+    assert status == "HTTP/1.1 200 OK"
+    assert body == sim.engine.media.segment(sequence)
+    status, headers, body = await raw.response()
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["content-type"].startswith("application/json")
+    assert "streams" in json.loads(body) or json.loads(body)
+    status, _, body = await raw.response()
+    assert status == "HTTP/1.1 206 Partial Content"
+    assert body == sim.engine.media.segment(sequence)[:188]
+    raw.close()
+
+
+async def test_a_body_on_a_get_is_read_as_a_body_not_as_a_request(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    raw = await Raw.open(port_of(await proxy()))
+    sequence, uri = await first_segment(raw)
+    hidden = get("/ace/status")
+    raw.send(get(uri, f"Content-Length: {len(hidden)}") + hidden, get("/healthz"))
+    status, _, body = await raw.response()
+    assert status == "HTTP/1.1 200 OK"
+    assert body == sim.engine.media.segment(sequence)
+    status, _, body = await raw.response()
+    assert status == "HTTP/1.1 200 OK"
+    assert "streams" not in json.loads(body)  # /healthz answered, not the hidden /ace/status
+    raw.writer.write_eof()
+    assert await raw.closed_by_server()
+
+
+async def test_heads_the_fast_path_does_not_read_go_to_aiohttp(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    port = port_of(await proxy())
+    raw = await Raw.open(port)
+    sequence, uri = await first_segment(raw)
+    # Bytes beyond printable ASCII in a header: aiohttp's parser reads it.
+    raw.send(f"GET {uri} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Name: caf\u00e9\r\n\r\n".encode())
+    status, _, body = await raw.response()
+    assert status == "HTTP/1.1 200 OK" and body == sim.engine.media.segment(sequence)
+    raw.close()
+    # An obsolete folded header line.
+    folded = await Raw.open(port)
+    folded.send(f"GET {uri} HTTP/1.1\r\nHost: 127.0.0.1\r\n X-Folded: yes\r\n\r\n".encode())
+    status, _, _ = await folded.response()
+    assert status.split()[1] in ("200", "400")
+    folded.close()
+
+
+@pytest.mark.parametrize("sim_options", [{"bitrate": 16_000_000}], ids=["16Mbps"])
+async def test_a_slow_reader_gets_every_byte_and_holds_nobody_up(
+    proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
+) -> None:
+    """A segment larger than the socket's buffers: what sendfile(2) cannot send at once
+    follows by the ordinary write, in order, while other viewers are served."""
+    port = port_of(await proxy())
+    probe = await Raw.open(port)
+    _, uri = await first_segment(probe)
+    probe.send(get(uri))
+    status, _, expected = await probe.response()
+    assert status == "HTTP/1.1 200 OK"
+    assert len(expected) > 1_000_000
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    slow = Raw(*await asyncio.open_connection(sock=sock, limit=4096))
+    slow.send(get(uri))
+    head = await slow.reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    received = bytearray()
+    chunk = await slow.reader.read(4096)
+    received += chunk
+    # Meanwhile another viewer gets the whole segment.
+    probe.send(get(uri))
+    status, _, body = await probe.response()
+    assert status == "HTTP/1.1 200 OK" and body == expected
+    assert len(received) < len(expected)
+    async with asyncio.timeout(60):
+        while len(received) < len(expected):
+            chunk = await slow.reader.read(65536)
+            assert chunk
+            received += chunk
+            if len(received) < 200_000:
+                await asyncio.sleep(0.01)
+    assert bytes(received) == expected
+    slow.send(get(uri, "Range: bytes=0-187"))
+    status, _, body = await slow.response()
+    assert status == "HTTP/1.1 206 Partial Content" and body == expected[:188]
+    for raw in (probe, slow):
+        raw.close()
+
+
+async def test_http_1_0_closes_unless_asked_to_keep_alive(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    port = port_of(await proxy())
+    raw = await Raw.open(port)
+    raw.send(get(MANIFEST, version="1.0"))
+    status, headers, body = await raw.response()
+    assert status == "HTTP/1.0 200 OK"
+    assert body.startswith(b"#EXTM3U")
+    assert await raw.closed_by_server()
+    kept = await Raw.open(port)
+    kept.send(get(MANIFEST, "Connection: keep-alive", version="1.0"))
+    status, headers, _ = await kept.response()
+    assert status == "HTTP/1.0 200 OK" and headers["connection"] == "keep-alive"
+    kept.send(get(MANIFEST, "Connection: close"))
+    status, headers, _ = await kept.response()
+    assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close"
+    assert await kept.closed_by_server()
+
+
+async def _hot_proxy(sim: RunningSim, **site: Any) -> tuple[web.AppRunner, HotSite]:
+    settings = load_settings({"host": "127.0.0.1", "port": str(sim.port)}, env={})
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    hot = HotSite(runner, "127.0.0.1", 0, **site)
+    await hot.start()
+    return runner, hot
+
+
+async def test_idle_connections_are_closed_after_the_keep_alive_time(sim: RunningSim) -> None:
+    runner, site = await _hot_proxy(sim, keepalive_timeout=0.5)
+    try:
+        answered = await Raw.open(site.port)
+        answered.send(get(f"/ace/hls/id/{CID}/00000000000000000000.ts"))
+        status, _, _ = await answered.response()
+        assert status == "HTTP/1.1 404 Not Found"
+        partial = await Raw.open(site.port)
+        partial.send(b"GET /ace/hls/id/")
+        assert await answered.closed_by_server()
+        assert await partial.closed_by_server()
+    finally:
+        await runner.cleanup()
+
+
+async def test_stopping_closes_fast_path_connections_and_leaves_no_task(sim: RunningSim) -> None:
+    runner, site = await _hot_proxy(sim)
+    raw = await Raw.open(site.port)
+    raw.send(get(MANIFEST))
+    status, _, _ = await raw.response()
+    assert status == "HTTP/1.1 200 OK"
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    await runner.cleanup()
+    assert await raw.closed_by_server()
+    left = {t for t in asyncio.all_tasks() if not t.done()} - before
+    assert left <= {asyncio.current_task()}
+    assert sim.engine.active() == []
