@@ -104,15 +104,17 @@ class HotConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_writer(None)
-        if self._task is None and self._transport is not None:
-            self._transport.resume_reading()
+        transport = self._transport
+        if self._task is None and transport is not None and not transport.is_closing():
+            transport.resume_reading()
             self._serve()
 
     # Requests
 
     def _serve(self) -> None:
-        """Answer the buffered requests until one has to wait or is not ours."""
-        while (transport := self._transport) is not None:
+        """Answer the buffered requests until one has to wait or is not ours. Nothing is
+        answered once the connection is closing: an answer that said so was the last."""
+        while (transport := self._transport) is not None and not transport.is_closing():
             end = self._buffer.find(_END)
             if end < 0:
                 if len(self._buffer) > MAX_HEAD:

@@ -1,0 +1,45 @@
+"""Review of the fast path: requests where it and aiohttp's path must agree, seen from raw
+client connections."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from .conftest import ProxyFactory, RunningSim
+from .test_fast_path import MANIFEST, Raw, first_segment, get, port_of
+
+
+async def _slow_client(port: int) -> Raw:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return Raw(*await asyncio.open_connection(sock=sock, limit=4096))
+
+
+@pytest.mark.parametrize("sim_options", [{"bitrate": 16_000_000}], ids=["16Mbps"])
+async def test_nothing_follows_an_answer_that_closes_the_connection(
+    proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
+) -> None:
+    """A request with Connection: close is the last one answered, even when its answer
+    is too large to go out at once and another request was pipelined behind it."""
+    port = port_of(await proxy())
+    probe = await Raw.open(port)
+    _, uri = await first_segment(probe)
+    probe.send(get(uri))
+    status, _, expected = await probe.response()
+    assert status == "HTTP/1.1 200 OK" and len(expected) > 1_000_000
+    probe.close()
+    slow = await _slow_client(port)
+    slow.send(get(uri, "Connection: close"), get(MANIFEST))
+    await asyncio.sleep(0.2)  # the answer fills the socket; the rest waits in the transport
+    status, headers, body = await slow.response()
+    assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close"
+    assert body == expected
+    async with asyncio.timeout(10):
+        rest = await slow.reader.read()
+    assert rest == b"", rest[:80]
