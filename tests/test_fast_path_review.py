@@ -43,3 +43,29 @@ async def test_nothing_follows_an_answer_that_closes_the_connection(
     async with asyncio.timeout(10):
         rest = await slow.reader.read()
     assert rest == b"", rest[:80]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("Connection: close", "Connection: keep-alive"),
+        ("Host: 127.0.0.2",),
+        ("User-Agent: a", "User-Agent: b"),
+        tuple(f"X-Header-{n}: {n}" for n in range(130)),
+        ("X-Padding: " + "a" * 9000,),
+    ],
+    ids=["connection-close-then-keep-alive", "two-hosts", "two-agents", "130-headers", "9k-line"],
+)
+async def test_heads_aiohttp_refuses_or_closes_are_treated_alike(
+    proxy: ProxyFactory, sim: RunningSim, extra: tuple[str, ...]
+) -> None:
+    """The fast path answers only heads aiohttp's parser accepts, and keeps a connection
+    alive only when aiohttp would: same status line and Connection header on both paths."""
+    answers = []
+    for client in (await proxy(access_log="true"), await proxy()):
+        raw = await Raw.open(port_of(client))
+        raw.send(get(MANIFEST, *extra))
+        status, headers, _ = await raw.response()
+        answers.append((status, headers.get("connection")))
+        raw.close()
+    assert answers[1] == answers[0]

@@ -21,13 +21,11 @@ from ..errors import ProxyError
 from ..logs import printable
 from . import sendfile
 from .hot_answers import Answers, Later, Reply, Streamed
-from .hot_head import Head, read_head
+from .hot_head import MAX_HEAD, Head, read_head
 from .middleware import ErrorAnswer
 
 log = logging.getLogger(__name__)
 
-# A head longer than this is aiohttp's to refuse.
-MAX_HEAD = 8190
 _END = b"\r\n\r\n"
 INTERNAL_ERROR = ErrorAnswer(500, "internal_error", "the proxy failed; its log says why", {})
 
