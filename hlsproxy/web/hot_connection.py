@@ -54,6 +54,7 @@ class HotConnection(asyncio.Protocol):
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._finishing = False
+        # When the last request was read or answered, or a slow reader last drained.
         self.last_request = clock()
 
     @property
@@ -101,6 +102,7 @@ class HotConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.last_request = self._clock()  # a slow reader is not idle until it has read
         self._wake_writer(None)
         transport = self._transport
         if self._task is None and transport is not None and not transport.is_closing():
@@ -177,6 +179,7 @@ class HotConnection(asyncio.Protocol):
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+            self.last_request = self._clock()  # idle from here, as aiohttp counts it
         transport = self._transport
         if transport is None:
             return
