@@ -21,13 +21,11 @@ from ..errors import ProxyError
 from ..logs import printable
 from . import sendfile
 from .hot_answers import Answers, Later, Reply, Streamed
-from .hot_head import Head, read_head
+from .hot_head import MAX_HEAD, Head, read_head
 from .middleware import ErrorAnswer
 
 log = logging.getLogger(__name__)
 
-# A head longer than this is aiohttp's to refuse.
-MAX_HEAD = 8190
 _END = b"\r\n\r\n"
 INTERNAL_ERROR = ErrorAnswer(500, "internal_error", "the proxy failed; its log says why", {})
 
@@ -56,6 +54,7 @@ class HotConnection(asyncio.Protocol):
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._finishing = False
+        # When the last request was read or answered, or a slow reader last drained.
         self.last_request = clock()
 
     @property
@@ -103,16 +102,19 @@ class HotConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.last_request = self._clock()  # a slow reader is not idle until it has read
         self._wake_writer(None)
-        if self._task is None and self._transport is not None:
-            self._transport.resume_reading()
+        transport = self._transport
+        if self._task is None and transport is not None and not transport.is_closing():
+            transport.resume_reading()
             self._serve()
 
     # Requests
 
     def _serve(self) -> None:
-        """Answer the buffered requests until one has to wait or is not ours."""
-        while (transport := self._transport) is not None:
+        """Answer the buffered requests until one has to wait or is not ours. Nothing is
+        answered once the connection is closing: an answer that said so was the last."""
+        while (transport := self._transport) is not None and not transport.is_closing():
             end = self._buffer.find(_END)
             if end < 0:
                 if len(self._buffer) > MAX_HEAD:
@@ -177,6 +179,7 @@ class HotConnection(asyncio.Protocol):
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+            self.last_request = self._clock()  # idle from here, as aiohttp counts it
         transport = self._transport
         if transport is None:
             return

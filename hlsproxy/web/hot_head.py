@@ -16,6 +16,23 @@ _CLEAN = re.compile(rb"[\t\x20-\x7e]*")
 # A request with a body, an upgrade or an expectation is for aiohttp to read.
 _NOT_OURS = frozenset({"content-length", "transfer-encoding", "expect", "upgrade"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Heads aiohttp's parser refuses (with its defaults) are declined, so that it says why:
+# a line longer than 8190 bytes, more than 128 headers, or a header RFC 9110 allows once
+# (aiohttp.http_parser.SINGLETON_HEADERS) given twice. A shorter head has no longer line.
+MAX_HEAD = 8190
+_MAX_HEADERS = 128
+_SINGLETONS = frozenset(
+    {
+        "content-location",
+        "content-range",
+        "content-type",
+        "etag",
+        "host",
+        "max-forwards",
+        "server",
+        "user-agent",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +48,11 @@ class Head:
 
 def read_head(raw: bytes) -> Head | None:
     """The request in `raw` (a head without its final CRLF CRLF), or None to decline it."""
+    if len(raw) > MAX_HEAD:
+        return None
     lines = raw.split(b"\r\n")
+    if len(lines) > _MAX_HEADERS + 1:
+        return None
     for line in lines:
         if not _CLEAN.fullmatch(line):
             return None
@@ -46,8 +67,9 @@ def read_head(raw: bytes) -> Head | None:
     if not path.startswith("/") or "%" in path or "#" in target:
         return None
     http10 = version == "HTTP/1.0"
-    keep_alive = not http10
     range_ = authorization = None
+    close = keep = False
+    seen: set[str] = set()
     for line in lines[1:]:
         name, colon, value = line.decode("ascii").partition(":")
         if not colon or not _TOKEN.fullmatch(name):
@@ -56,12 +78,14 @@ def read_head(raw: bytes) -> Head | None:
         value = value.strip(" \t")
         if name in _NOT_OURS:
             return None
+        if name in _SINGLETONS:
+            if name in seen:
+                return None
+            seen.add(name)
         if name == "connection":
             options = {option.strip().lower() for option in value.split(",")}
-            if "close" in options:
-                keep_alive = False
-            elif "keep-alive" in options:
-                keep_alive = True
+            close = close or "close" in options
+            keep = keep or "keep-alive" in options
         elif name == "range":
             if range_ is not None:
                 return None
@@ -70,4 +94,7 @@ def read_head(raw: bytes) -> Head | None:
             if authorization is not None:
                 return None
             authorization = value
+    if close and keep:
+        return None  # llhttp's reading of that depends on the version: let it decide
+    keep_alive = keep if http10 else not close
     return Head(method, path, query, http10, keep_alive, range_, authorization)
