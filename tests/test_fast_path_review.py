@@ -105,11 +105,6 @@ async def test_the_keep_alive_time_counts_from_the_end_of_an_answer(sim: Running
         await runner.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HotSite.stop() waits for fast-path answers before the app's on_shutdown ends "
-    "the streams they wait on; aiohttp's path answers 503 at once",
-)
 async def test_shutting_down_answers_a_waiting_request_at_once(sim: RunningSim) -> None:
     runner, site = await _site(sim, shutdown_timeout=3.0)
     sim.faults.start_delay = 8.0  # the playlist waits for an engine that is slow to start

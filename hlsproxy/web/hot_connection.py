@@ -17,7 +17,7 @@ from typing import Protocol, cast
 
 from aiohttp import web
 
-from ..errors import ProxyError
+from ..errors import ProxyError, ShuttingDown
 from ..logs import printable
 from . import sendfile
 from .hot_answers import Answers, Later, Reply, Streamed
@@ -54,6 +54,7 @@ class HotConnection(asyncio.Protocol):
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._finishing = False
+        self._waiting = False  # an answer is awaited and nothing of it is written yet
         # When the last request was read or answered, or a slow reader last drained.
         self.last_request = clock()
 
@@ -64,10 +65,14 @@ class HotConnection(asyncio.Protocol):
         return self._task is None and (transport is None or transport.get_write_buffer_size() == 0)
 
     def finish(self) -> None:
-        """Close once the request under way (if any) is answered."""
+        """Close once the answer under way (if any) is written. A request still waiting for
+        its answer is told at once that the proxy is shutting down, as aiohttp's path says."""
         self._finishing = True
-        if self._task is None and self._transport is not None:
-            self._transport.close()
+        if self._task is None:
+            if self._transport is not None:
+                self._transport.close()
+        elif self._waiting:
+            self._task.cancel()
 
     # asyncio.Protocol
 
@@ -159,13 +164,24 @@ class HotConnection(asyncio.Protocol):
     async def _answer_later(self, later: Later, head: Head) -> None:
         keep_alive = head.keep_alive
         try:
+            self._waiting = True
             try:
                 answer: Reply | Streamed = await later()
+            except asyncio.CancelledError:
+                if not self._finishing or self._transport is None:
+                    raise
+                # finish() called off the wait: the proxy is stopping.
+                current = asyncio.current_task()
+                assert current is not None
+                current.uncancel()
+                answer = self._hub.answers.failure(head, ShuttingDown())
             except (ProxyError, web.HTTPException) as exc:
                 answer = self._hub.answers.failure(head, exc)
             except Exception:
                 log.exception("the fast path failed on %s %s", head.method, printable(head.path))
                 answer = self._hub.answers.error_reply(head, INTERNAL_ERROR)
+            finally:
+                self._waiting = False
             transport = self._transport
             if transport is None:
                 return
@@ -175,6 +191,13 @@ class HotConnection(asyncio.Protocol):
                 await self._stream(transport, answer)
                 keep_alive = keep_alive and not answer.close
         except _Aborted:
+            return
+        except Exception:
+            # A bug of ours, after the answer began: the client must not take what it got
+            # for a whole answer.
+            log.exception("the fast path failed on %s %s", head.method, printable(head.path))
+            if self._transport is not None:
+                self._transport.abort()
             return
         finally:
             if self._task is asyncio.current_task():
@@ -212,6 +235,9 @@ class HotConnection(asyncio.Protocol):
                     await self._writable()
             if answer.chunked:
                 transport.write(b"0\r\n\r\n")
+        except asyncio.CancelledError:
+            transport.abort()  # a body cut short must not look whole (HTTP/1.0 ends at close)
+            raise
         except Exception as exc:
             # The head is out: a second answer cannot follow. The player sees the connection
             # end early and retries.
