@@ -17,7 +17,7 @@ from typing import Protocol, cast
 
 from aiohttp import web
 
-from ..errors import ProxyError, ShuttingDown
+from ..errors import ProxyError, ShuttingDown, Unavailable
 from ..logs import printable
 from . import sendfile
 from .hot_answers import Answers, Later, Reply, Streamed
@@ -168,13 +168,16 @@ class HotConnection(asyncio.Protocol):
             try:
                 answer: Reply | Streamed = await later()
             except asyncio.CancelledError:
-                if not self._finishing or self._transport is None:
-                    raise
-                # finish() called off the wait: the proxy is stopping.
                 current = asyncio.current_task()
                 assert current is not None
-                current.uncancel()
-                answer = self._hub.answers.failure(head, ShuttingDown())
+                if self._transport is None or (current.cancelling() and not self._finishing):
+                    raise
+                if current.cancelling():
+                    current.uncancel()  # finish() called off the wait: the proxy is stopping
+                    error: ProxyError = ShuttingDown()
+                else:  # what the answer waited on was cancelled: its stream is closing
+                    error = Unavailable("the stream stopped while this request waited")
+                answer = self._hub.answers.failure(head, error)
             except (ProxyError, web.HTTPException) as exc:
                 answer = self._hub.answers.failure(head, exc)
             except Exception:
@@ -192,6 +195,12 @@ class HotConnection(asyncio.Protocol):
                 keep_alive = keep_alive and not answer.close
         except _Aborted:
             return
+        except asyncio.CancelledError:
+            # Ended without its answer: the client must not wait on a connection that will
+            # never answer it.
+            if self._transport is not None:
+                self._transport.abort()
+            raise
         except Exception:
             # A bug of ours, after the answer began: the client must not take what it got
             # for a whole answer.
