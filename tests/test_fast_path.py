@@ -13,8 +13,10 @@ import pytest
 from aiohttp import web
 
 from hlsproxy.config import load_settings
+from hlsproxy.state import EndReason
 from hlsproxy.web.app import create_app
 from hlsproxy.web.hot_site import HotSite
+from hlsproxy.web.keys import STREAMS
 
 from .conftest import CID, CID2, ProxyFactory, RunningSim
 
@@ -286,3 +288,24 @@ async def test_stopping_closes_fast_path_connections_and_leaves_no_task(sim: Run
     left = {t for t in asyncio.all_tasks() if not t.done()} - before
     assert left <= {asyncio.current_task()}
     assert sim.engine.active() == []
+
+
+async def test_a_request_waiting_on_a_stream_that_closes_is_answered(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    """A playlist request waiting on the engine when its stream ends gets an answer (503),
+    not a connection that never answers."""
+    client = await proxy()
+    raw = await Raw.open(port_of(client))
+    await first_segment(raw)
+    sim.faults.playlist_delay = 30.0  # the next playlist refresh waits at the engine
+    await asyncio.sleep(3.0)  # the proxy's copy goes stale
+    raw.send(get(MANIFEST))
+    await asyncio.sleep(0.5)
+    for stream in list(client.server.app[STREAMS].hls_streams()):
+        stream.close(EndReason.SHUTDOWN)
+    status, headers, body = await raw.response()
+    assert status == "HTTP/1.1 503 Service Unavailable"
+    assert "retry-after" in headers and json.loads(body)["error"] == "unavailable"
+    sim.faults.playlist_delay = 0.0
+    raw.close()

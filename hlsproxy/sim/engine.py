@@ -101,7 +101,12 @@ class SimEngine(TsReads, HlsServing):
             and "moved" not in request.query
         ):
             raise web.HTTPFound(redirect.format(path=request.path))
-        status = self._injected_status(request.match_info.route.name)
+        route = request.match_info.route.name
+        delay = self.faults.playlist_delay
+        slow = delay > 0 and route is not None and route.endswith(".m3u8")
+        if slow and not await self._sleep(delay):
+            return drop(request)
+        status = self._injected_status(route)
         if status is not None:
             self._count("injected_error")
             return web.Response(status=status, text=f"injected error {status}")

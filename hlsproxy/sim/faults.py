@@ -26,6 +26,8 @@ class Faults:
     """Every request: the connection is dropped with no answer."""
     playlist_error: int | None = None
     """Every HLS playlist (media, multivariant or variant) answers this HTTP status."""
+    playlist_delay: float = 0.0
+    """Seconds before an HLS playlist is answered (an engine slow to write the next one)."""
     segment_error: int | None = None
     """Every HLS segment, init section and key answers this HTTP status."""
     segment_stall_after: int | None = None
