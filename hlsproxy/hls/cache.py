@@ -300,9 +300,8 @@ class SegmentCache:
         """
         if self.closed:
             raise ShuttingDown()
-        cached = self.peek(key)
+        cached = self.cached(key)
         if cached is not None:
-            self._counts.hits += 1
             return cached
         flight = self._flights.get(key)
         if flight is None:

@@ -41,6 +41,7 @@ from .hls_routes import (
 from .hot_head import Head
 from .keys import METRICS, SETTINGS, STREAMS
 from .middleware import CORS_HEADERS, ErrorAnswer, describe, report
+from .urls import miss_spelt
 
 MANIFEST = "/ace/manifest.m3u8"
 _RESOURCES = "/ace/hls/"
@@ -151,22 +152,20 @@ class Answers:
     def _authorised(self, head: Head) -> bool:
         query_token = None
         if TOKEN_PARAM in head.query:
-            if any(mark in head.query for mark in "%+;"):
+            if not _plain(head.query):
                 return False  # aiohttp's query parser decides what was presented
-            query_token = next((v for k, v in parse_qsl(head.query) if k == TOKEN_PARAM), None)
+            query_token = _first_of(parse_qsl(head.query))(TOKEN_PARAM)
         return token_matches(token_in(head.authorization, query_token), self._token)
 
     def _read_query(self, query: str) -> StreamRequest | None:
         """The stream a manifest query asks for; None when aiohttp should read the query
         (escapes, odd separators) or redirect it (a content id not spelt canonically)."""
-        if any(mark in query for mark in "%+;"):
+        if not _plain(query):
             return None
         pairs = parse_qsl(query, keep_blank_values=True)
         request = parse_stream_request(pairs, allow_remote=self._settings.allow_remote_content)
-        name, value = request.key.engine_param
-        given = next((v for k, v in pairs if k == name), None)
-        given = given or next((v for k, v in pairs if k == "content_id"), None)
-        return None if given is not None and given != value else request
+        first = _first_of(pairs)
+        return None if miss_spelt(request.key, first) is not None else request
 
     def _playlist_reply(self, head: Head, text: str) -> Reply:
         data = self._encoded.get(text)
@@ -242,8 +241,8 @@ class Answers:
         if flight.length is not None:
             return Streamed(_head(head, _OK, block, flight.length, self._now()), flight, False)
         if head.http10:  # no chunked framing in HTTP/1.0: the end of the body is the close
-            line = b"HTTP/1.0 200 OK\r\n" + block + b"Connection: close\r\n"
-            return Streamed(line + self._now() + b"\r\n", flight, False, close=True)
+            status = _head(head, _OK, block, None, self._now(), close=True)
+            return Streamed(status, flight, False, close=True)
         block += b"Transfer-Encoding: chunked\r\n"
         return Streamed(_head(head, _OK, block, None, self._now()), flight, True)
 
@@ -272,17 +271,30 @@ _OK = b"200 OK"
 _PARTIAL = b"206 Partial Content"
 
 
-def _head(head: Head, status: bytes, block: bytes, length: int | None, date: bytes) -> bytes:
+def _head(
+    head: Head, status: bytes, block: bytes, length: int | None, date: bytes, *, close: bool = False
+) -> bytes:
     version = b"HTTP/1.0 " if head.http10 else b"HTTP/1.1 "
     parts = [version, status, b"\r\n", block]
     if length is not None:
         parts.append(b"Content-Length: %d\r\n" % length)
-    if head.http10 and head.keep_alive:
+    keep_alive = head.keep_alive and not close
+    if head.http10 and keep_alive:
         parts.append(b"Connection: keep-alive\r\n")
-    elif not head.http10 and not head.keep_alive:
+    elif not keep_alive and (close or not head.http10):
         parts.append(b"Connection: close\r\n")
     parts += [date, b"\r\n"]
     return b"".join(parts)
+
+
+def _plain(query: str) -> bool:
+    """A query with no escapes or odd separators, which parse_qsl reads as aiohttp does."""
+    return not any(mark in query for mark in "%+;")
+
+
+def _first_of(pairs: list[tuple[str, str]]) -> Callable[[str], str | None]:
+    """The first value of a name, as a multidict's get() gives it."""
+    return lambda name: next((v for k, v in pairs if k == name), None)
 
 
 def _media_type(token: str, upstream: str) -> bytes:

@@ -127,13 +127,12 @@ class HotConnection(asyncio.Protocol):
                 elif self._finishing:
                     transport.close()
                 return
-            raw = bytes(self._buffer[: end + len(_END)])
-            head = read_head(raw[:end])
+            head = read_head(bytes(self._buffer[:end]))
             answer = self._answer(head) if head is not None else None
             if head is None or answer is None:
                 self._hand_over()
                 return
-            del self._buffer[: len(raw)]
+            del self._buffer[: end + len(_END)]
             self.last_request = self._clock()
             if isinstance(answer, Reply):
                 self._send(transport, answer)
