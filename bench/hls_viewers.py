@@ -7,6 +7,8 @@ duration. Runs, one after the other (interleaved when repeated):
 
 - `hlsproxy`: `python -m hlsproxy` with its defaults (it prefetches the two newest segments);
 - `hlsproxy-p0`: the same with `-hls-prefetch 0`, so that viewers meet real misses;
+- `hlsproxy-base`: hlsproxy as `--base-cmd` starts it (another tree, say), to compare two
+  versions in one command;
 - `nginx`: nginx with `proxy_cache` and `proxy_cache_lock on` (bench/nginx.conf.template),
   fronting the engine's own HLS session, with the engine's absolute segment URLs rewritten
   to nginx's by `sub_filter`.
@@ -72,7 +74,7 @@ from sampling import cpu_delta, cpu_seconds, machine_busy, rss_bytes
 
 BENCH = Path(__file__).resolve().parent
 
-RUNS = ("hlsproxy", "hlsproxy-p0", "nginx")
+RUNS = ("hlsproxy", "hlsproxy-p0", "hlsproxy-base", "nginx")
 DEFAULT_RUNS = ("hlsproxy", "nginx")
 # Targets.
 MISS_BUDGET_MS = 20.0
@@ -91,6 +93,7 @@ class Options:
     runs: list[str]
     repeat: int
     hlsproxy_cmd: str
+    base_cmd: str | None
     profile: Path | None
     keep: bool
     json_out: Path | None
@@ -116,8 +119,10 @@ def start_server(
     if name == "nginx":
         assert nginx is not None
         return start_nginx(nginx, workdir, port, engine_port), port
+    command = opts.base_cmd if name == "hlsproxy-base" else opts.hlsproxy_cmd
+    assert command is not None
     argv = [
-        *shlex.split(opts.hlsproxy_cmd.format(python=sys.executable)),
+        *shlex.split(command.format(python=sys.executable)),
         "-addr",
         f"{HOST}:{port}",
         "-acestream-host",
@@ -311,6 +316,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="how to start hlsproxy, before its flags ({python}: this interpreter)",
     )
     p.add_argument(
+        "--base-cmd",
+        help="how to start the hlsproxy-base run's hlsproxy, as --hlsproxy-cmd (for example "
+        "'env PYTHONPATH=/tmp/before {python} -P -m hlsproxy' for a checkout in /tmp/before)",
+    )
+    p.add_argument(
         "--profile", type=Path, help="py-spy the first hlsproxy runs; summary to this file"
     )
     p.add_argument("--json", type=Path, dest="json_out", help="raw figures to this file")
@@ -320,6 +330,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     unknown = [r for r in runs if r not in RUNS]
     if unknown or not runs:
         p.error(f"--runs: unknown {unknown}; choose from {', '.join(RUNS)}")
+    if ("hlsproxy-base" in runs) != (a.base_cmd is not None):
+        p.error("--base-cmd and the hlsproxy-base run go together")
     try:
         viewers = [int(v) for v in a.viewers.split(",") if v.strip()]
     except ValueError:

@@ -309,3 +309,74 @@ async def test_a_request_waiting_on_a_stream_that_closes_is_answered(
     assert "retry-after" in headers and json.loads(body)["error"] == "unavailable"
     sim.faults.playlist_delay = 0.0
     raw.close()
+
+
+def dechunk(data: bytes) -> bytes | None:
+    """The body of a whole chunked transfer; None while it is not all there."""
+    body = bytearray()
+    at = 0
+    while True:
+        line_end = data.find(b"\r\n", at)
+        if line_end < 0:
+            return None
+        size = int(data[at:line_end], 16)
+        start = line_end + 2
+        if len(data) < start + size + 2:
+            return None
+        assert data[start + size : start + size + 2] == b"\r\n"
+        if size == 0:
+            assert start + 2 == len(data), "bytes after the last chunk"
+            return bytes(body)
+        body += data[start : start + size]
+        at = start + size + 2
+
+
+@pytest.mark.parametrize("unsized", [False, True], ids=["content-length", "chunked"])
+async def test_viewers_that_join_a_segment_still_arriving_get_it_whole(
+    proxy: ProxyFactory, sim: RunningSim, unsized: bool
+) -> None:
+    """Viewers of a segment the engine is still sending get its first bytes as they come
+    and the rest from the cache once it has landed: every byte once, in order, framed as
+    the engine framed it (a length, or chunks to HTTP/1.1 and the close to HTTP/1.0), from
+    one engine fetch."""
+    port = port_of(await proxy(hls_prefetch="0"))
+    viewers = [await Raw.open(port) for _ in range(3)]
+    sequence, uri = await first_segment(viewers[0])
+    expected = sim.engine.media.segment(sequence)
+    sim.faults.segment_unsized = unsized
+    sim.faults.segment_stall_after = 5000
+    sim.faults.segment_stall_seconds = 1.0
+    fetched = sim.counters["segment"]
+    for raw, version in zip(viewers, ("1.1", "1.1", "1.0"), strict=True):
+        raw.send(get(uri, version=version))
+    early: list[bytes] = []
+    for raw in viewers:
+        async with asyncio.timeout(STEP):
+            head = await raw.reader.readuntil(b"\r\n\r\n")
+        assert head.split(b"\r\n")[0].endswith(b" 200 OK")
+        assert (b"Content-Length: %d\r\n" % len(expected) in head) is not unsized
+        # Well inside the engine's pause: only bytes sent before it can be here.
+        async with asyncio.timeout(0.5):
+            early.append(await raw.reader.read(65536))
+    assert all(early)
+    for raw, first_bytes in zip(viewers[:2], early[:2], strict=True):
+        async with asyncio.timeout(STEP):
+            if not unsized:
+                rest = await raw.reader.readexactly(len(expected) - len(first_bytes))
+                body = first_bytes + rest
+            else:
+                framed = first_bytes
+                while (whole := dechunk(framed)) is None:
+                    chunk = await raw.reader.read(65536)
+                    assert chunk, "the connection closed mid-body"
+                    framed += chunk
+                body = whole
+        assert body == expected
+    assert early[2] + await viewers[2].reader.read() == expected  # HTTP/1.0: to the close
+    assert sim.counters["segment"] == fetched + 1
+    # The same connections go on: the segment, now cached, comes whole at once.
+    viewers[0].send(get(uri))
+    status, _, body = await viewers[0].response()
+    assert status == "HTTP/1.1 200 OK" and body == expected
+    for raw in viewers:
+        raw.close()

@@ -1159,3 +1159,27 @@ async def test_python_m_hlsproxy_sim_runs_standalone() -> None:
         process.terminate()
         async with asyncio.timeout(10):
             assert await process.wait() == 0
+
+
+@pytest.mark.parametrize("unsized", [False, True], ids=["content-length", "chunked"])
+async def test_fault_segment_pauses_then_sends_the_rest(sim: Sim, unsized: bool) -> None:
+    engine, client = await sim()
+    r = await started(client, "hls", id=CID)
+    async with client.get(path(r["playback_url"])) as resp:
+        segment = path(playlist_entries(await resp.text())[1][-1][1])
+    async with client.get(segment) as resp:
+        whole = await resp.read()
+    engine.faults.segment_stall_after = PACKET_SIZE
+    engine.faults.segment_stall_seconds = 0.5
+    engine.faults.segment_unsized = unsized
+    async with client.get(segment) as resp:
+        assert resp.status == 200
+        assert ("Content-Length" in resp.headers) is not unsized
+        assert (resp.headers.get("Transfer-Encoding") == "chunked") is unsized
+        assert await read_exactly(resp, PACKET_SIZE) == whole[:PACKET_SIZE]
+        with pytest.raises(TimeoutError):  # the pause
+            async with asyncio.timeout(0.3):
+                await resp.content.readany()
+        async with asyncio.timeout(5):
+            assert await resp.content.read() == whole[PACKET_SIZE:]
+    assert engine.counters["segment_broken"] == 0

@@ -48,6 +48,11 @@ _CONTENT_GONE = "failed to load content"
 # elsewhere would make the proxy fetch, and serve, whatever that address holds.
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# How much of a fetched resource's body may wait unread before the socket is paused
+# (aiohttp pauses at twice this). aiohttp's 64 KiB default makes a 2.5 MB segment arrive in
+# pause-and-resume steps, each a turn of a busy event loop, while every viewer that asked
+# for it waits; the cache keeps the whole body anyway, so letting it flow costs no memory.
+FETCH_READ_BUFFER = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +170,12 @@ class EngineClient:
             self._errors("fetching from the engine"),
             asyncio.timeout(self._response_timeout),
         ):
-            resp = await self._get(session.engine, session.url(engine_url), headers=headers)
+            resp = await self._get(
+                session.engine,
+                session.url(engine_url),
+                headers=headers,
+                read_bufsize=FETCH_READ_BUFFER,
+            )
         if resp.status not in (200, 206):
             resp.release()
             raise EngineStatus(resp.status)
@@ -209,11 +219,14 @@ class EngineClient:
         url: str,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        read_bufsize: int | None = None,
     ) -> aiohttp.ClientResponse:
         """GET with redirects followed by hand, only while they stay on `engine`."""
         target = URL(url).extend_query(params or {})
         for _ in range(MAX_REDIRECTS + 1):
-            resp = await self._http.get(target, headers=headers, allow_redirects=False)
+            resp = await self._http.get(
+                target, headers=headers, allow_redirects=False, read_bufsize=read_bufsize
+            )
             if resp.status not in _REDIRECTS:
                 return resp
             resp.release()
@@ -274,18 +287,21 @@ class EngineResource:
         return str(self._response.url)
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it was read in. (`readany` would join every piece waiting
+        into one: a copy of a whole segment when it arrives at once.)"""
         content = self._response.content
         while True:
             try:
                 async with asyncio.timeout(self._read_timeout):
-                    chunk = await content.readany()
+                    chunk, chunk_ended = await content.readchunk()
             except TimeoutError as exc:
                 raise EngineTimeout("the engine stopped sending mid-answer") from exc
             except (aiohttp.ClientError, OSError) as exc:
                 raise EngineUnreachable("the engine dropped the connection mid-answer") from exc
-            if not chunk:
+            if chunk:
+                yield chunk
+            elif not chunk_ended:  # nothing, and not at an HTTP chunk's end: the body's end
                 return
-            yield chunk
 
     async def read(self, limit: int) -> bytes:
         body = bytearray()

@@ -142,30 +142,43 @@ class Flight:
     def settled(self) -> bool:
         return self._cached is not None or self._error is not None
 
+    @property
+    def landed(self) -> Cached | None:
+        """The complete body, once it has all arrived."""
+        return self._cached
+
     async def chunks(self) -> AsyncIterator[bytes | memoryview]:
         """The body from byte 0: what has arrived at once, then each piece as it comes.
 
         Raises the upstream's error, after the bytes that arrived before it.
         """
-        index = 0
         offset = 0
-        while True:
-            cached = self._cached
-            if cached is not None:
-                # The pieces were joined into one body; serve what this reader has not had.
-                if offset < len(cached.body):
-                    yield cached.body.view[offset:]
-                return
+        async for piece in self.arriving():
+            offset += len(piece)
+            yield piece
+        cached = self._cached
+        assert cached is not None  # arriving() ends only once the body has landed
+        if offset < len(cached.body):
+            yield cached.body.view[offset:]
+
+    async def arriving(self) -> AsyncIterator[bytes]:
+        """The pieces from byte 0 while the body is still arriving: what has arrived at
+        once, then each piece as it comes. Ends as soon as the whole body has landed, without
+        the pieces not yet read: they are in `landed`, from the offset read so far.
+
+        Raises the upstream's error, after the pieces that arrived before it.
+        """
+        index = 0
+        while self._cached is None:
+            # `_complete` replaces the list, so this reader's index stays valid until then.
             pieces = self._pieces
             if index < len(pieces):
-                piece = pieces[index]
                 index += 1
-                offset += len(piece)
-                yield piece
-                continue
-            if self._error is not None:
+                yield pieces[index - 1]
+            elif self._error is not None:
                 raise self._error
-            await self._changed.wait()
+            else:
+                await self._changed.wait()
 
     async def result(self) -> Cached:
         """The complete body, once it has all arrived. Raises the upstream's error."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,7 +33,13 @@ class Faults:
     """Every HLS segment, init section and key answers this HTTP status."""
     segment_stall_after: int | None = None
     """An HLS segment sends its headers (with the whole Content-Length) and this many bytes
-    of its body, then nothing more until its session ends or its client leaves."""
+    of its body, then nothing more for `segment_stall_seconds`, or until its session ends
+    or its client leaves."""
+    segment_stall_seconds: float = math.inf
+    """How long a `segment_stall_after` stall lasts; the rest of the body follows it."""
+    segment_unsized: bool = False
+    """HLS segments come without a Content-Length, chunked, as from an origin that sends a
+    segment while it is still writing it."""
     segment_cut_after: int | None = None
     """An HLS segment sends its headers (with the whole Content-Length) and at most this many
     bytes of its body, then the connection is dropped."""

@@ -8,7 +8,6 @@ are still served; newer ones are not. See `flavours` for what else than MPEG-TS 
 from __future__ import annotations
 
 import contextlib
-import math
 
 from aiohttp import web
 
@@ -69,6 +68,9 @@ class HlsServing(EngineState):
     def _media_playlist(self, host: str, live: Live, variant: str = "high") -> str:
         s = live.session
         first, newest = self._window(live)
+        # An engine holds a segment before it lists it: the segment's first request must not
+        # wait while it is made (padding to the bitrate takes milliseconds).
+        self._hls_segment(s.flavour, variant, newest)
         return media_playlist(
             host,
             s.infohash,
@@ -100,29 +102,44 @@ class HlsServing(EngineState):
                 live.served += len(data)
                 self._count("segment")
                 faults = self.faults
-                if faults.segment_stall_after is None and faults.segment_cut_after is None:
+                if (
+                    faults.segment_stall_after is None
+                    and faults.segment_cut_after is None
+                    and not faults.segment_unsized
+                ):
                     return web.Response(body=data, content_type=_SEGMENT_TYPES[ext])
-                return await self._broken_segment(request, live, data, _SEGMENT_TYPES[ext])
+                return await self._faulty_segment(request, live, data, _SEGMENT_TYPES[ext])
         self._count("segment_missing")
         raise web.HTTPNotFound()
 
-    async def _broken_segment(
+    async def _faulty_segment(
         self, request: web.Request, live: Live, data: bytes, content_type: str
     ) -> web.StreamResponse:
-        """A segment whose body breaks off after the headers promised all of it."""
-        stall, cut = self.faults.segment_stall_after, self.faults.segment_cut_after
-        limit = min(x for x in (stall, cut) if x is not None)
+        """A segment sent as the faults say: with no length, with a pause, or broken off
+        after the headers promised all of it."""
+        faults = self.faults
+        stall, cut = faults.segment_stall_after, faults.segment_cut_after
         resp = web.StreamResponse(headers={"Content-Type": content_type})
-        resp.content_length = len(data)
+        if not faults.segment_unsized:
+            resp.content_length = len(data)
         with contextlib.suppress(ConnectionError):
             await resp.prepare(request)
-            await resp.write(data[:limit])
-            if limit == cut:
+            if cut is not None and (stall is None or cut <= stall):
+                await resp.write(data[:cut])
                 await flushed(request)
-            else:
-                await self._pause(request, live, math.inf)
+            elif stall is None or await self._stall(request, resp, live, data, stall):
+                await resp.write(data[stall:])
+                await resp.write_eof()
+                return resp
         self._count("segment_broken")
         return drop(request, resp)
+
+    async def _stall(
+        self, request: web.Request, resp: web.StreamResponse, live: Live, data: bytes, at: int
+    ) -> bool:
+        """Send `data[:at]`, then wait; whether the rest may follow."""
+        await resp.write(data[:at])
+        return await self._pause(request, live, self.faults.segment_stall_seconds)
 
     async def _init_section(self, request: web.Request) -> web.StreamResponse:
         live = self._hls_session(request.match_info["infohash"])

@@ -18,6 +18,7 @@ from typing import Protocol, cast
 from aiohttp import web
 
 from ..errors import ProxyError, ShuttingDown, Unavailable
+from ..hls.body import Body
 from ..logs import printable
 from . import sendfile
 from .hot_answers import Answers, Later, Reply, Streamed
@@ -227,22 +228,30 @@ class HotConnection(asyncio.Protocol):
             transport.write(reply.head + reply.text if reply.text else reply.head)
             return
         transport.write(reply.head)
-        start = reply.start + sendfile.send_now(transport, body, reply.start, reply.end)
-        if start < reply.end:
-            transport.write(body.view[start : reply.end])
+        _send_body(transport, body, reply.start, reply.end)
 
     async def _stream(self, transport: asyncio.Transport, answer: Streamed) -> None:
         transport.write(answer.head)
+        flight = answer.flight
         try:
-            async for chunk in answer.flight.chunks():
+            sent = 0
+            async for piece in flight.arriving():
                 if answer.chunked:
-                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                    transport.writelines((b"%x\r\n" % len(piece), piece, b"\r\n"))
                 else:
-                    transport.write(chunk)
+                    transport.write(piece)
+                sent += len(piece)
                 if self._write_paused:
                     await self._writable()
+            # What had not been written when the body landed goes out as a cached body does.
+            landed = flight.landed
+            assert landed is not None
+            end = len(landed.body)
+            if sent < end and answer.chunked:
+                transport.write(b"%x\r\n" % (end - sent))
+            _send_body(transport, landed.body, sent, end)
             if answer.chunked:
-                transport.write(b"0\r\n\r\n")
+                transport.write(b"\r\n0\r\n\r\n" if sent < end else b"0\r\n\r\n")
         except asyncio.CancelledError:
             transport.abort()  # a body cut short must not look whole (HTTP/1.0 ends at close)
             raise
@@ -287,6 +296,13 @@ class HotConnection(asyncio.Protocol):
             protocol.data_received(data)
         if self._finishing:
             protocol.eof_received()
+
+
+def _send_body(transport: asyncio.Transport, body: Body, start: int, end: int) -> None:
+    """`body[start:end]`, by sendfile as far as the socket takes it at once, then written."""
+    start += sendfile.send_now(transport, body, start, end)
+    if start < end:
+        transport.write(body.view[start:end])
 
 
 class _Aborted(Exception):
