@@ -41,26 +41,38 @@ class Raw:
 
     async def response(self, *, head_only: bool = False) -> tuple[str, dict[str, str], bytes]:
         async with asyncio.timeout(STEP):
-            head = await self.reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                if line:
-                    name, _, value = line.partition(":")
-                    headers[name.lower()] = value.strip()
-            if head_only:
-                body = b""
-            elif "content-length" in headers:
-                body = await self.reader.readexactly(int(headers["content-length"]))
-            elif headers.get("transfer-encoding") == "chunked":
-                body = b""
-                while size := int((await self.reader.readuntil(b"\r\n"))[:-2], 16):
-                    body += await self.reader.readexactly(size)
-                    await self.reader.readuntil(b"\r\n")
-                await self.reader.readuntil(b"\r\n")
-            else:
-                body = await self.reader.read()
-        return lines[0], headers, body
+            status, headers = await self.head()
+            body = b"" if head_only else await self.body(headers)
+        return status, headers, body
+
+    async def head(self) -> tuple[str, dict[str, str]]:
+        """The status line and the headers (names in lower case)."""
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.lower()] = value.strip()
+        return lines[0], headers
+
+    async def body(self, headers: dict[str, str], have: bytes = b"") -> bytes:
+        """The body after the `have` bytes of it already read (whole chunks, if chunked)."""
+        if "content-length" in headers:
+            return have + await self.reader.readexactly(int(headers["content-length"]) - len(have))
+        if headers.get("transfer-encoding") == "chunked":
+            body = have
+            while chunk := await self.chunk():
+                body += chunk
+            return body
+        return have + await self.reader.read()  # HTTP/1.0 without a length: to the close
+
+    async def chunk(self) -> bytes:
+        """The next chunk of a chunked body; b"" for the last one."""
+        size = int((await self.reader.readuntil(b"\r\n"))[:-2], 16)
+        data = await self.reader.readexactly(size)
+        assert await self.reader.readuntil(b"\r\n") == b"\r\n"
+        return data
 
     async def closed_by_server(self) -> bool:
         async with asyncio.timeout(STEP):
@@ -311,26 +323,6 @@ async def test_a_request_waiting_on_a_stream_that_closes_is_answered(
     raw.close()
 
 
-def dechunk(data: bytes) -> bytes | None:
-    """The body of a whole chunked transfer; None while it is not all there."""
-    body = bytearray()
-    at = 0
-    while True:
-        line_end = data.find(b"\r\n", at)
-        if line_end < 0:
-            return None
-        size = int(data[at:line_end], 16)
-        start = line_end + 2
-        if len(data) < start + size + 2:
-            return None
-        assert data[start + size : start + size + 2] == b"\r\n"
-        if size == 0:
-            assert start + 2 == len(data), "bytes after the last chunk"
-            return bytes(body)
-        body += data[start : start + size]
-        at = start + size + 2
-
-
 @pytest.mark.parametrize("unsized", [False, True], ids=["content-length", "chunked"])
 async def test_viewers_that_join_a_segment_still_arriving_get_it_whole(
     proxy: ProxyFactory, sim: RunningSim, unsized: bool
@@ -349,30 +341,26 @@ async def test_viewers_that_join_a_segment_still_arriving_get_it_whole(
     fetched = sim.counters["segment"]
     for raw, version in zip(viewers, ("1.1", "1.1", "1.0"), strict=True):
         raw.send(get(uri, version=version))
-    early: list[bytes] = []
-    for raw in viewers:
+    answers: list[tuple[dict[str, str], bytes]] = []
+    for raw, version in zip(viewers, ("1.1", "1.1", "1.0"), strict=True):
         async with asyncio.timeout(STEP):
-            head = await raw.reader.readuntil(b"\r\n\r\n")
-        assert head.split(b"\r\n")[0].endswith(b" 200 OK")
-        assert (b"Content-Length: %d\r\n" % len(expected) in head) is not unsized
+            status, headers = await raw.head()
+        assert status == f"HTTP/{version} 200 OK"
+        if not unsized:
+            assert headers["content-length"] == str(len(expected))
+        else:
+            assert "content-length" not in headers
+            assert (headers.get("transfer-encoding") == "chunked") is (version == "1.1")
         # Well inside the engine's pause: only bytes sent before it can be here.
         async with asyncio.timeout(0.5):
-            early.append(await raw.reader.read(65536))
-    assert all(early)
-    for raw, first_bytes in zip(viewers[:2], early[:2], strict=True):
+            chunked = headers.get("transfer-encoding") == "chunked"
+            early = await (raw.chunk() if chunked else raw.reader.read(65536))
+        assert early
+        answers.append((headers, early))
+    for raw, (headers, early) in zip(viewers, answers, strict=True):
         async with asyncio.timeout(STEP):
-            if not unsized:
-                rest = await raw.reader.readexactly(len(expected) - len(first_bytes))
-                body = first_bytes + rest
-            else:
-                framed = first_bytes
-                while (whole := dechunk(framed)) is None:
-                    chunk = await raw.reader.read(65536)
-                    assert chunk, "the connection closed mid-body"
-                    framed += chunk
-                body = whole
-        assert body == expected
-    assert early[2] + await viewers[2].reader.read() == expected  # HTTP/1.0: to the close
+            assert await raw.body(headers, early) == expected
+    assert await viewers[2].closed_by_server()  # HTTP/1.0: the body ends with the connection
     assert sim.counters["segment"] == fetched + 1
     # The same connections go on: the segment, now cached, comes whole at once.
     viewers[0].send(get(uri))

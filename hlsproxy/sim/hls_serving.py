@@ -68,9 +68,10 @@ class HlsServing(EngineState):
     def _media_playlist(self, host: str, live: Live, variant: str = "high") -> str:
         s = live.session
         first, newest = self._window(live)
-        # An engine holds a segment before it lists it: the segment's first request must not
-        # wait while it is made (padding to the bitrate takes milliseconds).
-        self._hls_segment(s.flavour, variant, newest)
+        if _main_media(s.flavour, variant):
+            # An engine holds a segment before it lists it: the segment's first request must
+            # not wait while it is made (padding to the bitrate takes milliseconds).
+            self._segment_bytes(newest)
         return media_playlist(
             host,
             s.infohash,
@@ -127,19 +128,17 @@ class HlsServing(EngineState):
             if cut is not None and (stall is None or cut <= stall):
                 await resp.write(data[:cut])
                 await flushed(request)
-            elif stall is None or await self._stall(request, resp, live, data, stall):
-                await resp.write(data[stall:])
-                await resp.write_eof()
-                return resp
+            else:
+                resumed = True
+                if stall is not None:
+                    await resp.write(data[:stall])
+                    resumed = await self._pause(request, live, faults.segment_stall_seconds)
+                if resumed:
+                    await resp.write(data[stall:])
+                    await resp.write_eof()
+                    return resp
         self._count("segment_broken")
         return drop(request, resp)
-
-    async def _stall(
-        self, request: web.Request, resp: web.StreamResponse, live: Live, data: bytes, at: int
-    ) -> bool:
-        """Send `data[:at]`, then wait; whether the rest may follow."""
-        await resp.write(data[:at])
-        return await self._pause(request, live, self.faults.segment_stall_seconds)
 
     async def _init_section(self, request: web.Request) -> web.StreamResponse:
         live = self._hls_session(request.match_info["infohash"])
@@ -163,7 +162,7 @@ class HlsServing(EngineState):
         return web.Response(body=data, content_type=content_type)
 
     def _hls_segment(self, flavour: HlsFlavour, variant: str, n: int) -> bytes:
-        if flavour == "mpegts" or (flavour == "multivariant" and variant == "high"):
+        if _main_media(flavour, variant):
             return self._segment_bytes(n)
         media = self._flavour_media()
         if flavour == "fmp4":
@@ -191,6 +190,11 @@ class HlsServing(EngineState):
     def _window(self, live: Live) -> tuple[int, int]:
         newest = self._newest(live)
         return max(live.first_segment, newest - self.hls_window + 1), newest
+
+
+def _main_media(flavour: HlsFlavour, variant: str) -> bool:
+    """Whether a playlist's segments are the main media (padded to the bitrate, if set)."""
+    return flavour == "mpegts" or (flavour == "multivariant" and variant == "high")
 
 
 def _playlist_response(text: str) -> web.Response:
