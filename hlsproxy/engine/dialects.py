@@ -43,6 +43,10 @@ from ..errors import Unavailable
 from .client import EngineSession
 from .selection import Candidate
 
+CHECKED_RELEASE = "v2.1.0.2"
+"""The orchestrator release whose source the v2.1 facts above come from; the compose file
+pins its image to this tag."""
+
 Call = Literal["engines", "status", "provision", "started", "ended"]
 
 _PATHS: dict[Call, str] = {

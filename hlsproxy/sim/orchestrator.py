@@ -42,6 +42,7 @@ bodies and `unexpected`.
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import secrets
@@ -160,6 +161,19 @@ class SimOrchestrator(EnginePool):
         """The id each stream_ended event named, in order."""
         key = "content_id" if self.dialect == "v2.1" else "stream_id"
         return [str(e.get(key)) for e in self.events_ended]
+
+    def unended_starts(self) -> list[dict[str, Any]]:
+        """The stream_started bodies whose stream no stream_ended has named since."""
+        open_: dict[str, list[dict[str, Any]]] = {}
+        events = [(e, i) for e, i in zip(self.events_started, self.started_ids(), strict=True)]
+        ends = collections.Counter(self.ended_ids())
+        for event, stream_id in events:
+            open_.setdefault(stream_id, []).append(event)
+        return [
+            event
+            for stream_id, started in open_.items()
+            for event in started[min(ends[stream_id], len(started)) :]
+        ]
 
     def drain(self, container_id: str) -> None:
         """The engine takes no new stream from now on (v2.1 lists it `draining`)."""
