@@ -38,7 +38,9 @@ def dialect(request: pytest.FixtureRequest) -> Dialect:
 
 @pytest.fixture
 async def orch(orch_options: dict[str, Any], dialect: Dialect) -> AsyncIterator[SimOrchestrator]:
-    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, dialect=dialect, **orch_options)
+    orchestrator = SimOrchestrator(
+        api_key=KEY, dialect=dialect, **{"stat_interval": 0.5, **orch_options}
+    )
     await orchestrator.serve()
     yield orchestrator
     await orchestrator.stop()
@@ -631,3 +633,44 @@ async def test_pool_engines_refusing_while_the_orchestrator_is_away_give_the_fal
     player = await play(client, CID)
     assert sim.counters["start"] == 1
     player.close()
+
+
+@pytest.mark.parametrize("orch_options", [{"engines": 2, "stat_interval": 3600.0}], ids=["two"])
+async def test_a_contents_next_start_waits_for_its_previous_end(
+    orch: SimOrchestrator, make_pool: PoolFactory
+) -> None:
+    # A stream failing over: its new session starts on another engine before the old one's
+    # stop (and so its end) is done. v2.1 files both under the content: the end must go
+    # first, or it would end the new stream and leave the old engine's count at 1.
+    pool = make_pool(orch.url)
+    await after_a_refresh(orch)
+    old_engine, new_engine = orch.engines
+
+    def session(pool_engine: Any, n: int) -> EngineSession:
+        on = Engine("http", pool_engine.host, pool_engine.port, pool_engine.container_id)
+        stat = f"{on.base_url}/ace/stat/{n}"
+        info = PlaybackInfo(
+            playback_url=stat, stat_url=stat, command_url=stat, playback_session_id=f"s{n}"
+        )
+        return EngineSession(on, StreamRequest(key(1), ()), "ts", f"p{n}", info)
+
+    old, new = session(old_engine, 1), session(new_engine, 2)
+    pool.session_started(old)
+    await orch.wait_until(lambda: len(orch.events_started) == 1)
+    pool.session_started(new)
+    pool.session_ended(old, "engine_error")
+    await orch.wait_until(lambda: len(orch.events_started) == 2 and len(orch.events_ended) == 1)
+    ids = [key(1).value] if orch.dialect == "v2.1" else [f"{key(1).value}|s1"]
+    assert orch.ended_ids() == ids
+    if orch.dialect == "v2.1":
+        assert orch.calls[-2:] == [
+            "POST /api/v1/events/stream_ended",
+            "POST /api/v1/events/stream_started",
+        ]
+        assert orch.stream_counts[old_engine.container_id] == 0
+        assert orch.stream_counts[new_engine.container_id] == 1
+        assert orch.events_started[-1]["engine_id"] == new_engine.container_id
+    pool.session_ended(new, "client_disconnected")
+    await orch.wait_until(lambda: len(orch.events_ended) == 2)
+    assert sorted(orch.started_ids()) == sorted(orch.ended_ids())
+    assert all(count == 0 for count in orch.stream_counts.values())
