@@ -431,7 +431,7 @@ _UNUSABLE = (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, T
 
 
 def _listed(body: Any, field: str) -> list[dict[str, Any]]:
-    """v1 answers a bare array; v2.1 wraps it: {"engines": [...], "total": n}."""
+    """A bare array, as both APIs answer; also one wrapped in an object under `field`."""
     items = body.get(field) if isinstance(body, dict) else body
     if not isinstance(items, list):
         raise ValueError(f"no {field} list")
