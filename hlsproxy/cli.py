@@ -24,6 +24,7 @@ from hlsproxy.config import (
     Settings,
     load_settings,
     options,
+    unknown_variables,
 )
 from hlsproxy.gosyntax import parse_bool, parse_int
 from hlsproxy.logs import TEXT_FORMAT, formatter
@@ -162,7 +163,8 @@ def _parser() -> _Parser:
     parser.add_argument("-h", "--h", "-help", "--help", dest="cli_help", action="store_true")
     parser.add_argument("-license", "--license", dest="cli_license", action="store_true")
     for option in options():
-        _add(parser, option.flag, option.name, option.is_switch)
+        for flag in (option.flag, *option.flag_aliases):
+            _add(parser, flag, option.name, option.is_switch)
     for extra in _CLI_FLAGS:
         _add(parser, extra.flag, extra.dest, extra.syntax == "bool")
     return parser
@@ -190,7 +192,11 @@ def help_text() -> str:
     ]
     for option in options():
         footer = f"env {option.env}, default {option.default}"
-        parts.append(_entry(option.flag, option.syntax, option.description, footer))
+        flags = ", ".join((option.flag, *option.flag_aliases))
+        description = option.description
+        if option.env_aliases:
+            description += f" Also read from {' or '.join(option.env_aliases)}."
+        parts.append(_entry(flags, option.syntax, description, footer))
     parts.append("\nOther flags:\n")
     for extra in _CLI_FLAGS:
         footer = f"default {extra.default}" if extra.default else ""
@@ -233,7 +239,11 @@ def _demo_options(namespace: argparse.Namespace) -> DemoOptions | None:
 
 def _takes_value() -> dict[str, bool]:
     """Every flag's name without dashes, and whether its value may be the next argument."""
-    names = {option.flag[1:]: not option.is_switch for option in options()}
+    names = {
+        flag[1:]: not option.is_switch
+        for option in options()
+        for flag in (option.flag, *option.flag_aliases)
+    }
     for extra in _CLI_FLAGS:
         names[extra.flag[1:]] = extra.syntax != "bool"
     names.update({"h": False, "help": False, "license": False})
@@ -306,6 +316,19 @@ def configure_logging(level: str, kind: str = "text") -> None:
     root.setLevel(level)
 
 
+def warn_unknown_variables(env: Mapping[str, str] | None = None) -> None:
+    """One warning at start naming every ``ACEXY_*`` variable that is no option of ours: a
+    setup written for another proxy must not run quietly on settings nobody chose."""
+    unknown = unknown_variables(env)
+    if unknown:
+        logging.getLogger("hlsproxy").warning(
+            "ignoring %s: not an option of %s (%s -help lists them)",
+            ", ".join(unknown),
+            PROG,
+            PROG,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``hlsproxy`` command; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -326,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(command, Probe):
         return probe(command.settings)
     configure_logging(command.settings.log_level, command.settings.log_format)
+    warn_unknown_variables()
 
     try:
         return run(command.settings, demo=command.demo)

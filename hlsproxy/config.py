@@ -8,6 +8,16 @@ default, which is what acexy does.
 An option's variable is ``ACEXY_`` and its field name in capitals, which pydantic-settings
 reads; its flag is the field name with dashes (``-m3u8-stream-timeout``), except the few
 that acexy spells otherwise.
+
+acexy-orchestrator, the acexy fork that talks to the acestream-orchestrator (its
+``proxy.go`` and ``docker-compose.yml``), spells a few options its own way; where the
+option means what ours means, its name is an alias: ``ACEXY_ADDR`` (listen address),
+``ACEXY_TIMEOUT`` and ``-timeout`` (the M3U8 stream timeout), ``ACEXY_BUFFER`` and
+``-buffer``, ``ACEXY_STREAM_GRACE_PERIOD`` (in its compose file, though its code does not
+read it: the session's grace after the last client, our linger), ``-emptyTimeout``,
+``-noResponseTimeout`` and ``-maxStreamsPerEngine``. Our own name wins when both are set.
+Any other ``ACEXY_*`` variable is no option of ours: :func:`unknown_variables` names them,
+so that a setup written for another proxy does not run quietly on defaults.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError
+from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -71,6 +82,7 @@ __all__ = [
     "parse_listen_address",
     "parse_log_level",
     "parse_size",
+    "unknown_variables",
 ]
 
 ENV_PREFIX = "ACEXY_"
@@ -87,15 +99,30 @@ class _Environment(EnvSettingsSource):
         environment = os.environ if given is None else given
         # Go, and so acexy, reads ACEXY_PORT by its exact name, never acexy_port; the keys
         # are lower-cased only because pydantic-settings looks them up that way.
-        return {
+        found = {
             name.lower(): value
             for name, value in environment.items()
             if name.startswith(ENV_PREFIX) and name == name.upper()
         }
+        for field, alias in _alias_sources(environment).items():
+            found[_variable(field).lower()] = environment[alias]
+        return found
 
 
-def _option(default: Any, *, help: str, flag: str | None = None) -> Any:
-    return Field(default=default, description=help, json_schema_extra={"flag": flag})
+def _option(
+    default: Any,
+    *,
+    help: str,
+    flag: str | None = None,
+    env_aliases: tuple[str, ...] = (),
+    flag_aliases: tuple[str, ...] = (),
+) -> Any:
+    extra: JsonDict = {
+        "flag": flag,
+        "env_aliases": list(env_aliases),
+        "flag_aliases": list(flag_aliases),
+    }
+    return Field(default=default, description=help, json_schema_extra=extra)
 
 
 class Settings(BaseSettings):
@@ -123,7 +150,10 @@ class Settings(BaseSettings):
         return (init_settings, _Environment(settings_cls))
 
     listen_addr: ListenAddr = _option(
-        ":8080", flag="-addr", help='Address to listen on for players; ":8080" is every interface.'
+        ":8080",
+        flag="-addr",
+        help='Address to listen on for players; ":8080" is every interface.',
+        env_aliases=("ACEXY_ADDR",),
     )
     scheme: Scheme = _option(
         "http", help="Scheme of the AceStream engine's HTTP API: http or https."
@@ -139,19 +169,26 @@ class Settings(BaseSettings):
         "60s",
         help="An HLS stream is stopped once no player has asked for its playlist or segments "
         "for this long.",
+        env_aliases=("ACEXY_TIMEOUT",),
+        flag_aliases=("-timeout",),
     )
     empty_timeout: Timeout = _option(
         "1m",
         help="A stream whose engine sends no data for this long is stalled: it is reopened, "
         "or ended once the retries are used up.",
+        flag_aliases=("-emptyTimeout",),
     )
     buffer_size: BufferSize = _option(
         "4MiB",
         help="Per-stream ring buffer; a client further behind the live edge than this is cut "
         "off (64KiB to 1GiB).",
+        env_aliases=("ACEXY_BUFFER",),
+        flag_aliases=("-buffer",),
     )
     no_response_timeout: Timeout = _option(
-        "10s", help="How long to wait for the AceStream engine to answer a request."
+        "10s",
+        help="How long to wait for the AceStream engine to answer a request.",
+        flag_aliases=("-noResponseTimeout",),
     )
     log_level: LogLevel = _option(
         "INFO", help="Log level: DEBUG, INFO, WARN (or WARNING) or ERROR; any case."
@@ -160,6 +197,7 @@ class Settings(BaseSettings):
         "5s",
         help="A stream's engine session outlives its last MPEG-TS client by this long, so a "
         "probe followed by play, or zapping back, reuses it; 0 stops it at once.",
+        env_aliases=("ACEXY_STREAM_GRACE_PERIOD",),
     )
     max_streams: Count = _option(
         0,
@@ -199,7 +237,9 @@ class Settings(BaseSettings):
         "", help="This proxy's container ID, reported to the orchestrator with stream events."
     )
     max_streams_per_engine: PositiveCount = _option(
-        1, help="Most streams the orchestrator may place on one engine (1 or more)."
+        1,
+        help="Most streams the orchestrator may place on one engine (1 or more).",
+        flag_aliases=("-maxStreamsPerEngine",),
     )
     orch_provision_timeout: Timeout = _option(
         "30s",
@@ -253,6 +293,10 @@ class Option:
     description: str
     syntax: str
     """What the value looks like: address, duration, size, bool, int, port, ..."""
+    env_aliases: tuple[str, ...] = ()
+    """Other variables read for it (acexy-orchestrator's names), when `env` is not set."""
+    flag_aliases: tuple[str, ...] = ()
+    """Other spellings of its flag (acexy-orchestrator's)."""
 
     @property
     def is_switch(self) -> bool:
@@ -286,6 +330,12 @@ def _flag(name: str, field: FieldInfo) -> str:
     return str(spelt) if spelt else f"-{name.replace('_', '-')}"
 
 
+def _aliases(field: FieldInfo, kind: str) -> tuple[str, ...]:
+    extra = field.json_schema_extra
+    names = extra.get(kind) if isinstance(extra, dict) else None
+    return tuple(str(name) for name in names) if isinstance(names, list) else ()
+
+
 def options() -> list[Option]:
     """Every option, in declaration order."""
     return [
@@ -296,9 +346,33 @@ def options() -> list[Option]:
             default=_shown_default(field.default),
             description=field.description or "",
             syntax=_syntax_of(field),
+            env_aliases=_aliases(field, "env_aliases"),
+            flag_aliases=_aliases(field, "flag_aliases"),
         )
         for name, field in Settings.model_fields.items()
     ]
+
+
+def _alias_sources(environment: Mapping[str, str]) -> dict[str, str]:
+    """Per field: the alias variable its value comes from, when its own is not set."""
+    sources: dict[str, str] = {}
+    for option in options():
+        if option.env not in environment:
+            used = next((a for a in option.env_aliases if a in environment), None)
+            if used is not None:
+                sources[option.name] = used
+    return sources
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """The ``ACEXY_*`` variables set that are no option's name or alias, sorted."""
+    environment = os.environ if env is None else env
+    known = {name for option in options() for name in (option.env, *option.env_aliases)}
+    return sorted(
+        name
+        for name in environment
+        if name.startswith(ENV_PREFIX) and name == name.upper() and name not in known
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,13 +398,15 @@ _SECRET_FIELDS = frozenset(
 )
 
 
-def _config_error(error: ValidationError, flags: Mapping[str, str]) -> ConfigError:
+def _config_error(
+    error: ValidationError, flags: Mapping[str, str], aliases: Mapping[str, str]
+) -> ConfigError:
     first = error.errors(include_url=False)[0]
     field = str(first["loc"][0]) if first["loc"] else ""
     ctx = first.get("ctx") or {}
     expected = str(ctx["error"]) if first["type"] == "value_error" else first["msg"]
     shown = "**********" if field in _SECRET_FIELDS else str(first.get("input"))
-    return ConfigError(flags.get(field, _variable(field)), shown, expected)
+    return ConfigError(flags.get(field, aliases.get(field, _variable(field))), shown, expected)
 
 
 def load_settings(
@@ -356,7 +432,8 @@ def load_settings(
     try:
         return Settings(**values)
     except ValidationError as error:
-        raise _config_error(error, flags) from None
+        aliases = _alias_sources(os.environ if env is None else env)
+        raise _config_error(error, flags, aliases) from None
     finally:
         _ENVIRONMENT.reset(given)
 

@@ -19,7 +19,13 @@ def options_table() -> str:
     for option in options():
         default = option.default.replace("|", "\\|")
         description = option.description.replace("|", "\\|")
-        rows.append(f"| `{option.env}` | `{option.flag}` | `{default}` | {description} |")
+        variables = " or ".join(f"`{name}`" for name in (option.env, *option.env_aliases))
+        flags = " or ".join(f"`{flag}`" for flag in (option.flag, *option.flag_aliases))
+        if option.env_aliases or option.flag_aliases:
+            description += (
+                " (The other names are acexy-orchestrator's; ours wins when both are set.)"
+            )
+        rows.append(f"| {variables} | {flags} | `{default}` | {description} |")
     return "\n".join(rows)
 
 

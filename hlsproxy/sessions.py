@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient, EngineSession, Format
 from .engine.pool import EnginePool
-from .errors import EngineLost, ShuttingDown
+from .errors import EngineLost, EngineRefused, ShuttingDown
 from .state import EndReason
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,46 @@ class Sessions:
     ) -> EngineSession:
         """A new session of the content, on the engine the pool picks.
 
+        An engine that refuses the connection has started nothing: the pool, told so, picks
+        again (another of its engines, or the fixed one when its orchestrator is away too),
+        until it offers an engine already refused.
+
         Cancelling the caller does not abandon a start in flight: the engine would keep a
         session nobody stops. It lands, and is stopped with the reason `abandoned()` gives.
         """
+        refused: dict[Engine, EngineRefused] = {}
+        while True:
+            offered: list[Engine] = []
+            try:
+                session = await self._start_on_one(request, fmt, abandoned, offered, refused)
+            except EngineRefused as exc:
+                if not offered:
+                    raise
+                refused[offered[0]] = exc
+                log.info("engine %s refused %s; asking the pool again", offered[0], request.key)
+                continue
+            if session is None:
+                raise refused[offered[0]]
+            return session
+
+    async def _start_on_one(
+        self,
+        request: StreamRequest,
+        fmt: Format,
+        abandoned: Callable[[], EndReason],
+        offered: list[Engine],
+        refused: Mapping[Engine, EngineRefused],
+    ) -> EngineSession | None:
+        """A session on the engine the pool offers (put in `offered`); None when it offers
+        one that refused already."""
         if self._closed:
             raise ShuttingDown()
         key = request.key
         engine = await self._pool.acquire(key)
+        offered.append(engine)
+        if engine in refused:
+            self._pool.release(engine, key)
+            return None
         slot = (engine, key)
         try:
             while True:

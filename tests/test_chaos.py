@@ -537,14 +537,19 @@ class Chaos:
         busy = [e for e in pool.engines() if e.sessions]
         if busy:
             self.ledger.violate(f"pool counts not back to zero: {busy}")
-        started = [e["labels"]["stream_id"] for e in self.orch.events_started]
-        ended = collections.Counter(str(e.get("stream_id")) for e in self.orch.events_ended)
-        for stream_id in started:
-            if ended[stream_id] != 1:
-                self.ledger.violate(f"stream_started {stream_id} has {ended[stream_id]} ends")
+        # v2.1 files streams by content, so a content played again starts under the same
+        # id: per id, as many ends as starts (and never a start over an open one, which
+        # the orchestrator counts as started_again, checked below).
+        started = collections.Counter(self.orch.started_ids())
+        ended = collections.Counter(self.orch.ended_ids())
+        for stream_id, starts in started.items():
+            if ended[stream_id] != starts:
+                self.ledger.violate(
+                    f"stream_started {stream_id} has {starts} starts and {ended[stream_id]} ends"
+                )
         # An end for a stream the stat poller already ended is fine (counted above per id);
         # an end that matched no stream ended some other one.
-        for name in ("ended_by_quirk", "unexpected"):
+        for name in ("ended_by_quirk", "ended_unmatched", "started_again", "unexpected"):
             if self.orch.counters[name]:
                 self.ledger.violate(f"orchestrator counted {self.orch.counters[name]} {name}")
 

@@ -301,3 +301,64 @@ def test_demo_engines_runs_a_pool_and_needs_demo() -> None:
         interpret(["-demo-engines", "3"], env={})
     with pytest.raises(ConfigError, match="-demo-engines"):
         interpret(["-demo", "-demo-engines", "99"], env={})
+
+
+# --- acexy-orchestrator's names ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "field", "value", "expected"),
+    [
+        ("-timeout", "m3u8_stream_timeout", "90s", 90.0),
+        ("-emptyTimeout", "empty_timeout", "2m", 120.0),
+        ("-noResponseTimeout", "no_response_timeout", "3s", 3.0),
+        ("-buffer", "buffer_size", "1MiB", 2**20),
+        ("-maxStreamsPerEngine", "max_streams_per_engine", "2", 2),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.startswith("-") else "",
+)
+def test_acexy_orchestrator_flags_set_our_options(
+    flag: str, field: str, value: str, expected: object
+) -> None:
+    for argv in ([f"{flag}={value}"], [flag, value], [f"-{flag}={value}"]):
+        command = interpret(argv, env={})
+        assert isinstance(command, Start)
+        assert getattr(command.settings, field) == expected
+
+
+def test_a_bad_value_names_the_alias_flag_as_typed() -> None:
+    with pytest.raises(ConfigError, match="-emptyTimeout"):
+        interpret(["-emptyTimeout=soon"], env={})
+
+
+def test_help_shows_the_other_names() -> None:
+    text = help_text()
+    assert "  -m3u8-stream-timeout, -timeout duration\n" in text
+    flat = " ".join(text.split())
+    assert "every interface. Also read from ACEXY_ADDR. env ACEXY_LISTEN_ADDR," in flat
+    assert "Also read from ACEXY_STREAM_GRACE_PERIOD. env ACEXY_LINGER," in flat
+
+
+def test_unknown_acexy_variables_are_warned_of_once_at_start(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        "ACEXY_ADDR": "127.0.0.1:0",  # an alias: known
+        "ACEXY_NO_SUCH_THING": "1",
+        "ACEXY_DEBUG_LEVEL": "x",
+        "ACEXY_HOST": "127.0.0.1",
+        "acexy_lower": "Go reads exact names",
+    }
+    with socket.socket() as taken, pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # the listen port is taken, so the runner stops right after starting
+        assert main([f"-addr=127.0.0.1:{port}", "-log-level=warn"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if "ignoring" in line]
+    assert [line.split(" ", 2)[-1] for line in lines] == [
+        "WARNING hlsproxy: ignoring ACEXY_DEBUG_LEVEL, ACEXY_NO_SUCH_THING: not an option of "
+        "hlsproxy (hlsproxy -help lists them)"
+    ]

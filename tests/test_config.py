@@ -17,6 +17,7 @@ from hlsproxy.config import (
     parse_listen_address,
     parse_log_level,
     parse_size,
+    unknown_variables,
 )
 
 MiB = 2**20
@@ -663,3 +664,49 @@ def test_access_token_never_shows() -> None:
     settings = load_settings(env={"ACEXY_ACCESS_TOKEN": "s3cret-token"})
     assert settings.access_token.get_secret_value() == "s3cret-token"
     assert "s3cret-token" not in repr(settings) and "s3cret-token" not in str(settings)
+
+
+# --- acexy-orchestrator's names ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("ACEXY_ADDR", ":9090", "listen_addr", parse_listen_address(":9090")),
+        ("ACEXY_TIMEOUT", "45s", "m3u8_stream_timeout", 45.0),
+        ("ACEXY_BUFFER", "4.2MiB", "buffer_size", int(4.2 * MiB)),
+        ("ACEXY_STREAM_GRACE_PERIOD", "5s", "linger", 5.0),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.startswith("ACEXY_") else "",
+)
+def test_acexy_orchestrator_variables_set_our_options(
+    variable: str, value: str, field: str, expected: object
+) -> None:
+    assert getattr(load_settings(env={variable: value}), field) == expected
+    # our own name wins when both are set
+    ours = next(o.env for o in options() if o.name == field)
+    both = load_settings(env={variable: value, ours: Settings.model_fields[field].default})
+    assert getattr(both, field) == getattr(Settings(), field)
+
+
+def test_a_bad_alias_value_names_the_alias() -> None:
+    with pytest.raises(ConfigError, match="ACEXY_TIMEOUT"):
+        load_settings(env={"ACEXY_TIMEOUT": "a while"})
+
+
+def test_unknown_variables_are_the_acexy_ones_no_option_knows() -> None:
+    env = {
+        "ACEXY_ADDR": ":1",
+        "ACEXY_LINGER": "1s",
+        "ACEXY_SOMETHING": "1",
+        "acexy_lower": "1",
+        "HOME": "/",
+    }
+    assert unknown_variables(env) == ["ACEXY_SOMETHING"]
+    # acexy-orchestrator's compose file, as shipped, leaves nothing unknown
+    fork = (
+        "ACEXY_ADDR ACEXY_SCHEME ACEXY_HOST ACEXY_PORT ACEXY_TIMEOUT ACEXY_M3U8 "
+        "ACEXY_EMPTY_TIMEOUT ACEXY_BUFFER ACEXY_NO_RESPONSE_TIMEOUT ACEXY_ORCH_URL "
+        "ACEXY_ORCH_APIKEY ACEXY_STREAM_GRACE_PERIOD ACEXY_MAX_STREAMS_PER_ENGINE"
+    )
+    assert unknown_variables(dict.fromkeys(fork.split(), "x")) == []

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from hlsproxy.config import Settings, load_settings, options
 from hlsproxy.docs import BEGIN, END, options_table
+from hlsproxy.engine.dialects import CHECKED_RELEASE
 from hlsproxy.runner import probe
 from hlsproxy.web.app import create_app
 
@@ -119,3 +120,24 @@ def test_orchestrator_compose_sets_the_pool_variables() -> None:
     settings = load_settings(env=resolved)
     assert settings.orch_url == "http://orchestrator:8000"
     assert settings.max_streams_per_engine == 1
+
+
+def test_orchestrator_compose_runs_the_release_the_code_was_checked_against() -> None:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.orchestrator.yml").read_text())
+    services = loaded["services"]
+    orchestrator = services["orchestrator"]
+    image = re.fullmatch(r"\$\{\w+:-([^}]+)\}", orchestrator["image"])
+    assert image is not None
+    assert image[1] == f"ghcr.io/krinkuto11/acestream-orchestrator:{CHECKED_RELEASE}"
+    environment = {k: str(v) for k, v in orchestrator["environment"].items()}
+    # what that release reads: the engine image as ENGINE_VARIANT, never TARGET_IMAGE
+    assert "ENGINE_VARIANT" in environment and "TARGET_IMAGE" not in environment
+    # engines join the network the proxy is on, so the addresses listed are reachable
+    network = environment["DOCKER_NETWORK"]
+    assert network in services["hlsproxy"]["networks"]
+    assert network in orchestrator["networks"]
+    assert loaded["networks"][network]["name"] == network
+    readme = (ROOT / "README.md").read_text()
+    pool_section = readme[readme.index("## An engine pool") :].split("\n## ")[0]
+    assert "Supported orchestrator versions" in pool_section
+    assert CHECKED_RELEASE in pool_section

@@ -1,4 +1,5 @@
-"""The engine pool through the simulated acestream-orchestrator."""
+"""The engine pool through the simulated acestream-orchestrator, in each API it speaks: every
+test that takes `dialect` runs against v2.1 (`/api/v1`, the Go rewrite) and v1 (un-prefixed)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from hlsproxy.content import ContentKey, StreamRequest
 from hlsproxy.engine.client import Engine, EngineSession, PlaybackInfo
 from hlsproxy.engine.orchestrator import EVENTS_QUEUED, REMEMBERED_CONTENTS, OrchestratorPool
-from hlsproxy.sim.orchestrator import SimOrchestrator
+from hlsproxy.sim.orchestrator import Dialect, SimOrchestrator
 
 from .conftest import CID, CID2, ProxyFactory, RunningSim, content_id, eventually
 
@@ -29,9 +30,17 @@ def orch_options() -> dict[str, Any]:
     return {"engines": 2}
 
 
+@pytest.fixture(params=["v2.1", "v1"])
+def dialect(request: pytest.FixtureRequest) -> Dialect:
+    value: Dialect = request.param
+    return value
+
+
 @pytest.fixture
-async def orch(orch_options: dict[str, Any]) -> AsyncIterator[SimOrchestrator]:
-    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, **orch_options)
+async def orch(orch_options: dict[str, Any], dialect: Dialect) -> AsyncIterator[SimOrchestrator]:
+    orchestrator = SimOrchestrator(
+        api_key=KEY, dialect=dialect, **{"stat_interval": 0.5, **orch_options}
+    )
     await orchestrator.serve()
     yield orchestrator
     await orchestrator.stop()
@@ -48,6 +57,9 @@ def assert_clean(orchestrator: SimOrchestrator) -> None:
             assert sim.counters["stop"] + sim.counters["stop_unknown"] == sim.counters["start"]
     assert orchestrator.counters["ended_by_quirk"] == 0
     assert orchestrator.counters["ended_again"] == 0
+    assert orchestrator.counters["ended_unmatched"] == 0
+    assert orchestrator.counters["started_again"] == 0
+    assert orchestrator.counters["unknown_engine"] == 0
 
 
 class Door:
@@ -107,8 +119,10 @@ class Door:
 
 
 @pytest.fixture
-async def door(orch_options: dict[str, Any]) -> AsyncIterator[Door]:
-    orchestrator = SimOrchestrator(api_key=KEY, **{"stat_interval": 0.5, **orch_options})
+async def door(orch_options: dict[str, Any], dialect: Dialect) -> AsyncIterator[Door]:
+    orchestrator = SimOrchestrator(
+        api_key=KEY, dialect=dialect, **{"stat_interval": 0.5, **orch_options}
+    )
     await orchestrator.start()
     opened = Door(orchestrator)
     await opened.open()
@@ -122,8 +136,9 @@ async def after_a_refresh(orch: SimOrchestrator) -> None:
     """Until the pool's next background refresh makes its last request, which is answered
     whatever the door does next: the refresh after it is seconds away, so what happens
     next is not a refresh's doing."""
-    seen = orch.counters["GET /orchestrator/status"]
-    await orch.wait_until(lambda: orch.counters["GET /orchestrator/status"] > seen)
+    status = f"GET {orch.prefix}/orchestrator/status"
+    seen = orch.counters[status]
+    await orch.wait_until(lambda: orch.counters[status] > seen)
 
 
 def fallback_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -175,13 +190,38 @@ async def test_events_are_sent_once_per_session_and_match(
     for cid in (CID, CID2):
         (await play(client, cid)).close()
     await eventually(lambda: len(orch.events_ended) == 2)
-    started = {e["labels"]["stream_id"] for e in orch.events_started}
-    ended = {e["stream_id"] for e in orch.events_ended}
-    assert started == ended and len(started) == 2
+    assert sorted(orch.started_ids()) == sorted(orch.ended_ids())
+    assert len(set(orch.started_ids())) == 2
     assert {e["reason"] for e in orch.events_ended} == {"client_disconnected"}
-    assert all(e["container_id"] == "proxy-1" for e in orch.events_started + orch.events_ended)
     engine_ids = {e.container_id for e in orch.engines}
-    assert all(e["labels"]["engine_container_id"] in engine_ids for e in orch.events_started)
+    if orch.dialect == "v2.1":
+        # filed by content, charged to the engine it played on, and the count back to 0
+        assert set(orch.started_ids()) == {CID, CID2}
+        assert {e["engine_id"] for e in orch.events_started} <= engine_ids
+        assert all(orch.stream_counts[e] == 0 for e in engine_ids)
+        assert "proxy-1" not in str(orch.events_ended)
+    else:
+        assert all(e["container_id"] == "proxy-1" for e in orch.events_started + orch.events_ended)
+        assert all(e["labels"]["engine_container_id"] in engine_ids for e in orch.events_started)
+
+
+async def test_keys_go_where_the_api_asks_for_them(
+    proxy: ProxyFactory, orch: SimOrchestrator
+) -> None:
+    client = await proxy(
+        orch_url=orch.url, orch_apikey=KEY, linger="0s", max_streams_per_engine="1"
+    )
+    players = [await play(client, content_id(n)) for n in (1, 2, 3)]  # the third provisions
+    for player in players:
+        player.close()
+    await eventually(lambda: len(orch.events_ended) == 3)
+    assert orch.counters["provisioned"] == 1 and orch.counters["auth_failed"] == 0
+    keyed = {"Authorization": f"Bearer {KEY}"} if orch.dialect == "v1" else {"X-API-Key": KEY}
+    for call, headers in orch.headers_seen:
+        expected = (
+            keyed if "provision" in call or (orch.dialect == "v1" and "events" in call) else {}
+        )
+        assert headers == expected, call
 
 
 async def test_an_unreachable_orchestrator_falls_back_and_recovers(
@@ -192,9 +232,10 @@ async def test_an_unreachable_orchestrator_falls_back_and_recovers(
     fallback = await play(client, CID)
     assert sim.counters["start"] == 1 and pool_sessions(orch) == 0
     orch.faults.down = False
-    refreshed = orch.counters["GET /orchestrator/status"]
+    status = f"GET {orch.prefix}/orchestrator/status"
+    refreshed = orch.counters[status]
     # the pool refreshes in the background; after two answered refreshes it uses the pool
-    await eventually(lambda: orch.counters["GET /orchestrator/status"] >= refreshed + 2)
+    await eventually(lambda: orch.counters[status] >= refreshed + 2)
     back = await play(client, CID2)
     assert pool_sessions(orch) == 1
     fallback.close()
@@ -205,12 +246,14 @@ async def test_an_unreachable_orchestrator_falls_back_and_recovers(
 async def test_blocked_provisioning_is_a_503_with_the_eta(
     proxy: ProxyFactory, orch: SimOrchestrator, orch_options: dict[str, Any]
 ) -> None:
-    orch.faults.provision_blocked = "vpn_disconnected"
+    # v1 tells a blocked VPN's ETA; v2.1 blocks only on its circuit breaker, with no ETA
+    v1 = orch.dialect == "v1"
+    orch.faults.provision_blocked = "vpn_disconnected" if v1 else "circuit_breaker"
     client = await proxy(orch_url=orch.url, orch_apikey=KEY)
     first = await play(client, CID)
     async with client.get("/ace/getstream", params={"id": CID2}) as resp:
         assert resp.status == 503
-        assert int(resp.headers["Retry-After"]) == 60
+        assert int(resp.headers["Retry-After"]) == (60 if v1 else 30)
         assert "engine" in (await resp.json())["message"]
     first.close()
 
@@ -254,6 +297,7 @@ async def test_a_killed_engines_hls_stream_moves_with_a_discontinuity(
     assert before != after
 
 
+@pytest.mark.parametrize("dialect", ["v1"], ids=["v1"])
 async def test_wrapped_engine_lists_are_understood(
     proxy: ProxyFactory, sim: RunningSim, orch: SimOrchestrator
 ) -> None:
@@ -264,16 +308,20 @@ async def test_wrapped_engine_lists_are_understood(
     assert pool_sessions(orch) == 1
 
 
+@pytest.mark.parametrize("orch_options", [{"engines": 1}], ids=["one-engine"])
 async def test_a_wrong_api_key_is_reported_once(
     proxy: ProxyFactory, orch: SimOrchestrator, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await proxy(orch_url=orch.url, orch_apikey="wrong", linger="0s")
-    for cid in (CID, CID2):
-        (await play(client, cid)).close()
-    await eventually(lambda: orch.counters["auth_failed"] >= 4)
+    first = await play(client, CID)
+    for cid in (CID2, content_id(3)):  # each would need a new engine
+        async with client.get("/ace/getstream", params={"id": cid}) as resp:
+            assert resp.status == 503
+    await eventually(lambda: orch.counters["auth_failed"] >= 2)
     complaints = [r for r in caplog.records if "ACEXY_ORCH_APIKEY" in r.getMessage()]
     assert len(complaints) == 1
     assert "wrong" not in caplog.text
+    first.close()
 
 
 def key(n: int) -> ContentKey:
@@ -420,6 +468,7 @@ async def test_events_for_a_hung_orchestrator_queue_up_to_a_bound(
     (engine,) = door.orch.engines
     on = Engine("http", engine.host, engine.port, engine.container_id)
     pool = make_pool(door.url)
+    await after_a_refresh(door.orch)  # the pool knows which API it speaks
     await door.hold()
 
     def session(n: int) -> EngineSession:
@@ -433,12 +482,195 @@ async def test_events_for_a_hung_orchestrator_queue_up_to_a_bound(
     for started in sessions:
         pool.session_started(started)
     await door.open()
-    kept = {f"{key(n).value}|s{n}" for n in range(EVENTS_QUEUED)}
+    v1 = door.orch.dialect == "v1"
+    kept = {f"{key(n).value}|s{n}" if v1 else key(n).value for n in range(EVENTS_QUEUED)}
     await door.orch.wait_until(lambda: len(door.orch.events_started) >= len(kept), 30)
     for ended in sessions:
         pool.session_ended(ended, "client_disconnected")
     await door.orch.wait_until(lambda: len(door.orch.events_ended) >= len(kept), 30)
     await pool.aclose()
-    assert {e["labels"]["stream_id"] for e in door.orch.events_started} == kept
+    assert set(door.orch.started_ids()) == kept
     # a stream the orchestrator never heard of gets no end event, which it would misfile
-    assert sorted(e["stream_id"] for e in door.orch.events_ended) == sorted(kept)
+    assert sorted(door.orch.ended_ids()) == sorted(kept)
+
+
+# --- which API answers --------------------------------------------------------------------
+
+
+def detections(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if " speaks the " in r.getMessage()]
+
+
+async def test_the_api_is_found_from_the_base_url_and_logged_once(
+    orch: SimOrchestrator, make_pool: PoolFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "hlsproxy.engine.orchestrator")
+    pool = make_pool(orch.url)
+    engine = await pool.acquire(key(1))
+    assert engine.container_id in {e.container_id for e in orch.engines}
+    await after_a_refresh(orch)
+    await after_a_refresh(orch)
+    (line,) = detections(caplog)
+    assert f"the {orch.dialect} API" in line
+    # v2.1 answers the first path tried; v1 costs one 404 at the start, then never again
+    assert orch.counters["other_dialect"] == (1 if orch.dialect == "v1" else 0)
+    pool.release(engine, key(1))
+
+
+@pytest.mark.parametrize("dialect", ["v2.1"], ids=["v2.1"])
+async def test_a_url_ending_in_api_v1_works(orch: SimOrchestrator, make_pool: PoolFactory) -> None:
+    pool = make_pool(orch.url + "/api/v1/")
+    engine = await pool.acquire(key(1))
+    assert engine.container_id in {e.container_id for e in orch.engines}
+    assert orch.counters["other_dialect"] == 0
+    pool.release(engine, key(1))
+
+
+async def test_a_misconfigured_url_is_logged_with_what_it_got(
+    orch: SimOrchestrator, make_pool: PoolFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "hlsproxy.engine.orchestrator")
+    pool = make_pool(orch.url + "/acestream")
+    assert await pool.acquire(key(1)) == FALLBACK
+    (line,) = fallback_lines(caplog)
+    assert f"orchestrator at {orch.url}/acestream unusable" in line
+    assert "GET /api/v1/engines → 404, GET /engines → 404" in line
+    assert "ACEXY_ORCH_URL" in line
+    assert orch.unexpected == ["GET /acestream/api/v1/engines", "GET /acestream/engines"]
+    orch.unexpected.clear()
+
+
+@pytest.mark.parametrize("dialect", ["v1"], ids=["v1-then-v2.1"])
+@pytest.mark.parametrize("orch_options", [{"engines": 1}], ids=["one-engine"])
+async def test_the_api_is_found_again_after_an_outage(
+    door: Door, make_pool: PoolFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "hlsproxy.engine.orchestrator")
+    pool = make_pool(door.url)
+    old = await pool.acquire(key(1))
+    pool.release(old, key(1))
+    await door.shut()
+    await eventually(lambda: len(fallback_lines(caplog)) == 1)
+    # it comes back on its port, upgraded
+    upgraded = SimOrchestrator(api_key=KEY, dialect="v2.1", engines=1, stat_interval=0.5)
+    await upgraded.serve(door.port)
+    try:
+        await eventually(lambda: recovered(caplog))
+        new = await pool.acquire(key(2))
+        assert new.container_id == upgraded.engines[0].container_id
+        assert [line.split(" speaks ")[1] for line in detections(caplog)] == [
+            "the v1 API (/)",
+            "the v2.1 API (/api/v1)",
+        ]
+        pool.release(new, key(2))
+    finally:
+        await pool.aclose()
+        await upgraded.stop()
+    assert upgraded.unexpected == []
+
+
+# --- v2.1 as it is ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["v2.1"], ids=["v2.1"])
+@pytest.mark.parametrize("orch_options", [{"engines": 3}], ids=["three-engines"])
+async def test_only_healthy_engines_that_are_not_draining_take_new_streams(
+    orch: SimOrchestrator, make_pool: PoolFactory
+) -> None:
+    starting, draining, usable = orch.engines
+    starting.listed = False  # its startup probe has not passed: listed as `unknown`
+    orch.drain(draining.container_id)
+    pool = make_pool(orch.url, max_per_engine=3)
+    engines = [await pool.acquire(key(n)) for n in range(3)]
+    assert {e.container_id for e in engines} == {usable.container_id}
+    for n, engine in enumerate(engines):
+        pool.release(engine, key(n))
+
+
+@pytest.mark.parametrize("dialect", ["v2.1"], ids=["v2.1"])
+@pytest.mark.parametrize("orch_options", [{"engines": 1}], ids=["one-engine"])
+async def test_a_provisioning_that_shows_no_engine_is_a_503_not_a_hang(
+    proxy: ProxyFactory, orch: SimOrchestrator
+) -> None:
+    orch.faults.provision_delay = 3600.0  # accepted, and no engine comes up in time
+    client = await proxy(
+        orch_url=orch.url, orch_apikey=KEY, orch_provision_timeout="1s", linger="0s"
+    )
+    first = await play(client, CID)
+    async with asyncio.timeout(15), client.get("/ace/getstream", params={"id": CID2}) as resp:
+        assert resp.status == 503
+        assert int(resp.headers["Retry-After"]) > 0
+    assert orch.counters["provisioned"] == 1
+    first.close()
+
+
+@pytest.mark.parametrize("dialect", ["v2.1"], ids=["v2.1"])
+@pytest.mark.parametrize("orch_options", [{"engines": 1, "max_engines": 1}], ids=["at-maximum"])
+async def test_at_the_replica_maximum_no_provisioning_is_asked(
+    proxy: ProxyFactory, orch: SimOrchestrator
+) -> None:
+    client = await proxy(orch_url=orch.url, orch_apikey=KEY)
+    first = await play(client, CID)
+    async with client.get("/ace/getstream", params={"id": CID2}) as resp:
+        assert resp.status == 503
+        assert int(resp.headers["Retry-After"]) > 0
+        assert "maximum" in (await resp.json())["message"]
+    assert orch.counters["POST /api/v1/provision/acestream"] == 0
+    first.close()
+
+
+# --- the orchestrator away -------------------------------------------------------------------
+
+
+async def test_pool_engines_refusing_while_the_orchestrator_is_away_give_the_fallback(
+    door: Door, proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy(orch_url=door.url, orch_apikey=KEY)
+    await after_a_refresh(door.orch)  # the pool lists both engines as healthy
+    await door.shut()
+    for engine in door.orch.engines:
+        await door.orch.kill_engine(engine.container_id)
+    player = await play(client, CID)
+    assert sim.counters["start"] == 1
+    player.close()
+
+
+@pytest.mark.parametrize("orch_options", [{"engines": 2, "stat_interval": 3600.0}], ids=["two"])
+async def test_a_contents_next_start_waits_for_its_previous_end(
+    orch: SimOrchestrator, make_pool: PoolFactory
+) -> None:
+    # A stream failing over: its new session starts on another engine before the old one's
+    # stop (and so its end) is done. v2.1 files both under the content: the end must go
+    # first, or it would end the new stream and leave the old engine's count at 1.
+    pool = make_pool(orch.url)
+    await after_a_refresh(orch)
+    old_engine, new_engine = orch.engines
+
+    def session(pool_engine: Any, n: int) -> EngineSession:
+        on = Engine("http", pool_engine.host, pool_engine.port, pool_engine.container_id)
+        stat = f"{on.base_url}/ace/stat/{n}"
+        info = PlaybackInfo(
+            playback_url=stat, stat_url=stat, command_url=stat, playback_session_id=f"s{n}"
+        )
+        return EngineSession(on, StreamRequest(key(1), ()), "ts", f"p{n}", info)
+
+    old, new = session(old_engine, 1), session(new_engine, 2)
+    pool.session_started(old)
+    await orch.wait_until(lambda: len(orch.events_started) == 1)
+    pool.session_started(new)
+    pool.session_ended(old, "engine_error")
+    await orch.wait_until(lambda: len(orch.events_started) == 2 and len(orch.events_ended) == 1)
+    ids = [key(1).value] if orch.dialect == "v2.1" else [f"{key(1).value}|s1"]
+    assert orch.ended_ids() == ids
+    if orch.dialect == "v2.1":
+        assert orch.calls[-2:] == [
+            "POST /api/v1/events/stream_ended",
+            "POST /api/v1/events/stream_started",
+        ]
+        assert orch.stream_counts[old_engine.container_id] == 0
+        assert orch.stream_counts[new_engine.container_id] == 1
+        assert orch.events_started[-1]["engine_id"] == new_engine.container_id
+    pool.session_ended(new, "client_disconnected")
+    await orch.wait_until(lambda: len(orch.events_ended) == 2)
+    assert sorted(orch.started_ids()) == sorted(orch.ended_ids())
+    assert all(count == 0 for count in orch.stream_counts.values())

@@ -54,3 +54,9 @@ def test_ordering(pool: list[Candidate], expected: str) -> None:
 def test_nothing_to_choose_from() -> None:
     assert choose([], ours={}, max_per_engine=1) is None
     assert choose([engine("a", health="unhealthy")], ours={}, max_per_engine=1) is None
+
+
+def test_engines_that_take_nothing_new_are_skipped() -> None:
+    pool = [engine("a", health="healthy", accepts=False), engine("b", health="healthy", sessions=1)]
+    assert choose(pool, ours={}, max_per_engine=2) == pool[1]
+    assert choose(pool[:1], ours={}, max_per_engine=2) is None

@@ -1,4 +1,5 @@
-"""The simulated orchestrator against shared/reference/orchestrator-api.md."""
+"""The simulated orchestrator in each dialect: v1 (FastAPI, v1.4.1) first, then v2.1 (Go,
+v2.1.0.2), each as its module docstring states from the orchestrator's source."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ async def make() -> AsyncIterator[Make]:
     made: list[SimOrchestrator] = []
 
     async def make(**options: Any) -> SimOrchestrator:
-        orch = SimOrchestrator(**options)
+        orch = SimOrchestrator(**{"dialect": "v1", **options})
         made.append(orch)
         await orch.serve()
         return orch
@@ -119,7 +120,7 @@ async def test_engines_is_a_bare_array_sorted_by_port_of_engines_that_answer(
     assert [e["forwarded"] for e in engines].count(True) == 1
 
 
-async def test_wrapped_lists_follow_v2_1(make: Make, http: aiohttp.ClientSession) -> None:
+async def test_wrapped_lists_are_served_on_demand(make: Make, http: aiohttp.ClientSession) -> None:
     orch = await make(engines=2)
     session = await engine_session(http, orch.engines[0])
     await post(http, f"{orch.url}/events/stream_started", started_event(orch.engines[0], session))
@@ -705,7 +706,9 @@ async def test_calls_are_recorded_and_unknown_routes_are_404(
     ]
     assert orch.counters["GET /engines"] == 1
     assert orch.counters["GET /streams"] == 1
-    assert orch.unexpected == ["GET /api/v1/engines", "POST /engines"]
+    # the other dialect's engine list is a probe a client may make, not a mistake
+    assert orch.counters["other_dialect"] == 1
+    assert orch.unexpected == ["POST /engines"]
     orch.unexpected.clear()
 
 
@@ -725,3 +728,162 @@ async def test_stop_takes_every_engine_down(make: Make, http: aiohttp.ClientSess
         await get(http, f"{url}/engines")
     with pytest.raises(RuntimeError):
         await orch.start()
+
+
+# --- v2.1 ---------------------------------------------------------------------------------
+
+
+async def text(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, str]:
+    async with http.request(method, url, **kw) as resp:
+        return resp.status, await resp.text()
+
+
+async def test_v2_1_serves_everything_under_api_v1(make: Make, http: aiohttp.ClientSession) -> None:
+    orch = await make(dialect="v2.1", engines=3)
+    assert await text(http, "GET", f"{orch.url}/engines") == (404, "404 page not found\n")
+    assert orch.counters["other_dialect"] == 1
+    status, engines = await get(http, f"{orch.url}/api/v1/engines")
+    assert status == 200 and isinstance(engines, list)
+    assert {e["port"] for e in engines} == {pool.port for pool in orch.engines}
+    for entry in engines:
+        assert entry["health_status"] == "healthy"
+        assert (entry["stream_count"], entry["draining"], entry["streams"]) == (0, False, [])
+        assert entry["api_port"] == entry["port"]
+        assert "last_stream_usage" not in entry and "version" not in entry
+    orders = set()
+    for _ in range(8):  # no fixed order
+        _, again = await get(http, f"{orch.url}/api/v1/engines")
+        orders.add(tuple(e["container_id"] for e in again))
+    assert len(orders) > 1
+
+
+async def test_v2_1_status_blocks_only_on_its_circuit_breaker(
+    make: Make, http: aiohttp.ClientSession
+) -> None:
+    orch = await make(dialect="v2.1", engines=1, max_engines=1)
+    _, body = await get(http, f"{orch.url}/api/v1/orchestrator/status")
+    assert body["status"] == "healthy"
+    assert body["provisioning"]["can_provision"] is True  # even at the replica maximum
+    assert body["provisioning"]["blocked_reason"] is None
+    assert (body["capacity"]["total"], body["capacity"]["max_replicas"]) == (1, 1)
+    orch.faults.provision_blocked = "circuit_breaker"
+    _, body = await get(http, f"{orch.url}/api/v1/orchestrator/status")
+    assert body["status"] == "degraded"
+    assert body["provisioning"]["can_provision"] is False
+    assert body["provisioning"]["blocked_reason"]["code"] == "circuit_breaker"
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "expected"),
+    [
+        ({}, {}, (401, "unauthorized\n")),
+        ({"X-API-Key": "wrong"}, {}, (403, "forbidden\n")),
+        ({"X-API-Key": KEY}, {}, (200, '{"status":"provisioning"}')),
+        ({"Authorization": f"Bearer {KEY}"}, {}, (200, '{"status":"provisioning"}')),
+        ({}, {"key": KEY}, (200, '{"status":"provisioning"}')),
+    ],
+    ids=["no-key", "wrong-key", "x-api-key", "bearer", "query"],
+)
+async def test_v2_1_provisioning_takes_the_key_three_ways(
+    make: Make,
+    http: aiohttp.ClientSession,
+    headers: dict[str, str],
+    query: dict[str, str],
+    expected: tuple[int, str],
+) -> None:
+    orch = await make(dialect="v2.1", engines=0, api_key=KEY)
+    url = f"{orch.url}/api/v1/provision/acestream"
+    status, body = await text(http, "POST", url, headers=headers, params=query)
+    assert (status, body.strip().replace(" ", "")) == (expected[0], expected[1].strip())
+
+
+async def test_v2_1_provisioning_names_no_engine_and_lists_it_unknown_until_it_answers(
+    make: Make, http: aiohttp.ClientSession
+) -> None:
+    orch = await make(dialect="v2.1", engines=1, max_engines=2)
+    orch.faults.provision_delay = 0.5
+    url = f"{orch.url}/api/v1/provision/acestream"
+    assert await post(http, url, {"anything": "ignored"}) == (200, {"status": "provisioning"})
+    _, engines = await get(http, f"{orch.url}/api/v1/engines")
+    assert sorted(e["health_status"] for e in engines) == ["healthy", "unknown"]
+
+    async def healthy() -> None:
+        while True:
+            _, listed = await get(http, f"{orch.url}/api/v1/engines")
+            if [e["health_status"] for e in listed] == ["healthy", "healthy"]:
+                return
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(healthy(), 10)
+    # at the maximum it answers the same, and adds nothing
+    assert await post(http, url, {}) == (200, {"status": "provisioning"})
+    assert len(orch.engines) == 2 and orch.counters["provision_blocked"] == 1
+
+
+def go_started(pool: SimPoolEngine, session: Any, key: str = CID, **extra: Any) -> dict[str, Any]:
+    return {
+        "content_id": key,
+        "engine_id": pool.container_id,
+        **started_event(pool, session, key=key),
+        **extra,
+    }
+
+
+async def test_v2_1_events_take_no_key_and_count_per_engine(
+    make: Make, http: aiohttp.ClientSession
+) -> None:
+    orch = await make(dialect="v2.1", engines=1, api_key=KEY)
+    (pool,) = orch.engines
+    session = await engine_session(http, pool)
+    started = f"{orch.url}/api/v1/events/stream_started"
+    ended = f"{orch.url}/api/v1/events/stream_ended"
+    status, stream = await post(http, started, go_started(pool, session))
+    assert status == 200 and stream["id"] == CID
+    assert orch.stream_counts[pool.container_id] == 1
+    # the same content again replaces the stream and counts twice
+    assert (await post(http, started, go_started(pool, session)))[0] == 200
+    assert orch.stream_counts[pool.container_id] == 2
+    assert orch.counters["started_again"] == 1
+    _, engines = await get(http, f"{orch.url}/api/v1/engines")
+    assert engines[0]["stream_count"] == 2
+    assert await post(http, ended, {"content_id": CID}) == (200, {"status": "ended"})
+    assert orch.stream_counts[pool.container_id] == 1
+    # matched or not, an end answers 200
+    assert await post(http, ended, {"content_id": CID}) == (200, {"status": "ended"})
+    assert orch.counters["ended_unmatched"] == 1
+    assert orch.started_ids() == [CID, CID] and orch.ended_ids() == [CID, CID]
+    assert orch.counters["auth_failed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("stream_started", {"engine_id": "x"}, {"error": "content_id required"}),
+        (
+            "stream_started",
+            {"content_id": CID, "session": {"is_live": True}},
+            {"error": "invalid json"},
+        ),
+        ("stream_started", [], {"error": "invalid json"}),
+        ("stream_ended", {"reason": "gone"}, {"error": "content_id or stream_id required"}),
+    ],
+    ids=["no-content", "bool-is-live", "not-an-object", "end-names-nothing"],
+)
+async def test_v2_1_events_refuse_what_go_cannot_decode(
+    make: Make, http: aiohttp.ClientSession, path: str, body: Any, expected: dict[str, str]
+) -> None:
+    orch = await make(dialect="v2.1", engines=0)
+    assert await post(http, f"{orch.url}/api/v1/events/{path}", body) == (400, expected)
+    assert orch.events_started == [] and orch.stream_counts == {}
+
+
+async def test_v2_1_an_engine_id_that_is_no_engine_is_counted(
+    make: Make, http: aiohttp.ClientSession
+) -> None:
+    orch = await make(dialect="v2.1", engines=1)
+    (pool,) = orch.engines
+    session = await engine_session(http, pool)
+    body = go_started(pool, session, engine_id="", container_id="the-proxy-itself")
+    assert (await post(http, f"{orch.url}/api/v1/events/stream_started", body))[0] == 200
+    assert orch.counters["unknown_engine"] == 1
+    assert orch.stream_counts == {"the-proxy-itself": 1}

@@ -1,4 +1,9 @@
-"""An engine pool run by the acestream-orchestrator.
+"""An engine pool run by the acestream-orchestrator, in whichever API it speaks.
+
+The first refresh finds out which API answers (engine/dialects.py): `GET /api/v1/engines`
+(v2.1), else `GET /engines` (v1 and 2.0); a URL given with its `/api/v1` ends the same way.
+The answer is logged once, and asked again after the orchestrator was away (it may come
+back upgraded). An orchestrator that answers neither is logged with what each path got.
 
 The engine list and the orchestrator's status are refreshed in the background, never per
 request. Between refreshes our own session counts are trusted (engine/selection.py).
@@ -32,6 +37,7 @@ from cachetools import LRUCache
 from ..content import ContentKey
 from ..errors import Unavailable
 from .client import Engine, EngineSession
+from .dialects import DIALECTS, V1, Call, Dialect
 from .pool import EndReason, PoolEngine
 from .selection import Candidate, choose
 
@@ -75,8 +81,10 @@ class OrchestratorPool:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
-        self._url = url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._url = url.rstrip("/").removesuffix("/api/v1")
+        self._api_key = api_key
+        self._dialect: Dialect | None = None  # the last one that answered
+        self._detect = True  # at the start and after the orchestrator was away
         self._container_id = container_id
         self._max = max_per_engine
         self._fallback = fallback
@@ -93,9 +101,14 @@ class OrchestratorPool:
         self._ours: Counter[str] = Counter()
         self._recent: LRUCache[ContentKey, str] = LRUCache(REMEMBERED_CONTENTS)
         self._failed: dict[str, float] = {}
-        self._stream_ids: dict[str, str] = {}  # playback session -> the stream_id we sent
+        self._stream_ids: dict[str, str] = {}  # playback session -> the stream id we sent
+        # Per stream id: the playback session whose start was sent and whose end was not,
+        # and the next session's start, held until that end is sent (v2.1 files streams by
+        # content: an end sent after the next start would end the new one).
+        self._open: dict[str, str] = {}
+        self._held: dict[str, EngineSession] = {}
         self._provisioning: asyncio.Task[bool] | None = None
-        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(EVENTS_QUEUED)
+        self._events: asyncio.Queue[_Event] = asyncio.Queue(EVENTS_QUEUED)
         self._events_dropped = 0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -151,38 +164,39 @@ class OrchestratorPool:
                 del self._ours[engine.container_id]
 
     def session_started(self, session: EngineSession) -> None:
-        if session.engine.container_id is None:
+        if session.engine.container_id is None or self._dialect is None:
             return  # the fallback engine is not the orchestrator's
-        key = session.request.key
-        stream_id = f"{key.value}|{session.info.playback_session_id}"
-        body: dict[str, Any] = {
-            "engine": {"host": session.engine.host, "port": session.engine.port},
-            "stream": {"key_type": key.kind, "key": key.value},
-            "session": {
-                "playback_session_id": session.info.playback_session_id,
-                "stat_url": session.url(session.info.stat_url),
-                "command_url": session.url(session.info.command_url),
-                "is_live": session.info.is_live,
-            },
-            "labels": {"stream_id": stream_id, "engine_container_id": session.engine.container_id},
-        }
-        if self._container_id:
-            body["container_id"] = self._container_id
-        # A stream the orchestrator never heard of gets no end event either: v1.4.1 would
-        # end some other stream of ours for an end event it cannot match.
-        if self._post("/events/stream_started", body):
-            self._stream_ids[session.info.playback_session_id] = stream_id
+        stream_id = self._dialect.stream_id(session)
+        if stream_id in self._open:
+            self._held[stream_id] = session  # a later session of it replaces an earlier one
+            return
+        self._send_start(session, self._dialect)
 
     def session_ended(self, session: EngineSession, reason: EndReason) -> None:
-        stream_id = self._stream_ids.pop(session.info.playback_session_id, None)
+        playback = session.info.playback_session_id
+        stream_id = self._stream_ids.pop(playback, None)
         if stream_id is None:
+            # Never sent: the orchestrator did not hear of it, so no end either (v1.4.1
+            # would end some other stream of ours for an end it cannot match).
+            for held_id, held in list(self._held.items()):
+                if held is session:
+                    del self._held[held_id]
             return
-        body: dict[str, Any] = {"stream_id": stream_id, "reason": reason}
-        if self._container_id:
-            body["container_id"] = self._container_id
-        # Dropped when the queue is full, the orchestrator ends the stream itself once its
-        # stat URL stops answering.
-        self._post("/events/stream_ended", body)
+        self._open.pop(stream_id, None)
+        if self._dialect is not None:
+            # Dropped when the queue is full, v1 ends the stream itself once its stat URL
+            # stops answering.
+            body = self._dialect.ended(session, reason, self._container_id)
+            self._post(self._dialect, "ended", body)
+            following = self._held.pop(stream_id, None)
+            if following is not None:
+                self._send_start(following, self._dialect)
+
+    def _send_start(self, session: EngineSession, dialect: Dialect) -> None:
+        if self._post(dialect, "started", dialect.started(session, self._container_id)):
+            stream_id = dialect.stream_id(session)
+            self._stream_ids[session.info.playback_session_id] = stream_id
+            self._open[stream_id] = session.info.playback_session_id
 
     def engine_failed(self, engine: Engine) -> None:
         if engine.container_id is not None:
@@ -220,6 +234,7 @@ class OrchestratorPool:
         for candidate in usable:
             if (
                 candidate.engine_id == previous
+                and candidate.accepts
                 and candidate.health != "unhealthy"
                 and self._ours[previous] < self._max
             ):
@@ -235,9 +250,10 @@ class OrchestratorPool:
 
     async def _refresh(self) -> None:
         try:
-            engines = await self._get_json("/engines")
-            status = await self._get_json("/orchestrator/status")
-            candidates = [_candidate(e) for e in _listed(engines, "engines")]
+            dialect, engines = await self._engine_list()
+            status = await self._get_json(dialect.path("status"))
+            listed = _listed(engines, "engines")
+            candidates = [dialect.candidate(e) for e in listed]
         except _UNUSABLE as exc:
             self._lost(exc)
         else:
@@ -246,11 +262,29 @@ class OrchestratorPool:
             self._reachable = True
             self._candidates = candidates
             self._names = {
-                str(e["container_id"]): str(e.get("container_name") or "")
-                for e in _listed(engines, "engines")
+                str(e["container_id"]): str(e.get("container_name") or "") for e in listed
             }
             self._status = status if isinstance(status, dict) else {}
         self._refreshed.set()
+
+    async def _engine_list(self) -> tuple[Dialect, Any]:
+        """The engine list, in the dialect found at the start or after an outage."""
+        if not self._detect and self._dialect is not None:
+            return self._dialect, await self._get_json(self._dialect.path("engines"))
+        got: list[str] = []
+        for dialect in DIALECTS:
+            try:
+                engines = await self._get_json(dialect.path("engines"))
+            except aiohttp.ClientResponseError as exc:
+                if exc.status != 404:
+                    raise
+                got.append(f"GET {dialect.path('engines')} → 404")
+                continue
+            if dialect != self._dialect:
+                log.info("orchestrator at %s speaks %s", self._url, dialect)
+            self._dialect, self._detect = dialect, False
+            return dialect, engines
+        raise _Misconfigured(", ".join(got))
 
     def _lost(self, exc: BaseException) -> None:
         """New streams go to the fixed engine from now until a refresh gets an answer."""
@@ -258,36 +292,40 @@ class OrchestratorPool:
             log.warning(
                 "orchestrator at %s unusable (%s); using the engine at %s",
                 self._url,
-                type(exc).__name__,
+                _what_it_got(exc),
                 self._fallback,
             )
         self._reachable = False
+        self._detect = True
 
     async def _get_json(self, path: str) -> Any:
         async with (
             asyncio.timeout(self._request_timeout),
-            self._http.get(self._url + path, headers=self._headers) as resp,
+            self._http.get(self._url + path) as resp,
         ):
             resp.raise_for_status()
             return await resp.json(content_type=None)
 
     async def _provision(self) -> bool:
-        """True once a new engine answers; False when the orchestrator cannot be used.
+        """True once an engine has room (a new one answers); False when the orchestrator
+        cannot be used.
 
-        Raises Unavailable when the orchestrator answers that it cannot add an engine.
+        Raises Unavailable when the orchestrator says it cannot add an engine, and when no
+        engine comes up within the provisioning timeout (v2.1 accepts every request and
+        adds nothing at its replica maximum).
         """
-        blocked = (self._status.get("provisioning") or {}) if self._status else {}
-        if blocked and blocked.get("can_provision") is False:
-            raise _blocked(
-                blocked.get("blocked_reason_details") or {}, blocked.get("blocked_reason")
-            )
+        dialect = self._dialect or V1
+        blocked = dialect.blocked(self._status)
+        if blocked is not None:
+            raise blocked
+        known = {c.engine_id for c in self._candidates}
         try:
             async with (
                 asyncio.timeout(self._request_timeout),
                 self._http.post(
-                    self._url + "/provision/acestream",
-                    json={"labels": {}, "env": {}},
-                    headers=self._headers,
+                    self._url + dialect.path("provision"),
+                    json=dialect.provision_body(),
+                    headers=dialect.headers("provision", self._api_key),
                 ) as resp,
             ):
                 status = resp.status
@@ -295,21 +333,18 @@ class OrchestratorPool:
                     self._report_auth(status)
                     raise Unavailable("the orchestrator refused to add an engine", retry_after=60)
                 body = await resp.json(content_type=None)
-            if status >= 400:
-                detail = body.get("detail") if isinstance(body, dict) else None
-                raise _blocked(detail if isinstance(detail, dict) else {}, detail)
-            new_id = str(body["container_id"])
+            new_id = dialect.provisioned(status, body)
         except _UNUSABLE as exc:
             self._lost(exc)
             return False
-        log.info("orchestrator is adding engine %s", new_id[:12])
+        log.info("orchestrator is adding an engine%s", f" ({new_id[:12]})" if new_id else "")
         deadline = self._clock() + self._provision_timeout
         while self._clock() < deadline:
             await self._refresh()
             if not self._reachable:
                 return False
-            listed = next((c for c in self._candidates if c.engine_id == new_id), None)
-            if listed is not None and await self._answers(listed):
+            free = choose(self._usable(), ours=self._ours, max_per_engine=self._max)
+            if free is not None and (free.engine_id in known or await self._answers(free)):
                 return True
             await asyncio.sleep(0.25)
         raise Unavailable(
@@ -331,12 +366,12 @@ class OrchestratorPool:
 
     async def _post_events(self) -> None:
         while True:
-            path, body = await self._events.get()
+            path, body, headers = await self._events.get()
             loop = asyncio.get_running_loop()
             give_up_at = loop.time() + EVENT_PATIENCE
             try:
                 delay = 0.25
-                while (problem := await self._deliver(path, body)) is not None:
+                while (problem := await self._deliver(path, body, headers)) is not None:
                     if loop.time() + delay > give_up_at:
                         log.warning("orchestrator event %s not delivered: %s", path, problem)
                         break
@@ -345,12 +380,14 @@ class OrchestratorPool:
             finally:
                 self._events.task_done()
 
-    async def _deliver(self, path: str, body: dict[str, Any]) -> str | None:
+    async def _deliver(
+        self, path: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> str | None:
         """Post one event; None when it landed or can never land (auth), else the problem."""
         try:
             async with (
                 asyncio.timeout(self._request_timeout),
-                self._http.post(self._url + path, json=body, headers=self._headers) as resp,
+                self._http.post(self._url + path, json=body, headers=headers) as resp,
             ):
                 if resp.status in (401, 403):
                     self._report_auth(resp.status)
@@ -360,10 +397,12 @@ class OrchestratorPool:
             self._lost(exc)
             return type(exc).__name__
 
-    def _post(self, path: str, body: dict[str, Any]) -> bool:
+    def _post(self, dialect: Dialect, call: Call, body: dict[str, Any]) -> bool:
         """Queue an event for the worker; False when the queue is full and it is dropped."""
         try:
-            self._events.put_nowait((path, body))
+            self._events.put_nowait(
+                (dialect.path(call), body, dialect.headers(call, self._api_key))
+            )
         except asyncio.QueueFull:
             self._events_dropped += 1
             if self._events_dropped == 1:
@@ -384,44 +423,31 @@ class OrchestratorPool:
             )
 
 
+_Event = tuple[str, dict[str, Any], dict[str, str]]  # path, body, headers
+
 # What a request to the orchestrator raises when it cannot be used: no connection, no
 # answer in time, or an answer that is not the JSON it documents.
 _UNUSABLE = (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError)
 
 
 def _listed(body: Any, field: str) -> list[dict[str, Any]]:
-    """v1 answers a bare array; v2.1 wraps it: {"engines": [...], "total": n}."""
+    """A bare array, as both APIs answer; also one wrapped in an object under `field`."""
     items = body.get(field) if isinstance(body, dict) else body
     if not isinstance(items, list):
         raise ValueError(f"no {field} list")
     return [item for item in items if isinstance(item, dict)]
 
 
-def _candidate(engine: dict[str, Any]) -> Candidate:
-    health = engine.get("health_status")
-    last = engine.get("last_stream_usage") or ""
-    return Candidate(
-        engine_id=str(engine["container_id"]),
-        host=str(engine["host"]),
-        port=int(engine["port"]),
-        health=health if health in ("healthy", "unhealthy") else "unknown",
-        forwarded=bool(engine.get("forwarded")),
-        # RFC 3339 strings of one format order like the times they name.
-        last_used=_order(str(last)),
-        sessions=len(engine.get("streams") or []),
-    )
+class _Misconfigured(ValueError):
+    """Neither API answers at the URL: what each path got."""
 
 
-def _order(timestamp: str) -> float:
-    digits = re.sub(r"\D", "", timestamp)[:14]
-    return float(digits) if digits else 0.0
-
-
-def _blocked(details: dict[str, Any], text: object) -> Unavailable:
-    message = str(details.get("message") or text or "provisioning is blocked")
-    eta = details.get("recovery_eta_seconds")
-    retry = float(eta) if isinstance(eta, int | float) and eta > 0 else 30.0
-    return Unavailable(f"no engine is free and the orchestrator cannot add one: {message}", retry)
+def _what_it_got(exc: BaseException) -> str:
+    if isinstance(exc, _Misconfigured):
+        return f"{exc}; check ACEXY_ORCH_URL"
+    if isinstance(exc, aiohttp.ClientResponseError) and exc.request_info is not None:
+        return f"{exc.request_info.method} {exc.request_info.url.path} → {exc.status}"
+    return type(exc).__name__
 
 
 def _retrieve(task: asyncio.Task[bool]) -> None:

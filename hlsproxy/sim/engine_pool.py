@@ -61,6 +61,8 @@ class EnginePool(SimServer):
         self.engine_options: dict[str, Any] = dict(engine_options or {})
         self.host = host
         self.stat_interval = stat_interval
+        self.polls_stats = True
+        """Whether started streams' stat URLs are polled, and forgotten sessions ended."""
         self.faults = OrchFaults()
         self.engines: list[SimPoolEngine] = []
         self.calls: list[str] = []
@@ -96,7 +98,8 @@ class EnginePool(SimServer):
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
             for _ in range(self.initial_engines):
                 await self.add_engine()
-            self._poller = asyncio.create_task(self._poll_stats(), name="sim-orchestrator-stat")
+            if self.polls_stats:
+                self._poller = asyncio.create_task(self._poll_stats(), name="sim-orchestrator-stat")
         except BaseException:
             await self.stop()
             raise

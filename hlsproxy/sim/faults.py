@@ -68,4 +68,5 @@ class OrchFaults:
     """How provisioning answers: as documented, 200 with a body that is not JSON, or not at
     all until the orchestrator stops."""
     wrapped_lists: bool = False
-    """v2.1's list shapes: `{"engines": [...], "total": n}` and `{"streams": [...]}`."""
+    """v1 only: lists wrapped in an object, `{"engines": [...], "total": n}` and
+    `{"streams": [...]}`, which some builds answered (v2.1.0.2 answers bare arrays)."""

@@ -1,4 +1,6 @@
-"""The simulated orchestrator's request bodies and queries, checked the way FastAPI does."""
+"""The simulated orchestrator's request bodies and queries: v1's checked the way FastAPI
+does, v2.1's the way Go's `encoding/json` decodes them (a field of the wrong type fails the
+whole body; unknown fields are ignored)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import json
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -50,6 +52,61 @@ class ProvisionRequest(BaseModel):
 class StreamsQuery(BaseModel):
     container_id: str | None = None
     status: Literal["started", "ended"] | None = None
+
+
+class _GoJSON(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+class GoEngineAddress(_GoJSON):
+    host: str = ""
+    port: int = 0
+
+
+class GoStreamKey(_GoJSON):
+    key_type: str = ""
+    key: str = ""
+    file_indexes: str = ""
+    seekback: int = 0
+    live_delay: int = 0
+
+
+class GoSession(_GoJSON):
+    playback_session_id: str = ""
+    stat_url: str = ""
+    command_url: str = ""
+    is_live: int = 0
+
+
+class GoStreamStarted(_GoJSON):
+    """v2.1's `StreamStartedEvent`."""
+
+    content_id: str = ""
+    engine_id: str = ""
+    engine_name: str = ""
+    container_id: str = ""
+    engine: GoEngineAddress | None = None
+    stream: GoStreamKey | None = None
+    session: GoSession | None = None
+    labels: dict[str, str] | None = None
+
+
+class GoStreamEnded(_GoJSON):
+    """v2.1's `StreamEndedEvent`."""
+
+    content_id: str = ""
+    stream_id: str = ""
+    container_id: str = ""
+    reason: str = ""
+
+
+async def parse_go(request: web.Request, model: type[Model]) -> tuple[dict[str, Any], Model] | None:
+    """The body as JSON and as `model`, or None where Go answers 400 `invalid json`."""
+    try:
+        data = json.loads(await request.read())
+        return data, model.model_validate(data)
+    except (ValueError, ValidationError):
+        return None
 
 
 async def parse(

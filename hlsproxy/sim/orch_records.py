@@ -45,7 +45,9 @@ class SimPoolEngine:
     alive: bool = True
     """False once killed or stopped: its server is gone."""
     listed: bool = True
-    """False while a provisioned engine is still starting."""
+    """False while a provisioned engine is still starting (v2.1 lists it as `unknown`)."""
+    draining: bool = False
+    """Takes no new stream (v2.1 reports it)."""
     labels: dict[str, str] = field(default_factory=dict)
     last_seen: datetime | None = None
     last_health_check: datetime | None = None
