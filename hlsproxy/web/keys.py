@@ -12,6 +12,7 @@ from ..formats import Streams
 from ..hls.cache import SegmentCache
 from ..sessions import Sessions
 from .metrics import Metrics
+from .stalls import Stalls
 
 SETTINGS = web.AppKey("settings", Settings)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
@@ -21,3 +22,4 @@ SESSIONS = web.AppKey("sessions", Sessions)
 SEGMENTS = web.AppKey("segments", SegmentCache)
 METRICS = web.AppKey("metrics", Metrics)
 POOL = web.AppKey("pool", EnginePool)
+STALLS = web.AppKey("stalls", Stalls)
