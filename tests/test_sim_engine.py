@@ -1,4 +1,4 @@
-"""The simulated engine against shared/reference/acestream-engine-api.md."""
+"""The simulated engine against docs/ARCHITECTURE.md, "The AceStream engine"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The simulated orchestrator against shared/reference/orchestrator-api.md."""
+"""The simulated orchestrator against docs/ARCHITECTURE.md, "The acestream-orchestrator"."""
 
 from __future__ import annotations
 

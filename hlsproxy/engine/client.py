@@ -1,7 +1,8 @@
 """The AceStream engine's middleware API: start, read, stat and stop a playback session.
 
 Every aiohttp and timeout error is translated here into the project's own EngineError tree,
-with messages that never carry the engine's address, a pid or a session id (principle 5).
+with messages that never carry the engine's address, a pid or a session id
+(docs/ARCHITECTURE.md, principle 5).
 """
 
 from __future__ import annotations

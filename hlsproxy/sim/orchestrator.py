@@ -1,6 +1,7 @@
 """A simulated acestream-orchestrator in front of a pool of simulated AceStream engines.
 
-It follows shared/reference/orchestrator-api.md (v1.4.1, FastAPI): public reads of the pool
+It follows docs/ARCHITECTURE.md, "The acestream-orchestrator" (v1.4.1, FastAPI): public
+reads of the pool
 and its streams, bearer-protected provisioning and stream events, FastAPI's 422 bodies, the
 `provisioning_blocked` 503, and v1.4.1's quirk of ending the newest open stream of a
 container when a stream_ended event names an unknown stream. Each pool engine is a real

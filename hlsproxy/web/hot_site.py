@@ -26,10 +26,10 @@ from .hot_connection import HotConnection
 from .keys import SETTINGS, STALLS
 
 # How long a connection may wait for its next request, on both paths. aiohttp's default
-# (3,630 s since aiohttp 3.10.6, in web_protocol.RequestHandler) would keep every connection
-# that left the fast path (a 404, /healthz, anything with the access log on) for an hour.
-# 75 s is what aiohttp used before, and outlasts the target duration of any live playlist
-# a player polls on its connection.
+# (3,630 s in web_protocol.RequestHandler of aiohttp 3.14; older releases had 75 s) would
+# keep every connection that left the fast path (a 404, /healthz, anything with the access
+# log on) for an hour. 75 s outlasts the target duration of any live playlist a player
+# polls on its connection.
 KEEPALIVE_TIMEOUT = 75.0
 
 

@@ -1,4 +1,5 @@
-"""Typed application state (principle 6): what the handlers find on the app."""
+"""Typed application state (docs/ARCHITECTURE.md, principle 6): what the handlers find on
+the app."""
 
 from __future__ import annotations
 
