@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import pytest
@@ -16,9 +15,11 @@ from hlsproxy.config import load_settings
 from hlsproxy.web.app import create_app
 from hlsproxy.web.hot_site import KEEPALIVE_TIMEOUT, HotSite, ProxyRunner
 from hlsproxy.web.keys import METRICS
+from hlsproxy.web.stalls import SEND_TIMEOUT
 
 from .conftest import CID, ProxyFactory, RunningSim, eventually
 from .test_fast_path import MANIFEST, STEP, Raw, first_segment, get, port_of
+from .test_fast_path_review import _slow_client
 
 # The two paths: the access log sends every request through aiohttp's middlewares.
 PATHS = [{}, {"access_log": "true"}]
@@ -83,10 +84,10 @@ async def test_aiohttp_keeps_an_idle_connection_as_long_as_the_fast_path() -> No
 
 async def _site(
     sim: RunningSim,
+    settings: dict[str, str],
     *,
     keepalive: float = KEEPALIVE_TIMEOUT,
-    send_timeout: float = 30.0,
-    **settings: str,
+    send_timeout: float = SEND_TIMEOUT,
 ) -> tuple[web.AppRunner, HotSite]:
     raw = {"host": "127.0.0.1", "port": str(sim.port), **settings}
     app = create_app(load_settings(raw, env={}), send_timeout=send_timeout)
@@ -106,7 +107,7 @@ async def _site(
 async def test_a_connection_that_left_the_fast_path_is_closed_when_idle(
     sim: RunningSim, request_: bytes, options: dict[str, str]
 ) -> None:
-    runner, site = await _site(sim, keepalive=0.5, **options)
+    runner, site = await _site(sim, options, keepalive=0.5)
     try:
         port = site.port
         answered = await Raw.open(port)
@@ -120,15 +121,6 @@ async def test_a_connection_that_left_the_fast_path_is_closed_when_idle(
             assert await client.closed_by_server()
     finally:
         await runner.cleanup()
-
-
-async def _not_reading(port: int) -> Raw:
-    """A client whose socket takes little, and which then reads nothing."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    return Raw(*await asyncio.open_connection(sock=sock, limit=4096))
 
 
 async def _read_to_end(client: Raw) -> int:
@@ -164,7 +156,7 @@ async def test_a_segment_reader_that_stops_reading_is_cut_and_counted(
     a reader that keeps reading gets the whole segment."""
     if not cached:
         options = {**options, "hls_prefetch": "0"}
-    runner, site = await _site(sim, send_timeout=1.0, **options)
+    runner, site = await _site(sim, options, send_timeout=1.0)
     registry = runner.app[METRICS].registry
     try:
         probe = await Raw.open(site.port)
@@ -176,9 +168,9 @@ async def test_a_segment_reader_that_stops_reading_is_cut_and_counted(
         else:
             sim.faults.segment_stall_after = 100_000  # the segment is still arriving
             sim.faults.segment_stall_seconds = 2.0
-        stuck = await _not_reading(site.port)
+        stuck = await _slow_client(site.port)
         stuck.send(get(uri))
-        reading = await _not_reading(site.port)
+        reading = await _slow_client(site.port)
         reading.send(get(uri))
         status, headers = await reading.head()
         assert status == "HTTP/1.1 200 OK"

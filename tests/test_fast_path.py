@@ -314,7 +314,9 @@ async def test_a_request_waiting_on_a_stream_that_closes_is_answered(
     await asyncio.sleep(3.0)  # the proxy's copy goes stale
     raw.send(get(MANIFEST))
     await asyncio.sleep(0.5)
-    for stream in list(client.server.app[STREAMS].hls_streams()):
+    app = client.app
+    assert app is not None
+    for stream in list(app[STREAMS].hls_streams()):
         stream.close(EndReason.SHUTDOWN)
     status, headers, body = await raw.response()
     assert status == "HTTP/1.1 503 Service Unavailable"

@@ -231,7 +231,8 @@ class HotConnection(asyncio.Protocol):
             return
         transport.write(reply.head)
         _send_body(transport, body, reply.start, reply.end)
-        self._hub.stalls.watch(transport)
+        if transport.get_write_buffer_size():
+            self._hub.stalls.watch(transport)  # the rest waits on the client
 
     async def _stream(self, transport: asyncio.Transport, answer: Streamed) -> None:
         transport.write(answer.head)
@@ -256,7 +257,8 @@ class HotConnection(asyncio.Protocol):
             _send_body(transport, landed.body, sent, end)
             if answer.chunked:
                 transport.write(b"\r\n0\r\n\r\n" if sent < end else b"0\r\n\r\n")
-            self._hub.stalls.watch(transport)
+            if transport.get_write_buffer_size():
+                self._hub.stalls.watch(transport)
         except asyncio.CancelledError:
             transport.abort()  # a body cut short must not look whole (HTTP/1.0 ends at close)
             raise
