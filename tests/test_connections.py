@@ -13,6 +13,7 @@ from aiohttp import web
 
 from hlsproxy.config import load_settings
 from hlsproxy.web.app import create_app
+from hlsproxy.web.hot_head import may_be_head, read_head
 from hlsproxy.web.hot_site import KEEPALIVE_TIMEOUT, HotSite, ProxyRunner
 from hlsproxy.web.keys import METRICS
 from hlsproxy.web.stalls import SEND_TIMEOUT
@@ -51,6 +52,64 @@ async def test_heads_aiohttp_refuses_are_refused_on_both_paths_at_once(
         client.close()
     assert answers[0] == answers[1]
     assert answers[0][0].split()[1] == "400"
+
+
+@pytest.mark.parametrize(
+    ("start", "may_be"),
+    [
+        (b"", True),
+        (b"GET /ace/hls/id/", True),
+        (b"GET / HTTP/1.1\r", True),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r", True),
+        (b"GET / HTTP/1.1\n", False),
+        (b"GET / HTTP/1.1\r\nHost: a\n", False),
+        (b"GET / HTTP/1.1\r\r", False),
+        (b"GET /\x00", False),
+        (b"GET /caf\xc3\xa9", False),
+        (b"GET /" + b"a" * 9000, False),
+    ],
+    ids=[
+        "empty",
+        "partial-line",
+        "cr-pending",
+        "last-cr-pending",
+        "bare-lf",
+        "bare-lf-later",
+        "cr-cr",
+        "nul",
+        "utf-8",
+        "too-long",
+    ],
+)
+def test_a_head_still_arriving_is_declined_once_it_cannot_be_read_here(
+    start: bytes, may_be: bool
+) -> None:
+    assert may_be_head(start) is may_be
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a", True),
+        (b"GET / HTTP/1.1", False),
+        (b"GET / HTTP/1.0", True),
+        (b"GET /\t HTTP/1.1\r\nHost: a", False),
+        (b"GET\t/ HTTP/1.1\r\nHost: a", False),
+        (b"GET /?a=\tb HTTP/1.1\r\nHost: a", False),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Tab: a\tb", True),
+    ],
+    ids=[
+        "host",
+        "1.1-without-host",
+        "1.0-without-host",
+        "tab-after-target",
+        "tab-after-method",
+        "tab-in-query",
+        "tab-in-a-header-value",
+    ],
+)
+def test_heads_aiohttp_refuses_are_not_read_here(raw: bytes, read: bool) -> None:
+    assert (read_head(raw) is not None) is read
 
 
 @pytest.mark.parametrize("options", PATHS, ids=PATH_IDS)
