@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
+import psutil
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent

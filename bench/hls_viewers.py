@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="hls-viewers-"))
     reports: list[str] = []
     pooled: dict[int, list[RunResult]] = {}
-    raw: dict[str, list[dict[str, Any]]] = {}
+    raw: dict[str, dict[str, Any]] = {}
     try:
         with time_budget(per_run * len(opts.runs) * opts.repeat * len(opts.counts) + 30):
             for count in opts.counts:

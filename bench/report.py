@@ -10,7 +10,7 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
+import psutil
 
 
 def percentile(values: Sequence[float], q: float) -> float:

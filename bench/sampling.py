@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
+import psutil
 
 
 def cpu_seconds(procs: Sequence[Any]) -> dict[int, float]:

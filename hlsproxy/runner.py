@@ -9,11 +9,9 @@ import signal
 import urllib.request
 from collections.abc import Callable
 
-from aiohttp import web
-
 from .config import DemoOptions, Settings
 from .web.app import create_app
-from .web.hot_site import HotSite
+from .web.hot_site import HotSite, ProxyRunner
 
 log = logging.getLogger("hlsproxy")
 
@@ -91,7 +89,7 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
                 update["orch_url"] = orchestrator.url
                 log.info("demo: simulated orchestrator with %d engines", demo.engines)
             settings = settings.model_copy(update=update)
-        runner = web.AppRunner(
+        runner = ProxyRunner(
             create_app(settings),
             handler_cancellation=True,
             shutdown_timeout=SHUTDOWN_TIMEOUT,

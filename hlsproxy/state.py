@@ -1,6 +1,7 @@
 """A stream's life as data: its states, the events that move it, and the decisions it takes.
 
-Pure (principle 1): no I/O, no clock reads, no asyncio. `lifecycle.EngineStream` is the thin
+Pure (docs/ARCHITECTURE.md, principle 1): no I/O, no clock reads, no asyncio.
+`lifecycle.EngineStream` is the thin
 shell that carries these decisions out, for MPEG-TS and HLS alike.
 
 The rules, for both formats:

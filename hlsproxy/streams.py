@@ -1,6 +1,7 @@
 """The registry of live streams: one per content, created once, shared, ended when idle.
 
-Deciding is synchronous and separate from doing (principle 2): `open` picks or creates a
+Deciding is synchronous and separate from doing (docs/ARCHITECTURE.md, principle 2): `open`
+picks or creates a
 stream with no await in between, and the sweeper decides which streams are due under no
 await, then lets each one end itself (the engine I/O happens in the stream's own task).
 """

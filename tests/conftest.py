@@ -21,7 +21,7 @@ from hlsproxy.config import load_settings
 from hlsproxy.sim.engine import SimEngine
 from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import HotSite
+from hlsproxy.web.hot_site import HotSite, ProxyRunner
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
@@ -91,10 +91,11 @@ class ProxyServer(TestServer):
     ) -> None:
         if self.runner:
             return
-        self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
-        await self.runner.setup()
+        runner = ProxyRunner(self.app, handler_cancellation=True, **kwargs)
+        self.runner = runner
+        await runner.setup()
         sock = self.socket_factory(self.host, self.port or 0, socket.AF_INET)
-        site = HotSite(self.runner, sock=sock)
+        site = HotSite(runner, sock=sock)
         await site.start()
         self.port = site.port
         self.scheme = "http"

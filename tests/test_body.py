@@ -13,7 +13,7 @@ from hlsproxy.runner import raise_open_files_limit
 
 
 def test_a_body_holds_its_pieces_in_a_memory_file_closed_with_it() -> None:
-    pieces = [b"G" * 188, memoryview(b"x" * 1000), b"tail"]
+    pieces: list[bytes | memoryview] = [b"G" * 188, memoryview(b"x" * 1000), b"tail"]
     body = Body(pieces)
     expected = b"".join(bytes(piece) for piece in pieces)
     assert bytes(body) == expected and len(body) == len(expected)

@@ -15,7 +15,7 @@ from aiohttp import web
 from hlsproxy.config import load_settings
 from hlsproxy.state import EndReason
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import HotSite
+from hlsproxy.web.hot_site import HotSite, ProxyRunner
 from hlsproxy.web.keys import STREAMS
 
 from .conftest import CID, CID2, ProxyFactory, RunningSim
@@ -264,11 +264,11 @@ async def test_http_1_0_closes_unless_asked_to_keep_alive(
     assert await kept.closed_by_server()
 
 
-async def _hot_proxy(sim: RunningSim, **site: Any) -> tuple[web.AppRunner, HotSite]:
+async def _hot_proxy(sim: RunningSim, **runner_options: Any) -> tuple[web.AppRunner, HotSite]:
     settings = load_settings({"host": "127.0.0.1", "port": str(sim.port)}, env={})
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = ProxyRunner(create_app(settings), access_log=None, **runner_options)
     await runner.setup()
-    hot = HotSite(runner, "127.0.0.1", 0, **site)
+    hot = HotSite(runner, "127.0.0.1", 0)
     await hot.start()
     return runner, hot
 
@@ -314,7 +314,9 @@ async def test_a_request_waiting_on_a_stream_that_closes_is_answered(
     await asyncio.sleep(3.0)  # the proxy's copy goes stale
     raw.send(get(MANIFEST))
     await asyncio.sleep(0.5)
-    for stream in list(client.server.app[STREAMS].hls_streams()):
+    app = client.app
+    assert app is not None
+    for stream in list(app[STREAMS].hls_streams()):
         stream.close(EndReason.SHUTDOWN)
     status, headers, body = await raw.response()
     assert status == "HTTP/1.1 503 Service Unavailable"

@@ -419,7 +419,9 @@ async def test_shutdown_stops_every_session_and_ends_every_client(
     for r in responses:
         await read_bytes(r, PACKET)
     started = time.monotonic()
-    await client.server.runner.shutdown()  # what SIGTERM triggers
+    runner = client.server.runner
+    assert runner is not None
+    await runner.shutdown()  # what SIGTERM triggers
     for r in responses:
         async with asyncio.timeout(5):
             await r.content.read()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from hlsproxy.config import load_settings
 from hlsproxy.content import ContentKey
+from hlsproxy.hls.channel import Locator
 from hlsproxy.hls.playlist import looks_like_playlist, rewrite_playlist
 from hlsproxy.hls.uri import Uri
 from hlsproxy.web import hls_urls
@@ -30,7 +31,7 @@ PORT = 6878
 _PROXY_URI = re.compile(rf"/ace/hls/id/{CID}/[0-9a-f]{{12}}\?token={TOKEN}")
 
 
-def _locate() -> hls_urls.Locator:
+def _locate() -> Locator:
     app = create_app(load_settings({"access_token": TOKEN}, env={}))
     return hls_urls.locator(app)
 

@@ -1,4 +1,4 @@
-"""The simulated engine against shared/reference/acestream-engine-api.md."""
+"""The simulated engine against docs/ARCHITECTURE.md, "The AceStream engine"."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ async def start(
 
 
 async def started(client: Client, fmt: str = "ts", **params: str) -> dict[str, Any]:
-    body = await start(client, fmt, **params)
+    body = await start(client, fmt, headers=None, **params)
     assert body["error"] is None, body
     response: dict[str, Any] = body["response"]
     return response
@@ -189,7 +189,7 @@ async def test_unknown_content_fails_with_http_200_after_a_delay(
 ) -> None:
     engine, client = await sim(unknown_content_delay=0.2)
     began = time.monotonic()
-    body = await start(client, **params)
+    body = await start(client, headers=None, **params)
     assert time.monotonic() - began >= 0.2
     assert body == {"response": None, "error": "failed to load content"}
     assert engine.counters["start_failed"] == 1
@@ -429,7 +429,7 @@ async def test_stat_of_an_unknown_or_stopped_session(sim: Sim) -> None:
 
 async def test_the_hls_playlist_and_its_segments(sim: Sim, media: MediaLoop) -> None:
     engine, client = await sim(clock=Clock())
-    r = await started(client, "hls", headers=None, id=CID)
+    r = await started(client, "hls", id=CID)
     async with client.get(path(r["playback_url"])) as resp:
         assert resp.status == 200
         assert resp.content_type == "application/vnd.apple.mpegurl"

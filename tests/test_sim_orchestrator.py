@@ -608,6 +608,7 @@ async def test_an_orchestrator_that_stopped_serving_comes_back_on_its_port(
 ) -> None:
     orch = await make(engines=1)
     url, port = orch.url, orch.port
+    assert port is not None
     session = await engine_session(http, orch.engines[0])
     await orch.stop_serving()
     await orch.stop_serving()

@@ -1,7 +1,8 @@
 """The AceStream engine's middleware API: start, read, stat and stop a playback session.
 
 Every aiohttp and timeout error is translated here into the project's own EngineError tree,
-with messages that never carry the engine's address, a pid or a session id (principle 5).
+with messages that never carry the engine's address, a pid or a session id
+(docs/ARCHITECTURE.md, principle 5).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..errors import (
     EngineTimeout,
     EngineUnreachable,
 )
+from .redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,7 @@ class EngineClient:
             self._http.get(url, params=query, allow_redirects=False) as resp,
         ):
             body = await self._json(resp)
-        info = _unwrap(body, PlaybackInfo)
+        info = _unwrap(body, PlaybackInfo, engine)
         return EngineSession(engine, request, fmt, pid, info)
 
     @contextlib.asynccontextmanager
@@ -315,12 +317,13 @@ class EngineResource:
         self._response.release()
 
 
-def _unwrap(body: dict[str, Any], model: type[M]) -> M:
+def _unwrap(body: dict[str, Any], model: type[M], engine: Engine) -> M:
     if body.get("error"):
         error = str(body["error"])
+        said = redact(error, engine.host)
         if _CONTENT_GONE in error.lower():
-            raise ContentGone(f"the engine says: {error}")
-        raise EngineRejected(f"the engine says: {error}")
+            raise ContentGone(f"the engine says: {said}")
+        raise EngineRejected(f"the engine says: {said}")
     try:
         return model.model_validate(body.get("response"))
     except ValidationError as exc:

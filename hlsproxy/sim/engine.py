@@ -1,6 +1,6 @@
 """A simulated AceStream engine: the HTTP API a proxy meets, served by a real aiohttp app.
 
-It follows shared/reference/acestream-engine-api.md: the `format=json` envelope, one session
+It follows docs/ARCHITECTURE.md, "The AceStream engine": the `format=json` envelope, one session
 per content (a different pid or output format supersedes it), a stop that ends every
 session of the content, one reader per progressive stream (a second one gets garbage), an
 HLS window that grows then slides with the clock, stat progression, idle expiry. Tests steer

@@ -28,7 +28,8 @@ stream store, `internal/state/types.go` for the event bodies and health values):
 - It does not poll the stat URLs of reported streams (its stat collector belongs to its own
   built-in proxy).
 
-**"v1"** follows the orchestrator's v1.4.1 FastAPI code and docs: public reads of the pool
+**"v1"** follows the orchestrator's v1.4.1 FastAPI code and docs (docs/ARCHITECTURE.md,
+"The acestream-orchestrator"): public reads of the pool
 and its streams, bearer-protected provisioning and stream events, FastAPI's 422 bodies, the
 `provisioning_blocked` 503, and v1.4.1's quirk of ending the newest open stream of a
 container when a stream_ended event names an unknown stream. `/api/v1/engines` is FastAPI's

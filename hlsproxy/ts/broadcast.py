@@ -1,6 +1,7 @@
 """A ring of MPEG-TS chunks that one upstream reader fills and many clients read.
 
-The reader never waits for a client (principle 3): `publish` is synchronous. Each client
+The reader never waits for a client (docs/ARCHITECTURE.md, principle 3): `publish` is
+synchronous. Each client
 reads at its own cursor. The ring keeps what the slowest client still needs, up to
 `capacity` bytes; a client that falls further behind than that is cut, and counted.
 When no one lags, it keeps only what a joining client needs: the chunks since the most

@@ -19,11 +19,12 @@ from ..streams import Registry
 from ..ts.stream import TsOptions
 from . import hls_routes, hls_urls, middleware, routes, status, unmatched
 from .access import access_control
-from .keys import CLIENT, HTTP, METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STREAMS
+from .keys import CLIENT, HTTP, METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STALLS, STREAMS
 from .metrics import Metrics
+from .stalls import SEND_TIMEOUT, Stalls
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, send_timeout: float = SEND_TIMEOUT) -> web.Application:
     guard = access_control(settings)
     app = web.Application(
         middlewares=[
@@ -34,6 +35,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[STALLS] = Stalls(app[METRICS].stalled_clients.inc, timeout=send_timeout)
+    app.on_cleanup.append(_stop_stalls)
     # One context per resource, each closing what it opened, in the reverse order.
     app.cleanup_ctx.extend((_engine_client, _pool, _segments, _sessions, _streams))
     app.on_response_prepare.append(middleware.mark_started)
@@ -135,6 +138,10 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await registry.aclose()  # already done at shutdown, unless the app never started
+
+
+async def _stop_stalls(app: web.Application) -> None:
+    await app[STALLS].aclose()
 
 
 async def _end_streams(app: web.Application) -> None:

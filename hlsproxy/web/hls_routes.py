@@ -15,7 +15,7 @@ from ..hls.cache import Cached, Flight
 from ..hls.channel import HlsStream
 from ..hls.media_types import MEDIA_TYPES
 from . import hls_urls, sendfile
-from .keys import METRICS, SETTINGS, STREAMS
+from .keys import METRICS, SETTINGS, STALLS, STREAMS
 from .unmatched import expect
 from .urls import canonical_redirect
 
@@ -139,6 +139,7 @@ async def _send_cached(request: web.Request, body: Body, content_type: str) -> w
     await response.prepare(request)
     start += sendfile.send_now(request.transport, body, start, end)
     if start < end:
+        _watch(request)
         await response.write(body.view[start:end])
     await response.write_eof()
     return response
@@ -174,6 +175,13 @@ async def _stream_flight(
         response.content_length = flight.length
     await response.prepare(request)
     async for chunk in flight.chunks():
+        _watch(request)
         await response.write(chunk)
     await response.write_eof()
     return response
+
+
+def _watch(request: web.Request) -> None:
+    """A client that stops reading is cut after the send timeout (web/stalls.py)."""
+    if request.transport is not None:
+        request.app[STALLS].watch(request.transport)

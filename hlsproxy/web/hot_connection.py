@@ -22,8 +22,9 @@ from ..hls.body import Body
 from ..logs import printable
 from . import sendfile
 from .hot_answers import Answers, Later, Reply, Streamed
-from .hot_head import MAX_HEAD, Head, read_head
+from .hot_head import Head, may_be_head, read_head
 from .middleware import ErrorAnswer
+from .stalls import Stalls
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Hub(Protocol):
     """What the connections of one listening site share."""
 
     answers: Answers
+    stalls: Stalls
 
     def aiohttp_protocol(self) -> asyncio.Protocol: ...
 
@@ -123,7 +125,7 @@ class HotConnection(asyncio.Protocol):
         while (transport := self._transport) is not None and not transport.is_closing():
             end = self._buffer.find(_END)
             if end < 0:
-                if len(self._buffer) > MAX_HEAD:
+                if not may_be_head(self._buffer):
                     self._hand_over()
                 elif self._finishing:
                     transport.close()
@@ -229,6 +231,8 @@ class HotConnection(asyncio.Protocol):
             return
         transport.write(reply.head)
         _send_body(transport, body, reply.start, reply.end)
+        if transport.get_write_buffer_size():
+            self._hub.stalls.watch(transport)  # the rest waits on the client
 
     async def _stream(self, transport: asyncio.Transport, answer: Streamed) -> None:
         transport.write(answer.head)
@@ -242,6 +246,7 @@ class HotConnection(asyncio.Protocol):
                     transport.write(piece)
                 sent += len(piece)
                 if self._write_paused:
+                    self._hub.stalls.watch(transport)
                     await self._writable()
             # What had not been written when the body landed goes out as a cached body does.
             landed = flight.landed
@@ -252,6 +257,8 @@ class HotConnection(asyncio.Protocol):
             _send_body(transport, landed.body, sent, end)
             if answer.chunked:
                 transport.write(b"\r\n0\r\n\r\n" if sent < end else b"0\r\n\r\n")
+            if transport.get_write_buffer_size():
+                self._hub.stalls.watch(transport)
         except asyncio.CancelledError:
             transport.abort()  # a body cut short must not look whole (HTTP/1.0 ends at close)
             raise

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 # Printable ASCII and tabs; a lone CR or LF, or any other control byte, is declined.
 _CLEAN = re.compile(rb"[\t\x20-\x7e]*")
+# What a head read here may begin with: clean lines ended by CRLF, and perhaps the CR of
+# the next line end. Bytes that cannot begin one (a bare LF, a control byte) are aiohttp's
+# to refuse at once, rather than waiting for a CRLF CRLF that may never come.
+_HEAD_START = re.compile(rb"(?:[\t\x20-\x7e]|\r\n)*\r?")
 # A request with a body, an upgrade or an expectation is for aiohttp to read.
 _NOT_OURS = frozenset({"content-length", "transfer-encoding", "expect", "upgrade"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -46,6 +50,11 @@ class Head:
     authorization: str | None
 
 
+def may_be_head(start: bytes | bytearray) -> bool:
+    """Whether `start`, the bytes of a head not yet ended, may still become one read here."""
+    return len(start) <= MAX_HEAD and _HEAD_START.fullmatch(start) is not None
+
+
 def read_head(raw: bytes) -> Head | None:
     """The request in `raw` (a head without its final CRLF CRLF), or None to decline it."""
     if len(raw) > MAX_HEAD:
@@ -58,8 +67,8 @@ def read_head(raw: bytes) -> Head | None:
             return None
     request_line = lines[0].decode("ascii")
     parts = request_line.split(" ")
-    if len(parts) != 3:
-        return None
+    if len(parts) != 3 or "\t" in request_line:
+        return None  # llhttp refuses a tab in the request line
     method, target, version = parts
     if method not in ("GET", "HEAD") or version not in ("HTTP/1.1", "HTTP/1.0"):
         return None
@@ -68,7 +77,7 @@ def read_head(raw: bytes) -> Head | None:
         return None
     http10 = version == "HTTP/1.0"
     range_ = authorization = None
-    close = keep = False
+    close = keep = host = False
     seen: set[str] = set()
     for line in lines[1:]:
         name, colon, value = line.decode("ascii").partition(":")
@@ -82,7 +91,9 @@ def read_head(raw: bytes) -> Head | None:
             if name in seen:
                 return None
             seen.add(name)
-        if name == "connection":
+        if name == "host":
+            host = True
+        elif name == "connection":
             options = {option.strip().lower() for option in value.split(",")}
             close = close or "close" in options
             keep = keep or "keep-alive" in options
@@ -96,5 +107,7 @@ def read_head(raw: bytes) -> Head | None:
             authorization = value
     if close and keep:
         return None  # llhttp's reading of that depends on the version: let it decide
+    if not host and not http10:
+        return None  # RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused
     keep_alive = keep if http10 else not close
     return Head(method, path, query, http10, keep_alive, range_, authorization)

@@ -3,7 +3,12 @@
 It stands where aiohttp's TCPSite would, on a host and port or on a socket it is given, and
 it owns what its connections leave behind: it closes those left idle for the keep-alive
 time, and on stop it lets each finish the answer under way before closing it. Connections
-handed to aiohttp are aiohttp's to keep alive and to shut down.
+handed to aiohttp are aiohttp's to keep alive and to shut down, for the same keep-alive
+time: the site takes it from its runner (`ProxyRunner`), which gives it to aiohttp.
+
+On both paths the keep-alive time is also the head timeout: a connection is closed once
+it has sent no whole request head for that long since it opened or its last answer ended
+(aiohttp counts a partial head as idle, and so does the sweep here).
 """
 
 from __future__ import annotations
@@ -11,16 +16,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import Any
 
 from aiohttp import web
 
 from ..config import Settings
 from .hot_answers import Answers
 from .hot_connection import HotConnection
-from .keys import SETTINGS
+from .keys import SETTINGS, STALLS
 
-# aiohttp's own keep-alive time, so both paths treat an idle player alike.
+# How long a connection may wait for its next request, on both paths. aiohttp's default
+# (3,630 s in web_protocol.RequestHandler of aiohttp 3.14; older releases had 75 s) would
+# keep every connection that left the fast path (a 404, /healthz, anything with the access
+# log on) for an hour. 75 s outlasts the target duration of any live playlist a player
+# polls on its connection.
 KEEPALIVE_TIMEOUT = 75.0
+
+
+class ProxyRunner(web.AppRunner):
+    """aiohttp's runner with the keep-alive time the fast path keeps too."""
+
+    def __init__(
+        self, app: web.Application, *, keepalive_timeout: float = KEEPALIVE_TIMEOUT, **options: Any
+    ) -> None:
+        super().__init__(app, keepalive_timeout=keepalive_timeout, **options)
+        self.keepalive_timeout = keepalive_timeout
 
 
 def fast_path_allowed(settings: Settings) -> bool:
@@ -32,13 +52,12 @@ def fast_path_allowed(settings: Settings) -> bool:
 class HotSite(web.BaseSite):
     def __init__(
         self,
-        runner: web.AppRunner,
+        runner: ProxyRunner,
         host: str | None = None,
         port: int = 0,
         *,
         sock: socket.socket | None = None,
         shutdown_timeout: float = 5.0,
-        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         backlog: int = 128,
     ) -> None:
         super().__init__(runner, backlog=backlog)
@@ -47,8 +66,9 @@ class HotSite(web.BaseSite):
         self._port = port
         self._sock = sock
         self._shutdown_timeout = shutdown_timeout
-        self._keepalive_timeout = keepalive_timeout
+        self._keepalive_timeout = runner.keepalive_timeout
         self.answers = Answers(runner.app)
+        self.stalls = runner.app[STALLS]
         self._connections: set[HotConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None

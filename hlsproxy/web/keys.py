@@ -1,4 +1,5 @@
-"""Typed application state (principle 6): what the handlers find on the app."""
+"""Typed application state (docs/ARCHITECTURE.md, principle 6): what the handlers find on
+the app."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..formats import Streams
 from ..hls.cache import SegmentCache
 from ..sessions import Sessions
 from .metrics import Metrics
+from .stalls import Stalls
 
 SETTINGS = web.AppKey("settings", Settings)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
@@ -21,3 +23,4 @@ SESSIONS = web.AppKey("sessions", Sessions)
 SEGMENTS = web.AppKey("segments", SegmentCache)
 METRICS = web.AppKey("metrics", Metrics)
 POOL = web.AppKey("pool", EnginePool)
+STALLS = web.AppKey("stalls", Stalls)

@@ -46,6 +46,11 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.stalled_clients = Counter(
+            "hlsproxy_stalled_clients",
+            "Clients cut for taking nothing of an answer for the send timeout (HLS segments).",
+            registry=self.registry,
+        )
         self._ended: Tally[tuple[str, str]] = Tally()
         self._ended_totals: dict[str, Tally[str]] = {mode: Tally() for mode in MODES}
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
+from .middleware import error_body
 
-async def expect(request: web.Request) -> None:
+
+async def expect(request: web.Request) -> web.Response | None:
     """No route takes a request body, so a client that waits for 100 Continue simply gets
-    the final answer; any other expectation is refused without repeating it."""
+    the final answer; any other expectation is refused without repeating it. The refusal
+    is returned, not raised: aiohttp runs this before the middlewares, so a raised one
+    would go out as aiohttp's plain text instead of our JSON."""
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text="only Expect: 100-continue is understood")
+        return error_body(417, "expectation_failed", "only Expect: 100-continue is understood")
+    return None
 
 
 def setup(app: web.Application) -> None:
