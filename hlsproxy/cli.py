@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from hlsproxy import installed_version
 from hlsproxy.config import (
     DEMO_BITRATE_DEFAULT,
     ConfigError,
@@ -64,7 +65,7 @@ class UsageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Show:
-    """Print ``text`` and exit 0 (``-help``, ``-license``)."""
+    """Print ``text`` and exit 0 (``-help``, ``-license``, ``-version``)."""
 
     text: str
 
@@ -161,6 +162,7 @@ def _parser() -> _Parser:
     parser = _Parser(prog=PROG, add_help=False, allow_abbrev=False)
     parser.add_argument("-h", "--h", "-help", "--help", dest="cli_help", action="store_true")
     parser.add_argument("-license", "--license", dest="cli_license", action="store_true")
+    parser.add_argument("-version", "--version", dest="cli_version", action="store_true")
     for option in options():
         _add(parser, option.flag, option.name, option.is_switch)
     for extra in _CLI_FLAGS:
@@ -196,6 +198,7 @@ def help_text() -> str:
         footer = f"default {extra.default}" if extra.default else ""
         parts.append(_entry(extra.flag, extra.syntax, extra.description, footer))
     parts.append(_entry("-license", "bool", "Print the license and exit.", ""))
+    parts.append(_entry("-version", "bool", "Print the version and exit.", ""))
     parts.append(_entry("-help, -h", "bool", "Print this help and exit.", ""))
     return "".join(parts)
 
@@ -236,7 +239,7 @@ def _takes_value() -> dict[str, bool]:
     names = {option.flag[1:]: not option.is_switch for option in options()}
     for extra in _CLI_FLAGS:
         names[extra.flag[1:]] = extra.syntax != "bool"
-    names.update({"h": False, "help": False, "license": False})
+    names.update({"h": False, "help": False, "license": False, "version": False})
     return names
 
 
@@ -274,6 +277,8 @@ def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show
         return Show(help_text())
     if namespace.cli_license:
         return Show(LICENSE_TEXT)
+    if namespace.cli_version:
+        return Show(f"{PROG} {installed_version()}\n")
     given: dict[str, _Given] = {
         option.name: getattr(namespace, option.name)
         for option in options()

@@ -81,8 +81,9 @@ def parse_stream_request(
         elif name in _PRIVATE:
             continue
         elif name in _OURS:
+            # Debug, not info: every player of a playlist sends the engine's own pid= back.
             if name != "format":
-                log.info(
+                log.debug(
                     "dropping the client's %s=%s: the proxy picks its own", name, printable(value)
                 )
         elif name in ENGINE_PARAMS:

@@ -241,7 +241,21 @@ class EngineStream(abc.ABC):
             self._sessions.engine_failed(self.engine)
         if decision.fresh_session:
             self._release(EndReason.FAILED_OVER)
-        log.info("%s stream %s: %s; retry %d", self.mode, self.key, self.problem, self._failures)
+        log.info(
+            "%s stream %s: %s; retry %d",
+            self.mode,
+            self.key,
+            self.problem,
+            self._failures,
+            extra={
+                "event": "stream_retry",
+                "stream": self.key.value,
+                "mode": self.mode,
+                "reason": failure.value,
+                "code": exc.code if isinstance(exc, ProxyError) else None,
+                "retry": self._failures,
+            },
+        )
         if decision.delay:
             await asyncio.sleep(decision.delay)
 
@@ -266,13 +280,24 @@ class EngineStream(abc.ABC):
             await self._teardown()
             self._advance(Event.TORN_DOWN)
             self._closed.set()
+            duration = self._clock() - self.started_at
+            figures = self.figures()
             log.info(
                 "%s stream %s ended after %.0fs: %s%s",
                 self.mode,
                 self.key,
-                self._clock() - self.started_at,
+                duration,
                 self.reason.value if self.reason else "?",
                 f" ({self.problem})" if self.problem else "",
+                extra={
+                    "event": "stream_ended",
+                    "stream": self.key.value,
+                    "mode": self.mode,
+                    "reason": self.reason.value if self.reason else None,
+                    "duration_s": round(duration, 3),
+                    "bytes_in": figures.bytes_in,
+                    "bytes_out": figures.bytes_out,
+                },
             )
             self._on_closed(self)
 

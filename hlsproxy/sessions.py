@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient, EngineSession, Format
-from .engine.pool import EnginePool
+from .engine.pool import EnginePool, label_of
 from .errors import EngineLost, ShuttingDown
 from .state import EndReason
 
@@ -131,7 +132,13 @@ class Sessions:
     def _started(self, session: EngineSession) -> None:
         self._live[session.pid] = session
         self._pool.session_started(session)
-        log.info("%s session of %s started on %s", session.fmt, session.request.key, session.engine)
+        log.info(
+            "%s session of %s started on %s",
+            session.fmt,
+            session.request.key,
+            session.engine,
+            extra=self._fields(session, "session_started"),
+        )
 
     async def _land(
         self, engine: Engine, request: StreamRequest, fmt: Format, ticket: _Ticket
@@ -160,7 +167,25 @@ class Sessions:
         finally:
             self._pool.session_ended(session, reason.event_reason(session.fmt))
             self._pool.release(session.engine, session.request.key)
-            log.info("%s session of %s stopped: %s", session.fmt, session.request.key, reason.value)
+            fields = self._fields(session, "session_stopped")
+            fields["reason"] = reason.value
+            fields["duration_s"] = round(time.monotonic() - session.started_at, 3)
+            log.info(
+                "%s session of %s stopped: %s",
+                session.fmt,
+                session.request.key,
+                reason.value,
+                extra=fields,
+            )
+
+    def _fields(self, session: EngineSession, event: str) -> dict[str, object]:
+        """A session's log fields (hlsproxy.logs.FIELDS)."""
+        return {
+            "event": event,
+            "stream": session.request.key.value,
+            "mode": session.fmt,
+            "engine": label_of(session.engine, self._pool.engines()),
+        }
 
     def _spawn(self, slot: _Slot, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(work, name=f"engine {slot[1]} on {slot[0]}")
