@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from .content import ContentKey, StreamRequest
-from .engine.client import Engine, EngineClient, EngineSession, Format
+from .engine.client import Engine, EngineClient, EngineSession, Format, unreachable_cause
 from .errors import (
     ContentGone,
     EngineError,
@@ -239,6 +239,14 @@ class EngineStream(abc.ABC):
         self._advance(Event.LOST)
         if decision.avoid_engine and self.engine is not None:
             self._sessions.engine_failed(self.engine)
+            log.warning(
+                "%s stream %s: engine %s unreachable: %s",
+                self.mode,
+                self.key,
+                self.engine,
+                unreachable_cause(exc),
+                extra={"event": "engine_unreachable", "engine_address": str(self.engine)},
+            )
         if decision.fresh_session:
             self._release(EndReason.FAILED_OVER)
         log.info(

@@ -22,9 +22,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .content import ContentKey, StreamRequest
-from .engine.client import Engine, EngineClient, EngineSession, Format
+from .engine.client import Engine, EngineClient, EngineSession, Format, unreachable_cause
 from .engine.pool import EnginePool, label_of
-from .errors import EngineLost, ShuttingDown
+from .errors import EngineLost, NotAnEngine, ShuttingDown
 from .state import EndReason
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,19 @@ class Sessions:
         except BaseException as exc:
             if isinstance(exc, EngineLost):
                 self._pool.engine_failed(engine)
+                self._unreachable(engine, key, fmt, exc)
+            elif isinstance(exc, NotAnEngine):
+                log.error(
+                    "engine %s is not an AceStream engine (%s)",
+                    engine,
+                    "is ACEXY_HOST/ACEXY_PORT this proxy itself, or another server?"
+                    if engine.container_id is None
+                    else "the orchestrator listed it",
+                    extra={
+                        **self._fields_of(key, fmt, engine, "engine_misconfigured"),
+                        "engine_address": str(engine),
+                    },
+                )
             self._pool.release(engine, key)
             raise
         self._started(session)
@@ -178,13 +191,34 @@ class Sessions:
                 extra=fields,
             )
 
+    def _unreachable(self, engine: Engine, key: ContentKey, fmt: Format, exc: EngineLost) -> None:
+        """The operator's line: which address, and why (clients are told neither)."""
+        cause = unreachable_cause(exc)
+        log.warning(
+            "engine %s unreachable starting %s: %s",
+            engine,
+            key,
+            cause,
+            extra={
+                **self._fields_of(key, fmt, engine, "engine_unreachable"),
+                "engine_address": str(engine),
+                "reason": cause,
+                "code": exc.code,
+            },
+        )
+
     def _fields(self, session: EngineSession, event: str) -> dict[str, object]:
         """A session's log fields (hlsproxy.logs.FIELDS)."""
+        return self._fields_of(session.request.key, session.fmt, session.engine, event)
+
+    def _fields_of(
+        self, key: ContentKey, fmt: Format, engine: Engine, event: str
+    ) -> dict[str, object]:
         return {
             "event": event,
-            "stream": session.request.key.value,
-            "mode": session.fmt,
-            "engine": label_of(session.engine, self._pool.engines()),
+            "stream": key.value,
+            "mode": fmt,
+            "engine": label_of(engine, self._pool.engines()),
         }
 
     def _spawn(self, slot: _Slot, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
