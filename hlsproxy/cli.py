@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -122,7 +123,11 @@ class _CliFlag:
 
 
 _DEMO = _CliFlag(
-    "-demo", "cli_demo", "bool", "Run against the built-in simulated AceStream engine."
+    "-demo",
+    "cli_demo",
+    "bool",
+    "Run against the built-in simulated AceStream engine, on 127.0.0.1 unless -addr or"
+    " ACEXY_LISTEN_ADDR says where.",
 )
 _DEMO_BITRATE = _CliFlag(
     "-demo-bitrate",
@@ -292,7 +297,20 @@ def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show
     healthcheck: _Given | None = getattr(namespace, _HEALTHCHECK.dest, None)
     if healthcheck is not None and parse_bool(healthcheck.value):
         return Probe(settings)
-    return Start(settings, _demo_options(namespace))
+    demo = _demo_options(namespace)
+    if demo is not None and "listen_addr" not in given:
+        settings = _on_loopback_unless_told(settings, os.environ if env is None else env)
+    return Start(settings, demo)
+
+
+def _on_loopback_unless_told(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The demo is for trying out on this machine: it listens on the loopback interface
+    unless -addr or its variable says where."""
+    (listen,) = (option for option in options() if option.name == "listen_addr")
+    if listen.env in env:
+        return settings
+    loopback = load_settings({"listen_addr": f"127.0.0.1:{settings.listen_addr.port}"}, env={})
+    return settings.model_copy(update={"listen_addr": loopback.listen_addr})
 
 
 _HANDLER_NAME = "hlsproxy.stderr"

@@ -120,9 +120,12 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
             print(f"hlsproxy demo on {base} - open one of these in VLC, mpv or ffplay:", flush=True)
             for content_id in DEMO_IDS:
                 print(f"  {base}/ace/getstream?id={content_id}", flush=True)
-            print("as HLS (also plays in a browser through the status page):", flush=True)
+            print("as HLS:", flush=True)
             for content_id in DEMO_IDS:
                 print(f"  {base}/ace/manifest.m3u8?id={content_id}", flush=True)
+            print("or in a browser:", flush=True)
+            for content_id in DEMO_IDS:
+                print(f"  {base}/player?id={content_id}", flush=True)
             print(f"status page: {base}/", flush=True)
         await _until_signalled()
         log.info("shutting down")

@@ -356,6 +356,24 @@ def test_main_hands_settings_to_the_runner_and_returns_its_status(
     assert f"ERROR hlsproxy: cannot listen on 127.0.0.1:{port}" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "listen"),
+    [
+        (["-demo"], {}, ListenAddress("127.0.0.1", 8080)),
+        (["-demo", "-addr=:9000"], {}, ListenAddress(None, 9000)),
+        (["-demo"], {"ACEXY_LISTEN_ADDR": ":8080"}, ListenAddress(None, 8080)),
+        ([], {}, ListenAddress(None, 8080)),
+    ],
+    ids=["demo-alone", "demo-with-addr", "demo-with-variable", "no-demo"],
+)
+def test_the_demo_listens_on_loopback_unless_told(
+    argv: list[str], env: dict[str, str], listen: ListenAddress
+) -> None:
+    command = interpret(argv, env=env)
+    assert isinstance(command, Start)
+    assert command.settings.listen_addr == listen
+
+
 def test_demo_engines_runs_a_pool_and_needs_demo() -> None:
     command = interpret(["-demo", "-demo-engines", "3"], env={})
     assert isinstance(command, Start) and command.demo is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,12 @@ def test_readme_starts_with_the_two_commands_and_lists_every_option() -> None:
     readme = (ROOT / "README.md").read_text()
     first_block = readme.split("```")[1]
     assert "pip install . && hlsproxy --demo" in first_block
+    # What that first command needs, said before anything else.
+    needs = readme.split("```")[2].split("\n\n")[1]
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert f"Python ≥ {python.removeprefix('>=')}" in needs
+    assert "venv" in needs and "pipx install ." in needs
+    assert "externally-managed-environment" in needs
     assert "./scripts/test" in first_block
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
     begin, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
