@@ -27,7 +27,7 @@ from hlsproxy.docs import BEGIN, END, options_table
 from hlsproxy.runner import probe
 from hlsproxy.web.app import create_app
 
-from .conftest import CID, RunningSim
+from .conftest import CID, RunningSim, content_id
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_NAMES = {option.env: option.name for option in options()}
@@ -400,6 +400,132 @@ async def test_compose_starts_the_proxy_once_the_engine_is_healthy(
                     return False
 
             await until(plays, "a stream plays through the published port")
+    finally:
+        down = await asyncio.to_thread(compose, "down", "-v", "--timeout", "20")
+        assert down.returncode == 0, down.stderr
+
+
+NGINX_DOCKERFILE = """\
+FROM {base}
+RUN apt-get update && apt-get install -y --no-install-recommends nginx \\
+    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default
+CMD ["nginx", "-g", "daemon off;"]
+"""
+
+
+async def test_deploy_compose_serves_each_content_from_one_instance_and_pins_the_page(
+    image: str, tmp_path: Path
+) -> None:
+    """deploy/docker-compose.yml as shipped, with stand-ins for the images no registry here
+    serves: Debian's nginx, and for the orchestrator the simulated engine, which the
+    instances fall back to (ACEXY_HOST) since no orchestrator answers."""
+    if shutil.which("docker-compose") is None:
+        pytest.fail("no docker-compose: ./scripts/test installs Debian's")
+    nginx_image = "hlsproxy-test-nginx:bookworm"
+    built = await asyncio.to_thread(
+        subprocess.run,
+        ["docker", "build", "-q", "-t", nginx_image, "-"],
+        input=NGINX_DOCKERFILE.format(base=BASE),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    fallback = {"ACEXY_HOST": "orchestrator", "ACEXY_PORT": "6878"}
+    override = {
+        "services": {
+            "orchestrator": {
+                "image": image,
+                "entrypoint": [
+                    *("python3", "-m", "hlsproxy.sim"),
+                    *("--host", "0.0.0.0", "--port", "6878"),
+                ],
+            },
+            "hlsproxy-1": {"environment": fallback},
+            "hlsproxy-2": {"environment": fallback},
+            "nginx": {"image": nginx_image},
+        }
+    }
+    (tmp_path / "stand-ins.yml").write_text(json.dumps(override))
+    ports = {name: free_port() for name in ("HLSPROXY_PORT", "HLSPROXY_1_PORT", "HLSPROXY_2_PORT")}
+    env = {
+        **os.environ,
+        "HLSPROXY_IMAGE": image,
+        "ORCH_APIKEY": "secret",
+        **{name: str(port) for name, port in ports.items()},
+    }
+    project = f"hlsproxytest{uuid.uuid4().hex[:10]}"
+    files = [
+        "-f",
+        str(ROOT / "deploy" / "docker-compose.yml"),
+        "-f",
+        str(tmp_path / "stand-ins.yml"),
+    ]
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker-compose", "-p", project, *files, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    lb = f"http://127.0.0.1:{ports['HLSPROXY_PORT']}"
+    direct = [f"http://127.0.0.1:{ports[f'HLSPROXY_{n}_PORT']}" for n in (1, 2)]
+    contents = [content_id(n) for n in range(1, 7)]
+    try:
+        up = await asyncio.to_thread(compose, "up", "-d", "--no-build")
+        assert up.returncode == 0, up.stderr
+        async with aiohttp.ClientSession() as http:
+
+            async def answers() -> bool:
+                try:
+                    async with http.get(f"{lb}/healthz") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await until(answers, "nginx answers for the instances")
+            players = []
+            for cid in contents:
+                resp = await http.get(f"{lb}/ace/getstream", params={"id": cid})
+                assert resp.status == 200
+                assert (await resp.content.readexactly(188 * 100))[::188] == b"\x47" * 100
+                players.append(resp)
+            served: list[set[str]] = []
+            for base in direct:
+                playing = set()
+                for cid in contents:
+                    async with http.get(f"{base}/ace/status", params={"id": cid}) as resp:
+                        if resp.status == 200:
+                            playing.add(cid)
+                served.append(playing)
+            # Each content on one instance; these ids hash to both.
+            assert served[0] | served[1] == set(contents)
+            assert not served[0] & served[1] and served[0] and served[1]
+
+            async def page_lists(instance: int) -> bool:
+                async with http.get(f"{lb}/") as resp:
+                    text = await resp.text()
+                shown = {cid for cid in contents if cid in text}
+                return shown == served[instance]
+
+            for _ in range(3):  # the same instance at every refresh
+                assert await page_lists(0)
+            stopped = await asyncio.to_thread(
+                docker, "stop", "-t", "20", f"{project}_hlsproxy-1_1", timeout=60
+            )
+            assert stopped.returncode == 0, stopped.stderr
+
+            async def second_stands_in() -> bool:
+                return await page_lists(1)
+
+            await until(second_stands_in, "the second instance's page through nginx")
+            for resp in players:
+                resp.close()
     finally:
         down = await asyncio.to_thread(compose, "down", "-v", "--timeout", "20")
         assert down.returncode == 0, down.stderr
