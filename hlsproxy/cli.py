@@ -140,7 +140,8 @@ _HEALTHCHECK = _CliFlag(
     "-healthcheck",
     "cli_healthcheck",
     "bool",
-    "Ask the proxy running with these settings whether it is alive; exit 0 if so, else 1.",
+    "Ask the proxy running with these settings whether it is alive; exit 0 if so, else 1"
+    " and say why on stderr.",
 )
 _DEMO_ENGINES = _CliFlag(
     "-demo-engines",
