@@ -243,6 +243,59 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float 
             await asyncio.sleep(0.2)
 
 
+async def until_alive(http: aiohttp.ClientSession, base: str, what: str) -> None:
+    async def alive() -> bool:
+        try:
+            async with http.get(f"{base}/healthz") as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await until(alive, what)
+
+
+class ComposeProject:
+    """docker-compose on the shipped file and a file of stand-ins (the images no registry here
+    serves), as a project of its own, in `env` besides this process's environment."""
+
+    def __init__(self, shipped: Path, stand_ins: dict[str, Any], tmp: Path, **env: str) -> None:
+        if shutil.which("docker-compose") is None:
+            pytest.fail("no docker-compose: ./scripts/test installs Debian's")
+        self.name = f"hlsproxytest{uuid.uuid4().hex[:10]}"
+        (tmp / "stand-ins.yml").write_text(json.dumps({"services": stand_ins}))
+        self._files = ["-f", str(shipped), "-f", str(tmp / "stand-ins.yml")]
+        self._env = {**os.environ, **env}
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker-compose", "-p", self.name, *self._files, *args],
+            capture_output=True,
+            text=True,
+            env=self._env,
+            timeout=300,
+            check=False,
+        )
+
+    def container(self, service: str) -> str:
+        return f"{self.name}_{service}_1"
+
+    async def up(self) -> None:
+        up = await asyncio.to_thread(self, "up", "-d", "--no-build")
+        assert up.returncode == 0, up.stderr
+
+    async def down(self) -> None:
+        down = await asyncio.to_thread(self, "down", "-v", "--timeout", "20")
+        assert down.returncode == 0, down.stderr
+
+
+def simulated_engine(image: str) -> dict[str, Any]:
+    """A compose service: the simulated engine, from the image under test, on port 6878."""
+    return {
+        "image": image,
+        "entrypoint": ["python3", "-m", "hlsproxy.sim", "--host", "0.0.0.0", "--port", "6878"],
+    }
+
+
 async def test_the_image_plays_a_stream_turns_healthy_and_stops_cleanly(
     image: str, sim: RunningSim
 ) -> None:
@@ -275,15 +328,7 @@ async def test_the_image_plays_a_stream_turns_healthy_and_stops_cleanly(
     try:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-
-            async def alive() -> bool:
-                try:
-                    async with http.get(f"{base}/healthz") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await until(alive, "the proxy in the container answers")
+            await until_alive(http, base, "the proxy in the container answers")
             async with http.get(f"{base}/ace/getstream", params={"id": CID}) as resp:
                 assert resp.status == 200
                 assert resp.content_type == "video/mp2t"
@@ -340,55 +385,28 @@ async def test_compose_starts_the_proxy_once_the_engine_is_healthy(
     """docker-compose.yml as shipped, with the simulated engine (from the same image) as the
     engine service, and free host ports: the proxy waits for the engine's health check, and
     players reach a stream through the published port."""
-    if shutil.which("docker-compose") is None:
-        pytest.fail("no docker-compose: ./scripts/test installs Debian's")
-    project = f"hlsproxytest{uuid.uuid4().hex[:10]}"
-    override = {
-        "services": {
-            "acestream": {
-                "image": image,
-                "entrypoint": [
-                    *("python3", "-m", "hlsproxy.sim"),
-                    *("--host", "0.0.0.0", "--port", "6878"),
-                ],
-            }
-        }
-    }
-    env = {
-        **os.environ,
-        "HLSPROXY_IMAGE": image,
-        "HLSPROXY_PORT": str(free_port()),
-        "ACESTREAM_P2P_PORT": str(free_port()),
-    }
-
-    (tmp_path / "engine.yml").write_text(json.dumps(override))
-
-    def compose(*args: str) -> subprocess.CompletedProcess[str]:
-        files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(tmp_path / "engine.yml")]
-        return subprocess.run(
-            ["docker-compose", "-p", project, *files, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-
+    ports = {"HLSPROXY_PORT": str(free_port()), "ACESTREAM_P2P_PORT": str(free_port())}
+    compose = ComposeProject(
+        ROOT / "docker-compose.yml",
+        {"acestream": simulated_engine(image)},
+        tmp_path,
+        HLSPROXY_IMAGE=image,
+        **ports,
+    )
     try:
-        up = await asyncio.to_thread(compose, "up", "-d", "--no-build")
-        assert up.returncode == 0, up.stderr
-        engine, proxy = (f"{project}_{name}_1" for name in ("acestream", "hlsproxy"))
+        await compose.up()
+        engine, proxy = compose.container("acestream"), compose.container("hlsproxy")
         assert await inspect(engine, "{{.State.Health.Status}}") == "healthy"
         checks = json.loads(await inspect(engine, "{{json .State.Health.Log}}"))
         healthy_at = min(when(check["End"]) for check in checks if check["ExitCode"] == 0)
         started_at = when(await inspect(proxy, "{{.State.StartedAt}}"))
         assert started_at > healthy_at, "the proxy started before the engine was healthy"
         published = await asyncio.to_thread(docker, "port", engine)
-        p2p = env["ACESTREAM_P2P_PORT"]
+        p2p = ports["ACESTREAM_P2P_PORT"]
         assert f"8621/tcp -> 0.0.0.0:{p2p}" in published.stdout
         assert f"8621/udp -> 0.0.0.0:{p2p}" in published.stdout
 
-        url = f"http://127.0.0.1:{env['HLSPROXY_PORT']}/ace/getstream?id={CID}"
+        url = f"http://127.0.0.1:{ports['HLSPROXY_PORT']}/ace/getstream?id={CID}"
         async with aiohttp.ClientSession() as http:
 
             async def plays() -> bool:
@@ -401,8 +419,7 @@ async def test_compose_starts_the_proxy_once_the_engine_is_healthy(
 
             await until(plays, "a stream plays through the published port")
     finally:
-        down = await asyncio.to_thread(compose, "down", "-v", "--timeout", "20")
-        assert down.returncode == 0, down.stderr
+        await compose.down()
 
 
 NGINX_DOCKERFILE = """\
@@ -419,8 +436,6 @@ async def test_deploy_compose_serves_each_content_from_one_instance_and_pins_the
     """deploy/docker-compose.yml as shipped, with stand-ins for the images no registry here
     serves: Debian's nginx, and for the orchestrator the simulated engine, which the
     instances fall back to (ACEXY_HOST) since no orchestrator answers."""
-    if shutil.which("docker-compose") is None:
-        pytest.fail("no docker-compose: ./scripts/test installs Debian's")
     nginx_image = "hlsproxy-test-nginx:bookworm"
     built = await asyncio.to_thread(
         subprocess.run,
@@ -433,62 +448,27 @@ async def test_deploy_compose_serves_each_content_from_one_instance_and_pins_the
     )
     assert built.returncode == 0, built.stderr
     fallback = {"ACEXY_HOST": "orchestrator", "ACEXY_PORT": "6878"}
-    override = {
-        "services": {
-            "orchestrator": {
-                "image": image,
-                "entrypoint": [
-                    *("python3", "-m", "hlsproxy.sim"),
-                    *("--host", "0.0.0.0", "--port", "6878"),
-                ],
-            },
+    ports = {name: free_port() for name in ("HLSPROXY_PORT", "HLSPROXY_1_PORT", "HLSPROXY_2_PORT")}
+    compose = ComposeProject(
+        ROOT / "deploy" / "docker-compose.yml",
+        {
+            "orchestrator": simulated_engine(image),
             "hlsproxy-1": {"environment": fallback},
             "hlsproxy-2": {"environment": fallback},
             "nginx": {"image": nginx_image},
-        }
-    }
-    (tmp_path / "stand-ins.yml").write_text(json.dumps(override))
-    ports = {name: free_port() for name in ("HLSPROXY_PORT", "HLSPROXY_1_PORT", "HLSPROXY_2_PORT")}
-    env = {
-        **os.environ,
-        "HLSPROXY_IMAGE": image,
-        "ORCH_APIKEY": "secret",
+        },
+        tmp_path,
+        HLSPROXY_IMAGE=image,
+        ORCH_APIKEY="secret",
         **{name: str(port) for name, port in ports.items()},
-    }
-    project = f"hlsproxytest{uuid.uuid4().hex[:10]}"
-    files = [
-        "-f",
-        str(ROOT / "deploy" / "docker-compose.yml"),
-        "-f",
-        str(tmp_path / "stand-ins.yml"),
-    ]
-
-    def compose(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["docker-compose", "-p", project, *files, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-
+    )
     lb = f"http://127.0.0.1:{ports['HLSPROXY_PORT']}"
     direct = [f"http://127.0.0.1:{ports[f'HLSPROXY_{n}_PORT']}" for n in (1, 2)]
     contents = [content_id(n) for n in range(1, 7)]
     try:
-        up = await asyncio.to_thread(compose, "up", "-d", "--no-build")
-        assert up.returncode == 0, up.stderr
+        await compose.up()
         async with aiohttp.ClientSession() as http:
-
-            async def answers() -> bool:
-                try:
-                    async with http.get(f"{lb}/healthz") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await until(answers, "nginx answers for the instances")
+            await until_alive(http, lb, "nginx answers for the instances")
             players = []
             for cid in contents:
                 resp = await http.get(f"{lb}/ace/getstream", params={"id": cid})
@@ -516,7 +496,7 @@ async def test_deploy_compose_serves_each_content_from_one_instance_and_pins_the
             for _ in range(3):  # the same instance at every refresh
                 assert await page_lists(0)
             stopped = await asyncio.to_thread(
-                docker, "stop", "-t", "20", f"{project}_hlsproxy-1_1", timeout=60
+                docker, "stop", "-t", "20", compose.container("hlsproxy-1"), timeout=60
             )
             assert stopped.returncode == 0, stopped.stderr
 
@@ -527,5 +507,4 @@ async def test_deploy_compose_serves_each_content_from_one_instance_and_pins_the
             for resp in players:
                 resp.close()
     finally:
-        down = await asyncio.to_thread(compose, "down", "-v", "--timeout", "20")
-        assert down.returncode == 0, down.stderr
+        await compose.down()
