@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -85,3 +86,20 @@ def test_a_line_without_fields_has_only_the_basics(json_log: Lines) -> None:
     (line,) = json_log.all()
     assert set(line) == {"time", "level", "logger", "message"}
     assert line["message"] == "plain a\\nb"
+
+
+async def test_an_unreachable_engine_is_logged_with_its_address_and_cause(
+    proxy: ProxyFactory, json_log: Lines
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = await proxy(port=str(port), upstream_retries="0")
+    async with client.get(f"/ace/getstream?id={CID}") as resp:
+        assert resp.status == 502
+        assert str(port) not in await resp.text()
+    (line,) = json_log.events("engine_unreachable")
+    assert line["engine_address"] == f"http://127.0.0.1:{port}"
+    assert line["reason"] == "connection refused: nothing listens there"
+    assert (line["stream"], line["mode"], line["engine"]) == (CID, "ts", "engine")
+    assert line["code"] == "engine_unreachable" and line["level"] == "WARNING"

@@ -46,8 +46,11 @@ _START_PATH: dict[Format, str] = {"ts": "/ace/getstream", "hls": "/ace/manifest.
 _NOT_MEDIA = ("text/html", "application/json", "text/plain")
 # What engines answer a start with for content they cannot find or load.
 _CONTENT_GONE = "failed to load content"
-# A start's answer is a small JSON envelope; anything longer is something else talking.
+# A start's answer is a small JSON envelope; anything longer is something else talking. Media
+# may never end, so they are not read at all. (Other types are read: an engine's JSON may
+# come under any type, so only the body tells.)
 _START_ANSWER_LIMIT = 64 * 1024
+_NOT_AN_ANSWER = ("video/", "audio/", "application/vnd.apple.mpegurl")
 # Redirects are followed only within the engine, and this many times at most: a Location
 # elsewhere would make the proxy fetch, and serve, whatever that address holds.
 MAX_REDIRECTS = 5
@@ -325,7 +328,7 @@ async def _envelope(resp: aiohttp.ClientResponse, engine: Engine) -> dict[str, A
     refusal) says the address is not an engine's; reading it stops early, so that a server
     sending video forever is told apart without waiting for the timeout."""
     if (resp.content_length or 0) > _START_ANSWER_LIMIT or resp.content_type.startswith(
-        ("video/", "audio/", "text/html", "application/vnd.apple.mpegurl")
+        _NOT_AN_ANSWER
     ):
         raise NotAnEngine(configured=engine.container_id is None)
     raw = bytearray()
