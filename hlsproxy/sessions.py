@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .content import ContentKey, StreamRequest
+from .engine import pool as engine_pool
 from .engine.client import Engine, EngineClient, EngineSession, Format, unreachable_cause
-from .engine.pool import EnginePool, label_of
-from .errors import EngineLost, NotAnEngine, ShuttingDown
+from .engine.pool import EnginePool
+from .errors import EngineLost, ShuttingDown
 from .state import EndReason
 
 log = logging.getLogger(__name__)
@@ -150,18 +150,6 @@ class Sessions:
             if isinstance(exc, EngineLost):
                 self._pool.engine_failed(engine)
                 self._unreachable(engine, key, fmt, exc)
-            elif isinstance(exc, NotAnEngine):
-                log.error(
-                    "engine %s is not an AceStream engine (%s)",
-                    engine,
-                    "is ACEXY_HOST/ACEXY_PORT this proxy itself, or another server?"
-                    if engine.container_id is None
-                    else "the orchestrator listed it",
-                    extra={
-                        **self._fields_of(key, fmt, engine, "engine_misconfigured"),
-                        "engine_address": str(engine),
-                    },
-                )
             self._pool.release(engine, key)
             raise
         self._started(session)
@@ -182,7 +170,7 @@ class Sessions:
             self._pool.release(session.engine, session.request.key)
             fields = self._fields(session, "session_stopped")
             fields["reason"] = reason.value
-            fields["duration_s"] = round(time.monotonic() - session.started_at, 3)
+            fields["duration_s"] = round(session.age, 3)
             log.info(
                 "%s session of %s stopped: %s",
                 session.fmt,
@@ -218,7 +206,7 @@ class Sessions:
             "event": event,
             "stream": key.value,
             "mode": fmt,
-            "engine": label_of(engine, self._pool.engines()),
+            "engine": engine_pool.label_of(engine, self._pool.engines()),
         }
 
     def _spawn(self, slot: _Slot, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:

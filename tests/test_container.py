@@ -166,20 +166,6 @@ def test_deploy_compose_runs_two_instances_behind_the_shipped_nginx_config() -> 
     assert resolved[0].listen_addr.port == 8080
 
 
-def test_orchestrator_compose_sets_the_pool_variables() -> None:
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.orchestrator.yml").read_text())
-    services = loaded["services"]
-    environment = {k: str(v) for k, v in services["hlsproxy"]["environment"].items()}
-    for variable in environment:
-        assert variable in ENV_NAMES, f"{variable} is not an option"
-    orchestrator_host = environment["ACEXY_ORCH_URL"].split("//")[1].split(":")[0]
-    assert orchestrator_host in services
-    resolved = {k: v.replace("${ORCH_APIKEY}", "secret") for k, v in environment.items()}
-    settings = load_settings(env=resolved)
-    assert settings.orch_url == "http://orchestrator:8000"
-    assert settings.max_streams_per_engine == 1
-
-
 # --- the image, built and run ----------------------------------------------------------------
 #
 # Built on a stand-in base where no registry's python image can be pulled: Debian's Python
@@ -508,3 +494,17 @@ async def test_deploy_compose_serves_each_content_from_one_instance_and_pins_the
                 resp.close()
     finally:
         await compose.down()
+
+
+def test_orchestrator_compose_sets_the_pool_variables() -> None:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.orchestrator.yml").read_text())
+    services = loaded["services"]
+    environment = {k: str(v) for k, v in services["hlsproxy"]["environment"].items()}
+    for variable in environment:
+        assert variable in ENV_NAMES, f"{variable} is not an option"
+    orchestrator_host = environment["ACEXY_ORCH_URL"].split("//")[1].split(":")[0]
+    assert orchestrator_host in services
+    resolved = {k: v.replace("${ORCH_APIKEY}", "secret") for k, v in environment.items()}
+    settings = load_settings(env=resolved)
+    assert settings.orch_url == "http://orchestrator:8000"
+    assert settings.max_streams_per_engine == 1

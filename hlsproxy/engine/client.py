@@ -123,6 +123,11 @@ class EngineSession:
     def __repr__(self) -> str:
         return f"<EngineSession {self.request.key} {self.fmt} on {self.engine}>"
 
+    @property
+    def age(self) -> float:
+        """Seconds since the session was started."""
+        return time.monotonic() - self.started_at
+
 
 class EngineClient:
     """Talks to engines. Owns no session state: callers own the EngineSessions it returns."""
@@ -147,7 +152,11 @@ class EngineClient:
             asyncio.timeout(self._response_timeout),
             self._http.get(url, params=query, allow_redirects=False) as resp,
         ):
-            body = await _envelope(resp, engine)
+            try:
+                body = await _envelope(resp, engine)
+            except NotAnEngine:
+                _misconfigured(engine, request, fmt)
+                raise
         info = _unwrap(body, PlaybackInfo)
         return EngineSession(engine, request, fmt, pid, info)
 
@@ -345,6 +354,24 @@ async def _envelope(resp: aiohttp.ClientResponse, engine: Engine) -> dict[str, A
     if resp.status != 200 and not body.get("error"):
         raise EngineRejected(f"the engine answered HTTP {resp.status}")
     return body
+
+
+def _misconfigured(engine: Engine, request: StreamRequest, fmt: Format) -> None:
+    """The operator's line for an address that answers as no engine: which address, and the
+    likely mistake (a client is told neither)."""
+    log.error(
+        "engine %s is not an AceStream engine (%s)",
+        engine,
+        "is ACEXY_HOST/ACEXY_PORT this proxy itself, or another server?"
+        if engine.container_id is None
+        else "the orchestrator listed it",
+        extra={
+            "event": "engine_misconfigured",
+            "stream": request.key.value,
+            "mode": fmt,
+            "engine_address": str(engine),
+        },
+    )
 
 
 def unreachable_cause(exc: BaseException) -> str:
