@@ -454,6 +454,8 @@ async def test_deploy_compose_serves_each_content_from_one_instance_and_pins_the
     try:
         await compose.up()
         async with aiohttp.ClientSession() as http:
+            for base in direct:
+                await until_alive(http, base, "each instance answers")
             await until_alive(http, lb, "nginx answers for the instances")
             players = []
             for cid in contents:
