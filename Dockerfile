@@ -1,8 +1,11 @@
 # hlsproxy: a drop-in replacement for the acexy image.
-FROM python:3.12-slim
+# Any image with Python >= 3.11 and pip will do as the base: docker build --build-arg BASE=...
+ARG BASE=python:3.12-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     ACEXY_LISTEN_ADDR=:8080 \
     ACEXY_SCHEME=http \
     ACEXY_HOST=localhost \
@@ -17,12 +20,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY hlsproxy ./hlsproxy
-RUN pip install --no-cache-dir . \
+# A numeric user, so that Kubernetes' runAsNonRoot can tell it is not root without a passwd.
+RUN python3 -m pip install --no-cache-dir . \
     && rm -rf /src \
-    && useradd --system --uid 10001 --no-create-home hlsproxy
+    && groupadd --system --gid 10001 hlsproxy \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home hlsproxy
 
 WORKDIR /
-USER hlsproxy
+USER 10001:10001
 EXPOSE 8080
 # Probes the proxy's own liveness endpoint on whatever ACEXY_LISTEN_ADDR says; it never
 # touches the engine, so zapping between channels cannot make the container "unhealthy".

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from hlsproxy import installed_version
 from hlsproxy.config import (
     DEMO_BITRATE_DEFAULT,
     ConfigError,
@@ -65,7 +67,7 @@ class UsageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Show:
-    """Print ``text`` and exit 0 (``-help``, ``-license``)."""
+    """Print ``text`` and exit 0 (``-help``, ``-license``, ``-version``)."""
 
     text: str
 
@@ -122,7 +124,11 @@ class _CliFlag:
 
 
 _DEMO = _CliFlag(
-    "-demo", "cli_demo", "bool", "Run against the built-in simulated AceStream engine."
+    "-demo",
+    "cli_demo",
+    "bool",
+    "Run against the built-in simulated AceStream engine, on 127.0.0.1 unless -addr or"
+    " ACEXY_LISTEN_ADDR says where.",
 )
 _DEMO_BITRATE = _CliFlag(
     "-demo-bitrate",
@@ -135,7 +141,8 @@ _HEALTHCHECK = _CliFlag(
     "-healthcheck",
     "cli_healthcheck",
     "bool",
-    "Ask the proxy running with these settings whether it is alive; exit 0 if so, else 1.",
+    "Ask the proxy running with these settings whether it is alive; exit 0 if so, else 1"
+    " and say why on stderr.",
 )
 _DEMO_ENGINES = _CliFlag(
     "-demo-engines",
@@ -162,6 +169,7 @@ def _parser() -> _Parser:
     parser = _Parser(prog=PROG, add_help=False, allow_abbrev=False)
     parser.add_argument("-h", "--h", "-help", "--help", dest="cli_help", action="store_true")
     parser.add_argument("-license", "--license", dest="cli_license", action="store_true")
+    parser.add_argument("-version", "--version", dest="cli_version", action="store_true")
     for option in options():
         for flag in (option.flag, *option.flag_aliases):
             _add(parser, flag, option.name, option.is_switch)
@@ -202,6 +210,7 @@ def help_text() -> str:
         footer = f"default {extra.default}" if extra.default else ""
         parts.append(_entry(extra.flag, extra.syntax, extra.description, footer))
     parts.append(_entry("-license", "bool", "Print the license and exit.", ""))
+    parts.append(_entry("-version", "bool", "Print the version and exit.", ""))
     parts.append(_entry("-help, -h", "bool", "Print this help and exit.", ""))
     return "".join(parts)
 
@@ -246,7 +255,7 @@ def _takes_value() -> dict[str, bool]:
     }
     for extra in _CLI_FLAGS:
         names[extra.flag[1:]] = extra.syntax != "bool"
-    names.update({"h": False, "help": False, "license": False})
+    names.update({"h": False, "help": False, "license": False, "version": False})
     return names
 
 
@@ -284,6 +293,8 @@ def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show
         return Show(help_text())
     if namespace.cli_license:
         return Show(LICENSE_TEXT)
+    if namespace.cli_version:
+        return Show(f"{PROG} {installed_version()}\n")
     given: dict[str, _Given] = {
         option.name: getattr(namespace, option.name)
         for option in options()
@@ -297,7 +308,20 @@ def interpret(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Show
     healthcheck: _Given | None = getattr(namespace, _HEALTHCHECK.dest, None)
     if healthcheck is not None and parse_bool(healthcheck.value):
         return Probe(settings)
-    return Start(settings, _demo_options(namespace))
+    demo = _demo_options(namespace)
+    if demo is not None and "listen_addr" not in given:
+        settings = _on_loopback_unless_told(settings, os.environ if env is None else env)
+    return Start(settings, demo)
+
+
+def _on_loopback_unless_told(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The demo is for trying out on this machine: it listens on the loopback interface
+    unless -addr or its variable says where."""
+    (listen,) = (option for option in options() if option.name == "listen_addr")
+    if listen.env in env:
+        return settings
+    loopback = load_settings({"listen_addr": f"127.0.0.1:{settings.listen_addr.port}"}, env={})
+    return settings.model_copy(update={"listen_addr": loopback.listen_addr})
 
 
 _HANDLER_NAME = "hlsproxy.stderr"

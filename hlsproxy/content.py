@@ -80,9 +80,15 @@ def parse_stream_request(
             found[kind] = value
         elif name in _PRIVATE:
             continue
+        elif name == "format" and value == "json":
+            # The engine's own API, which hlsproxy does not offer. Refused at once, so that a
+            # proxy set up as its own engine (or as another's) learns it now, instead of
+            # joining the very stream it is starting and waiting out its timeout.
+            raise BadRequest("format=json is the AceStream engine's API; this is hlsproxy")
         elif name in _OURS:
+            # Debug, not info: every player of a playlist sends the engine's own pid= back.
             if name != "format":
-                log.info(
+                log.debug(
                     "dropping the client's %s=%s: the proxy picks its own", name, printable(value)
                 )
         elif name in ENGINE_PARAMS:

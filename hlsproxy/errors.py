@@ -21,6 +21,7 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
         ├── EngineRejected (502)       the engine answered with an "error" field
         │   └── ContentGone (502)      the engine cannot load the content at all
         ├── EngineProtocolError (502)  the engine answered something we cannot read
+        │   └── NotAnEngine (502)      what answers at the engine's address is no engine
         ├── EngineStatus (502)         a resource answered an unexpected HTTP status
         └── EngineRedirected (502)     a redirect away from the engine, or too many
 
@@ -108,13 +109,25 @@ class EngineRejected(EngineError):
 
 
 class ContentGone(EngineRejected):
-    """The engine cannot load this content: retrying will not bring it back."""
+    """The engine cannot load this content (an id that never existed, or a channel that
+    ended): retrying will not bring it back."""
 
-    code = "content_gone"
+    code = "content_load_failed"
 
 
 class EngineProtocolError(EngineError):
     code = "engine_protocol_error"
+
+
+class NotAnEngine(EngineProtocolError):
+    """Something answers at the engine's address, but not as an AceStream engine does: another
+    web server, or a proxy (this one included) set up as its own engine."""
+
+    code = "not_an_engine"
+
+    def __init__(self, configured: bool) -> None:
+        where = "check ACEXY_HOST/ACEXY_PORT" if configured else "check the orchestrator's engines"
+        super().__init__(f"the engine's address answers, but not as an AceStream engine: {where}")
 
 
 class EngineStatus(EngineError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from .content import ContentKey, StreamRequest
-from .engine.client import Engine, EngineClient, EngineSession, Format
+from .engine.client import Engine, EngineClient, EngineSession, Format, unreachable_cause
 from .errors import (
     ContentGone,
     EngineError,
@@ -239,9 +239,31 @@ class EngineStream(abc.ABC):
         self._advance(Event.LOST)
         if decision.avoid_engine and self.engine is not None:
             self._sessions.engine_failed(self.engine)
+            log.warning(
+                "%s stream %s: engine %s unreachable: %s",
+                self.mode,
+                self.key,
+                self.engine,
+                unreachable_cause(exc),
+                extra={"event": "engine_unreachable", "engine_address": str(self.engine)},
+            )
         if decision.fresh_session:
             self._release(EndReason.FAILED_OVER)
-        log.info("%s stream %s: %s; retry %d", self.mode, self.key, self.problem, self._failures)
+        log.info(
+            "%s stream %s: %s; retry %d",
+            self.mode,
+            self.key,
+            self.problem,
+            self._failures,
+            extra={
+                "event": "stream_retry",
+                "stream": self.key.value,
+                "mode": self.mode,
+                "reason": failure.value,
+                "code": exc.code if isinstance(exc, ProxyError) else None,
+                "retry": self._failures,
+            },
+        )
         if decision.delay:
             await asyncio.sleep(decision.delay)
 
@@ -266,13 +288,24 @@ class EngineStream(abc.ABC):
             await self._teardown()
             self._advance(Event.TORN_DOWN)
             self._closed.set()
+            duration = self._clock() - self.started_at
+            figures = self.figures()
             log.info(
                 "%s stream %s ended after %.0fs: %s%s",
                 self.mode,
                 self.key,
-                self._clock() - self.started_at,
+                duration,
                 self.reason.value if self.reason else "?",
                 f" ({self.problem})" if self.problem else "",
+                extra={
+                    "event": "stream_ended",
+                    "stream": self.key.value,
+                    "mode": self.mode,
+                    "reason": self.reason.value if self.reason else None,
+                    "duration_s": round(duration, 3),
+                    "bytes_in": figures.bytes_in,
+                    "bytes_out": figures.bytes_out,
+                },
             )
             self._on_closed(self)
 

@@ -21,8 +21,31 @@ def printable(value: str) -> str:
     return _ESCAPED.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value)
 
 
+# What a log call may attach through `extra=`, so that a log collector counts and sums
+# without reading the prose: `event` names what happened (stream_started, stream_ended,
+# session_started, session_stopped, stream_retry, client_cut, request_failed ...), `stream`
+# the content key, `mode` ts or hls, `engine` the engine's label (never its address, except
+# in `engine_address` on lines about an engine that cannot be reached: the operator's to read),
+# `reason` why it ended, `duration_s` its age, `bytes_in` and `bytes_out` what it moved.
+FIELDS = (
+    "event",
+    "stream",
+    "mode",
+    "engine",
+    "engine_address",
+    "reason",
+    "code",
+    "duration_s",
+    "bytes_in",
+    "bytes_out",
+    "retry",
+    "client",
+)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the error, if any)."""
+    """One JSON object per line: time, level, logger, message, the FIELDS the call gave (and
+    the error, if any)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
@@ -31,6 +54,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                line[name] = value if isinstance(value, int | float | bool) else str(value)
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

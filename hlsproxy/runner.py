@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 
@@ -116,9 +118,12 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
             print(f"hlsproxy demo on {base} - open one of these in VLC, mpv or ffplay:", flush=True)
             for content_id in DEMO_IDS:
                 print(f"  {base}/ace/getstream?id={content_id}", flush=True)
-            print("as HLS (also plays in a browser through the status page):", flush=True)
+            print("as HLS:", flush=True)
             for content_id in DEMO_IDS:
                 print(f"  {base}/ace/manifest.m3u8?id={content_id}", flush=True)
+            print("or in a browser:", flush=True)
+            for content_id in DEMO_IDS:
+                print(f"  {base}/player?id={content_id}", flush=True)
             print(f"status page: {base}/", flush=True)
         await _until_signalled()
         log.info("shutting down")
@@ -137,7 +142,8 @@ async def _until_signalled() -> None:
 
 
 def probe(settings: Settings, timeout: float = 4.0) -> int:
-    """0 if the proxy listening where `settings` say answers its liveness endpoint, else 1."""
+    """0 if the proxy listening where `settings` say answers its liveness endpoint, else 1,
+    with the reason on stderr (`docker inspect` shows it in the health check's log)."""
     host = settings.listen_addr.host
     if host in (None, "", "0.0.0.0"):
         host = "127.0.0.1"
@@ -146,8 +152,27 @@ def probe(settings: Settings, timeout: float = 4.0) -> int:
     if ":" in host:
         host = f"[{host}]"
     url = f"http://{host}:{settings.listen_addr.port}/healthz"
+    # Straight to the proxy: an HTTP_PROXY in the environment must not answer for it.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            return 0 if answer.status == 200 else 1
-    except OSError:
-        return 1
+        with opener.open(url, timeout=timeout) as answer:
+            if answer.status == 200:
+                return 0
+            problem = f"it answered HTTP {answer.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"it answered HTTP {exc.code}"
+    except (OSError, urllib.error.URLError) as exc:
+        problem = _unreachable(exc, timeout)
+    sys.stderr.write(f"hlsproxy: unhealthy: {url}: {problem}\n")
+    return 1
+
+
+def _unreachable(exc: OSError, timeout: float) -> str:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g}s"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused: no proxy listens there (check ACEXY_LISTEN_ADDR)"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason)

@@ -21,7 +21,8 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .content import ContentKey, StreamRequest
-from .engine.client import Engine, EngineClient, EngineSession, Format
+from .engine import pool as engine_pool
+from .engine.client import Engine, EngineClient, EngineSession, Format, unreachable_cause
 from .engine.pool import EnginePool
 from .errors import EngineLost, EngineRefused, ShuttingDown
 from .state import EndReason
@@ -164,7 +165,13 @@ class Sessions:
     def _started(self, session: EngineSession) -> None:
         self._live[session.pid] = session
         self._pool.session_started(session)
-        log.info("%s session of %s started on %s", session.fmt, session.request.key, session.engine)
+        log.info(
+            "%s session of %s started on %s",
+            session.fmt,
+            session.request.key,
+            session.engine,
+            extra=self._fields(session, "session_started"),
+        )
 
     async def _land(
         self, engine: Engine, request: StreamRequest, fmt: Format, ticket: _Ticket
@@ -175,6 +182,7 @@ class Sessions:
         except BaseException as exc:
             if isinstance(exc, EngineLost):
                 self._pool.engine_failed(engine)
+                self._unreachable(engine, key, fmt, exc)
             self._pool.release(engine, key)
             raise
         self._started(session)
@@ -193,7 +201,46 @@ class Sessions:
         finally:
             self._pool.session_ended(session, reason.event_reason(session.fmt))
             self._pool.release(session.engine, session.request.key)
-            log.info("%s session of %s stopped: %s", session.fmt, session.request.key, reason.value)
+            fields = self._fields(session, "session_stopped")
+            fields["reason"] = reason.value
+            fields["duration_s"] = round(session.age, 3)
+            log.info(
+                "%s session of %s stopped: %s",
+                session.fmt,
+                session.request.key,
+                reason.value,
+                extra=fields,
+            )
+
+    def _unreachable(self, engine: Engine, key: ContentKey, fmt: Format, exc: EngineLost) -> None:
+        """The operator's line: which address, and why (clients are told neither)."""
+        cause = unreachable_cause(exc)
+        log.warning(
+            "engine %s unreachable starting %s: %s",
+            engine,
+            key,
+            cause,
+            extra={
+                **self._fields_of(key, fmt, engine, "engine_unreachable"),
+                "engine_address": str(engine),
+                "reason": cause,
+                "code": exc.code,
+            },
+        )
+
+    def _fields(self, session: EngineSession, event: str) -> dict[str, object]:
+        """A session's log fields (hlsproxy.logs.FIELDS)."""
+        return self._fields_of(session.request.key, session.fmt, session.engine, event)
+
+    def _fields_of(
+        self, key: ContentKey, fmt: Format, engine: Engine, event: str
+    ) -> dict[str, object]:
+        return {
+            "event": event,
+            "stream": key.value,
+            "mode": fmt,
+            "engine": engine_pool.label_of(engine, self._pool.engines()),
+        }
 
     def _spawn(self, slot: _Slot, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(work, name=f"engine {slot[1]} on {slot[0]}")

@@ -155,7 +155,13 @@ class Registry(Generic[T, H]):
     def _add(self, table: dict[ContentKey, K], key: ContentKey, stream: K) -> K:
         table[key] = stream
         self.poke()  # its deadline is new to the sweeper
-        log.debug("stream %s (%s) created (%d playing)", key, stream.mode, len(self))
+        log.info(
+            "%s stream %s started (%d playing)",
+            stream.mode,
+            key,
+            len(self),
+            extra={"event": "stream_started", "stream": key.value, "mode": stream.mode},
+        )
         return stream
 
     def poke(self) -> None:

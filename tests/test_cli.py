@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import contextlib
+import http.server
+import io
 import logging
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from hlsproxy.cli import (
     main,
 )
 from hlsproxy.config import ConfigError, DemoOptions, ListenAddress, options
+from hlsproxy.runner import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +65,7 @@ def test_help_lists_every_option_with_its_variable_and_default() -> None:
     for option in options():
         assert re.search(rf"^  {re.escape(option.flag)}\b", result.stdout, re.MULTILINE)
         assert f"env {option.env}, default {option.default}\n" in result.stdout
-    for flag in ("-demo", "-demo-bitrate", "-license", "-help"):
+    for flag in ("-demo", "-demo-bitrate", "-license", "-version", "-help"):
         assert f"\n  {flag}" in result.stdout
 
 
@@ -76,6 +82,63 @@ def test_license_prints_the_license_file() -> None:
     assert result.stdout == (ROOT / "LICENSE").read_text()
     assert "MIT License" in result.stdout
     assert "hlsproxy authors" in result.stdout
+
+
+@pytest.mark.parametrize("flag", ["-version", "--version"])
+def test_version_prints_the_installed_version(flag: str) -> None:
+    result = hlsproxy(flag, ACEXY_PORT="abc")  # whatever else is wrong
+    assert (result.returncode, result.stderr) == (0, "")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert result.stdout == f"hlsproxy {project['version']}\n"
+
+
+def test_healthcheck_says_nothing_listens_where_it_looked() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = hlsproxy("-healthcheck", f"-addr=127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"hlsproxy: unhealthy: http://127.0.0.1:{port}/healthz: "
+        "connection refused: no proxy listens there (check ACEXY_LISTEN_ADDR)\n"
+    )
+
+
+def test_healthcheck_says_the_proxy_did_not_answer_in_time() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        settings = interpret([f"-addr=127.0.0.1:{port}"], env={})
+        assert isinstance(settings, Start)
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            assert probe(settings.settings, timeout=0.5) == 1
+    assert err.getvalue() == (
+        f"hlsproxy: unhealthy: http://127.0.0.1:{port}/healthz: no answer within 0.5s\n"
+    )
+
+
+def test_healthcheck_names_a_status_other_than_200() -> None:
+    class Answer503(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer503) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            command = interpret([f"-addr=127.0.0.1:{server.server_port}"], env={})
+            assert isinstance(command, Start)
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                assert probe(command.settings) == 1
+        finally:
+            server.shutdown()
+    assert err.getvalue().endswith("/healthz: it answered HTTP 503\n")
 
 
 def test_unknown_flag_prints_usage_and_exits_2() -> None:
@@ -291,6 +354,24 @@ def test_main_hands_settings_to_the_runner_and_returns_its_status(
     assert status == 1
     err = capsys.readouterr().err
     assert f"ERROR hlsproxy: cannot listen on 127.0.0.1:{port}" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "listen"),
+    [
+        (["-demo"], {}, ListenAddress("127.0.0.1", 8080)),
+        (["-demo", "-addr=:9000"], {}, ListenAddress(None, 9000)),
+        (["-demo"], {"ACEXY_LISTEN_ADDR": ":8080"}, ListenAddress(None, 8080)),
+        ([], {}, ListenAddress(None, 8080)),
+    ],
+    ids=["demo-alone", "demo-with-addr", "demo-with-variable", "no-demo"],
+)
+def test_the_demo_listens_on_loopback_unless_told(
+    argv: list[str], env: dict[str, str], listen: ListenAddress
+) -> None:
+    command = interpret(argv, env=env)
+    assert isinstance(command, Start)
+    assert command.settings.listen_addr == listen
 
 
 def test_demo_engines_runs_a_pool_and_needs_demo() -> None:

@@ -51,7 +51,7 @@ async def test_metrics_follow_ts_and_hls_traffic(proxy: ProxyFactory, sim: Runni
     assert after[("hlsproxy_cache_requests_total", (("outcome", "hit"),))] == 2
     assert after[("hlsproxy_cache_requests_total", (("outcome", "miss"),))] == 1
     assert after[("hlsproxy_client_bytes_total", (("mode", "hls"),))] > 3 * 100_000
-    assert after[("hlsproxy_engine_errors_total", (("code", "content_gone"),))] == 1
+    assert after[("hlsproxy_engine_errors_total", (("code", "content_load_failed"),))] == 1
     assert after[("hlsproxy_request_seconds_count", (("route", "segment"),))] == 3
     # bounded labels: no content, client or URL ever becomes a label
     assert CID not in text and "ab" * 20 not in text and "127.0.0.1" not in text

@@ -12,6 +12,8 @@ import time
 import aiohttp
 import pytest
 
+from hlsproxy.runner import DEMO_IDS
+
 from .conftest import CID
 
 
@@ -43,6 +45,9 @@ async def test_sigterm_ends_clients_and_engine_sessions_within_seconds() -> None
         assert process.stdout is not None and process.stderr is not None
         banner = await asyncio.wait_for(process.stdout.readline(), 20)
         assert f"http://127.0.0.1:{port}" in banner.decode()
+        urls = [(await process.stdout.readline()).decode().strip() for _ in range(11)]
+        players = urls[urls.index("or in a browser:") + 1 :]
+        assert players == [f"http://127.0.0.1:{port}/player?id={cid}" for cid in DEMO_IDS]
         async with aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{port}/ace/getstream?id={CID}"
             async with http.get(url) as resp:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -33,6 +34,7 @@ from ..errors import (
     EngineStatus,
     EngineTimeout,
     EngineUnreachable,
+    NotAnEngine,
 )
 from .redact import redact
 
@@ -46,6 +48,11 @@ _START_PATH: dict[Format, str] = {"ts": "/ace/getstream", "hls": "/ace/manifest.
 _NOT_MEDIA = ("text/html", "application/json", "text/plain")
 # What engines answer a start with for content they cannot find or load.
 _CONTENT_GONE = "failed to load content"
+# A start's answer is a small JSON envelope; anything longer is something else talking. Media
+# may never end, so they are not read at all. (Other types are read: an engine's JSON may
+# come under any type, so only the body tells.)
+_START_ANSWER_LIMIT = 64 * 1024
+_NOT_AN_ANSWER = ("video/", "audio/", "application/vnd.apple.mpegurl")
 # Redirects are followed only within the engine, and this many times at most: a Location
 # elsewhere would make the proxy fetch, and serve, whatever that address holds.
 MAX_REDIRECTS = 5
@@ -118,6 +125,11 @@ class EngineSession:
     def __repr__(self) -> str:
         return f"<EngineSession {self.request.key} {self.fmt} on {self.engine}>"
 
+    @property
+    def age(self) -> float:
+        """Seconds since the session was started."""
+        return time.monotonic() - self.started_at
+
 
 class EngineClient:
     """Talks to engines. Owns no session state: callers own the EngineSessions it returns."""
@@ -142,7 +154,11 @@ class EngineClient:
             asyncio.timeout(self._response_timeout),
             self._http.get(url, params=query, allow_redirects=False) as resp,
         ):
-            body = await self._json(resp)
+            try:
+                body = await _envelope(resp, engine)
+            except NotAnEngine:
+                _misconfigured(engine, request, fmt)
+                raise
         info = _unwrap(body, PlaybackInfo, engine)
         return EngineSession(engine, request, fmt, pid, info)
 
@@ -315,6 +331,66 @@ class EngineResource:
 
     async def close(self) -> None:
         self._response.release()
+
+
+async def _envelope(resp: aiohttp.ClientResponse, engine: Engine) -> dict[str, Any]:
+    """A start's answer, which an engine sends as `{"response": ..., "error": ...}` (with HTTP
+    200 even for an error). Anything else (a web page, a 404, a stream, another proxy's
+    refusal) says the address is not an engine's; reading it stops early, so that a server
+    sending video forever is told apart without waiting for the timeout."""
+    if (resp.content_length or 0) > _START_ANSWER_LIMIT or resp.content_type.startswith(
+        _NOT_AN_ANSWER
+    ):
+        raise NotAnEngine(configured=engine.container_id is None)
+    raw = bytearray()
+    while chunk := await resp.content.readany():
+        raw += chunk
+        if len(raw) > _START_ANSWER_LIMIT:
+            raise NotAnEngine(configured=engine.container_id is None)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "response" not in body:
+        raise NotAnEngine(configured=engine.container_id is None)
+    if resp.status != 200 and not body.get("error"):
+        raise EngineRejected(f"the engine answered HTTP {resp.status}")
+    return body
+
+
+def _misconfigured(engine: Engine, request: StreamRequest, fmt: Format) -> None:
+    """The operator's line for an address that answers as no engine: which address, and the
+    likely mistake (a client is told neither)."""
+    log.error(
+        "engine %s is not an AceStream engine (%s)",
+        engine,
+        "is ACEXY_HOST/ACEXY_PORT this proxy itself, or another server?"
+        if engine.container_id is None
+        else "the orchestrator listed it",
+        extra={
+            "event": "engine_misconfigured",
+            "stream": request.key.value,
+            "mode": fmt,
+            "engine_address": str(engine),
+        },
+    )
+
+
+def unreachable_cause(exc: BaseException) -> str:
+    """Why an engine could not be reached, in the words an operator acts on: for the log,
+    next to the engine's address (a client's error names neither)."""
+    cause = exc.__cause__ if isinstance(exc, EngineError) and exc.__cause__ else exc
+    if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        return f"its name does not resolve (DNS: {cause.os_error.strerror or cause.os_error})"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        if isinstance(cause.os_error, ConnectionRefusedError):
+            return "connection refused: nothing listens there"
+        return f"cannot connect: {cause.os_error.strerror or cause.os_error}"
+    if isinstance(cause, TimeoutError):
+        return "no answer in time" + (f" ({exc.message})" if isinstance(exc, EngineError) else "")
+    if isinstance(exc, EngineError):
+        return exc.message
+    return repr(exc)
 
 
 def _unwrap(body: dict[str, Any], model: type[M], engine: Engine) -> M:

@@ -24,6 +24,15 @@ class PoolEngine:
     capacity: int | None
 
 
+def label_of(engine: Engine, engines: list[PoolEngine]) -> str:
+    """An engine by the name its pool gives it, for pages and logs that must not show its
+    address."""
+    for known in engines:
+        if known.address in (str(engine), f"{engine.host}:{engine.port}"):
+            return known.label
+    return "engine"
+
+
 class EnginePool(Protocol):
     async def acquire(self, key: ContentKey) -> Engine:
         """The engine for a content's new session; raises Unavailable when none has room."""

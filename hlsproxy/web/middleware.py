@@ -63,7 +63,13 @@ def report(app: web.Application, method: str, path: str, exc: Exception) -> None
     """Engine failures that reach a client are logged and counted."""
     if isinstance(exc, EngineError):
         app[METRICS].engine_errors.labels(exc.code).inc()
-        log.warning("%s %s: %s", method, printable(path), exc.message)
+        log.warning(
+            "%s %s: %s",
+            method,
+            printable(path),
+            exc.message,
+            extra={"event": "request_failed", "code": exc.code},
+        )
 
 
 _KEPT_HEADERS = ("Allow", "Retry-After", "Content-Range")

@@ -100,7 +100,17 @@ async def _serve_ts(
             await writer.drain()
         await response.write_eof()
     except ClientLagged:
-        log.info("client %s cut from %s: it fell behind", request.remote, stream.key)
+        log.info(
+            "client %s cut from %s: it fell behind",
+            request.remote,
+            stream.key,
+            extra={
+                "event": "client_cut",
+                "stream": stream.key.value,
+                "mode": "ts",
+                "client": request.remote,
+            },
+        )
         await response.write_eof()
     except ConnectionError:
         pass  # the client left

@@ -15,6 +15,7 @@ from aiohttp import web
 from ..content import parse_stream_request
 from ..engine.client import Engine
 from ..engine.pool import EnginePool
+from ..errors import ClientError
 from ..hls.channel import HlsStream
 from ..lifecycle import EngineStream
 from ..throughput import RateMeter, Throughput
@@ -178,9 +179,24 @@ async def status_page(request: web.Request) -> web.Response:
 
 async def player_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    key = parse_stream_request(
-        request.query.items(), allow_remote=settings.allow_remote_content
-    ).key
+    try:
+        key = parse_stream_request(
+            request.query.items(), allow_remote=settings.allow_remote_content
+        ).key
+    except ClientError as exc:
+        # Someone typed this address into a browser: answer a page, not JSON.
+        return web.Response(
+            status=exc.status,
+            text=render_player_page(
+                title="hlsproxy: no such stream",
+                hls_url="",
+                ts_url="",
+                token=_token(request),
+                refused=exc.message,
+            ),
+            content_type="text/html",
+            headers={"Cache-Control": "no-cache"},
+        )
     query = [key.engine_param]
     if "token" in request.query:
         query.append(("token", request.query["token"]))

@@ -321,9 +321,12 @@ def render_throughput_graph(history: Sequence[Sample]) -> str:
 # --- the player page -----------------------------------------------------------------------------
 
 
-def render_player_page(*, title: str, hls_url: str, ts_url: str, token: str = "") -> str:
+def render_player_page(
+    *, title: str, hls_url: str, ts_url: str, token: str = "", refused: str = ""
+) -> str:
     """A page that plays `hls_url` where the browser plays HLS itself, and otherwise says
     to open `ts_url` in VLC or mpv; ``token`` is carried to its stylesheet and script.
+    With ``refused`` (why the address names no stream), it says that instead of playing.
 
     Its script sets `window.playerState = {playing, currentTime, error}` on video events, for
     tests and for anyone curious in the console.
@@ -334,4 +337,5 @@ def render_player_page(*, title: str, hls_url: str, ts_url: str, token: str = ""
         title=title,
         hls_url=hls_url,
         ts_url=ts_url,
+        refused=refused,
     )
