@@ -2,9 +2,19 @@
 
 The reader never waits for a client (principle 3): `publish` is synchronous. Each client
 reads at its own cursor. The ring keeps what the slowest client still needs, up to
-`capacity` bytes; a client that falls further behind than that is cut, and counted.
+`capacity` bytes: memory per stream is bounded by `capacity` plus one chunk, whoever reads.
 When no one lags, it keeps only what a joining client needs: the chunks since the most
 recent join point (PAT, PMT, keyframe).
+
+A client that falls more than `capacity` behind has not always done wrong. An engine, once
+prebuffered, first sends what it has cached as fast as it can (tens of seconds of media in
+a few seconds), then real time; a player reading in real time is then that far behind for
+as long as it plays. So a client that still reads (it took bytes within `stall_after`
+seconds) is moved forward to the newest join point instead: it gets the join's PAT and PMT,
+a discontinuity mark for each PID (what `marks` makes of the bytes at the join), then the
+stream from the keyframe on, and plays on from near the live edge, the skipped media lost.
+It is counted in `skipped`. A client that took nothing for `stall_after` (a paused player,
+a dead connection) is cut, and counted in `lagged`, as is one with no join point to go to.
 
 A client that is caught up can take new chunks through a sink: `publish` hands the chunk
 straight to it, and its reader sleeps on. Only a client whose sink refuses (its connection
@@ -23,6 +33,18 @@ from .packets import JoinPoint
 Chunk = bytes | memoryview
 Sink = Callable[[bytes], bool]
 """Hands a chunk to a client now; False when its connection cannot take more yet."""
+Marks = Callable[[memoryview], bytes]
+"""What a client moved forward gets before the stream at a join point: given the bytes from
+the join point on, a discontinuity mark for each PID in them."""
+
+STALL_AFTER = 10.0
+"""Seconds without taking a byte that make a lagging client stalled, not just behind.
+A player reading in real time takes bytes every few seconds at most: the catch-up reads
+hand it up to 1 MiB at a time, 2 s of a 4 Mbit/s stream."""
+
+
+def _no_marks(_: memoryview) -> bytes:
+    return b""
 
 
 class ClientLagged(Exception):
@@ -30,8 +52,18 @@ class ClientLagged(Exception):
 
 
 class Ring:
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        marks: Marks = _no_marks,
+        stall_after: float = STALL_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
+        self._marks = marks
+        self._stall_after = stall_after
+        self._clock = clock
         self._chunks: deque[bytes] = deque()
         self._first_seq = 0  # sequence number of _chunks[0]
         self._size = 0
@@ -43,6 +75,7 @@ class Ring:
         self.bytes_in = 0
         self.last_publish: float | None = None
         self.lagged = 0
+        self.skipped = 0
 
     @property
     def _next_seq(self) -> int:
@@ -52,7 +85,7 @@ class Ring:
         state = "closed" if self.closed else "open"
         return (
             f"<Ring {state} {len(self._chunks)} chunks {self._size}/{self.capacity} B "
-            f"{len(self._cursors)} cursors lagged={self.lagged}>"
+            f"{len(self._cursors)} cursors lagged={self.lagged} skipped={self.skipped}>"
         )
 
     @property
@@ -70,7 +103,7 @@ class Ring:
         self._chunks.append(chunk)
         self._size += len(chunk)
         self.bytes_in += len(chunk)
-        self.last_publish = time.monotonic()
+        now = self.last_publish = self._clock()
         for join in joins:
             self._joins.append((seq, join.offset, join.prefix))
             self._last_prefix = join.prefix
@@ -82,6 +115,7 @@ class Ring:
             if cursor._seq == seq and sink is not None and not cursor._prefix and sink(chunk):
                 cursor._seq = seq + 1
                 cursor.sent += size
+                cursor._took_at = now
             else:
                 cursor._wake()
 
@@ -100,7 +134,7 @@ class Ring:
             seq, offset, prefix = 0, 0, b""  # the stream's own start is still here
         else:
             seq, offset, prefix = self._next_seq, 0, self._last_prefix
-        cursor = Cursor(self, seq, offset, prefix, on_cut)
+        cursor = Cursor(self, seq, offset, prefix, on_cut, self._clock())
         self._cursors.add(cursor)
         return cursor
 
@@ -118,9 +152,23 @@ class Ring:
         while self._joins and self._joins[0][0] < self._first_seq:
             self._joins.popleft()
         lagging = [c for c in self._cursors if c._seq < self._first_seq]
+        if not lagging:
+            return
+        now = self._clock()
+        forward: tuple[int, int, bytes] | None = None
         for cursor in lagging:
-            self.lagged += 1
-            cursor._cut()
+            if self._joins and now - cursor._took_at < self._stall_after:
+                if forward is None:
+                    seq, offset, prefix = self._joins[-1]
+                    at = memoryview(self._chunks[seq - self._first_seq])[offset:]
+                    forward = (seq, offset, prefix + self._marks(at))
+                self.skipped += 1
+                cursor._seq, cursor._offset, cursor._prefix = forward
+                cursor.skips += 1
+                cursor._wake()
+            else:
+                self.lagged += 1
+                cursor._cut()
 
 
 class Cursor:
@@ -133,9 +181,11 @@ class Cursor:
         "_ring",
         "_seq",
         "_sink",
+        "_took_at",
         "_waiter",
         "cut",
         "sent",
+        "skips",
     )
 
     def __init__(
@@ -145,8 +195,11 @@ class Cursor:
         offset: int,
         prefix: bytes,
         on_cut: Callable[[], None] | None,
+        now: float,
     ) -> None:
         self._ring = ring
+        self._took_at = now
+        self.skips = 0
         self._seq = seq
         self._offset = offset
         self._prefix = prefix
@@ -157,7 +210,10 @@ class Cursor:
         self.sent = 0
 
     def __repr__(self) -> str:
-        return f"<Cursor seq={self._seq}+{self._offset} behind={self.behind} cut={self.cut}>"
+        return (
+            f"<Cursor seq={self._seq}+{self._offset} behind={self.behind} cut={self.cut} "
+            f"skips={self.skips}>"
+        )
 
     @property
     def behind(self) -> int:
@@ -211,6 +267,7 @@ class Cursor:
             self._seq += 1
             self._offset = 0
         self.sent += total
+        self._took_at = ring._clock()
         return out
 
     def _cut(self) -> None:

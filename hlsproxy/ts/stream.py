@@ -26,7 +26,7 @@ from ..sessions import Sessions
 from ..state import EndReason, RetryPolicy, Watch, may_make_room
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner
-from .splice import Splicer
+from .splice import Splicer, discontinuity_marks
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class TsStream(EngineStream):
             on_closed=on_closed,
             clock=clock,
         )
-        self.ring = Ring(options.ring_bytes)
+        self.ring = Ring(options.ring_bytes, marks=discontinuity_marks)
         self.clients = 0
         self.bytes_out = 0
         self._options = options
