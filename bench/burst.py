@@ -23,8 +23,8 @@ from harness import HOST, REPO, Child, free_ports, parse_rate, wait_answering
 
 sys.path.insert(0, str(REPO))
 
-from hlsproxy.sim import start_engine  # noqa: E402
-from tests.e2e.ts_players import PLAYERS, Playback, Player, available, play  # noqa: E402
+from hlsproxy.sim import start_engine
+from tests.e2e.ts_players import PLAYERS, Playback, Player, available, play
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 
@@ -33,7 +33,7 @@ async def run(args: argparse.Namespace) -> None:
     engine, runner, engine_port = await start_engine(HOST, 0, bitrate=args.bitrate)
     engine.faults.burst_seconds = args.burst
     (port,) = free_ports(1)
-    tree = Path(args.tree).resolve() if args.tree else REPO
+    tree: Path = args.tree
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),
@@ -97,7 +97,9 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], metavar="ACEXY_X=value", help="a proxy option"
     )
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    args.tree = Path(args.tree).resolve() if args.tree else REPO
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

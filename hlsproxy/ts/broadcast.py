@@ -1,12 +1,14 @@
 """A ring of MPEG-TS chunks that one upstream reader fills and many clients read.
 
 The reader never waits for a client (principle 3): `publish` is synchronous. Each client
-reads at its own cursor. The ring keeps what the slowest client still needs, up to
-`capacity` bytes: memory per stream is bounded by `capacity` plus one chunk, whoever reads.
+reads at its own cursor. The ring keeps what the slowest client still needs, up to its
+`limit`: `seconds` of the channel's own media, measured by its bitrate (bytes per second of
+media, from its keyframes' time stamps), and never more than `capacity` bytes. Memory per
+stream is bounded by `capacity` plus one chunk, whoever reads, plus each client's prefix.
 When no one lags, it keeps only what a joining client needs: the chunks since the most
 recent join point (PAT, PMT, keyframe).
 
-A client that falls more than `capacity` behind has not always done wrong. An engine, once
+A client that falls more than `limit` behind has not always done wrong. An engine, once
 prebuffered, first sends what it has cached as fast as it can (tens of seconds of media in
 a few seconds), then real time; a player reading in real time is then that far behind for
 as long as it plays. So a client that still reads (it took bytes within `stall_after`
@@ -28,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from .media_rate import MediaRate
 from .packets import JoinPoint
 
 Chunk = bytes | memoryview
@@ -42,13 +45,17 @@ STALL_AFTER = 10.0
 A player reading in real time takes bytes every few seconds at most: the catch-up reads
 hand it up to 1 MiB at a time, 2 s of a 4 Mbit/s stream."""
 
+MIN_LIMIT = 1 << 20
+"""The least a ring sized by time holds: a few GOPs of a low-bitrate channel."""
+
 
 def _no_marks(_: memoryview) -> bytes:
     return b""
 
 
 class ClientLagged(Exception):
-    """The client fell more than the ring's capacity behind the live edge."""
+    """The client was cut: it fell more than the ring's limit behind the live edge and had
+    taken nothing for `stall_after` seconds, or there was no join point to move it to."""
 
 
 class Ring:
@@ -56,11 +63,15 @@ class Ring:
         self,
         capacity: int,
         *,
+        seconds: float | None = None,
         marks: Marks = _no_marks,
         stall_after: float = STALL_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.capacity = capacity
+        self.limit = capacity
+        self._seconds = seconds
+        self._rate = MediaRate()
         self._marks = marks
         self._stall_after = stall_after
         self._clock = clock
@@ -84,7 +95,7 @@ class Ring:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return (
-            f"<Ring {state} {len(self._chunks)} chunks {self._size}/{self.capacity} B "
+            f"<Ring {state} {len(self._chunks)} chunks {self._size}/{self.limit} B "
             f"{len(self._cursors)} cursors lagged={self.lagged} skipped={self.skipped}>"
         )
 
@@ -102,11 +113,17 @@ class Ring:
         seq = self._next_seq
         self._chunks.append(chunk)
         self._size += len(chunk)
-        self.bytes_in += len(chunk)
         now = self.last_publish = self._clock()
         for join in joins:
             self._joins.append((seq, join.offset, join.prefix))
             self._last_prefix = join.prefix
+            if join.pts is not None and self._seconds is not None:
+                self._rate.add(self.bytes_in + join.offset, join.pts)
+        if joins and self._seconds is not None:
+            rate = self._rate.bytes_per_second()
+            if rate is not None:
+                self.limit = min(self.capacity, max(MIN_LIMIT, round(self._seconds * rate)))
+        self.bytes_in += len(chunk)
         self._trim()
         size = len(chunk)
         # A copy: a sink may end a connection, and so detach its cursor, as it goes.
@@ -134,7 +151,7 @@ class Ring:
             seq, offset, prefix = 0, 0, b""  # the stream's own start is still here
         else:
             seq, offset, prefix = self._next_seq, 0, self._last_prefix
-        cursor = Cursor(self, seq, offset, prefix, on_cut, self._clock())
+        cursor = Cursor(self, seq, offset, prefix, on_cut, now=self._clock())
         self._cursors.add(cursor)
         return cursor
 
@@ -143,7 +160,7 @@ class Ring:
         if self._cursors:
             keep_from = min(keep_from, *(c._seq for c in self._cursors))
         evicted = False
-        while len(self._chunks) > 1 and (self._size > self.capacity or self._first_seq < keep_from):
+        while len(self._chunks) > 1 and (self._size > self.limit or self._first_seq < keep_from):
             self._size -= len(self._chunks.popleft())
             self._first_seq += 1
             evicted = True
@@ -195,6 +212,7 @@ class Cursor:
         offset: int,
         prefix: bytes,
         on_cut: Callable[[], None] | None,
+        *,
         now: float,
     ) -> None:
         self._ring = ring

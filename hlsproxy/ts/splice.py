@@ -10,6 +10,8 @@ reporting the new upstream's packets as lost or corrupt.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .packets import PACKET_SIZE, SYNC_BYTE, JoinPoint, TsScanner
 
 NULL_PID = 0x1FFF
@@ -93,7 +95,7 @@ class Splicer:
             first = joins[0]
             packets = first.prefix + packets[first.offset :]
             shift = len(first.prefix) - first.offset
-            joins = [JoinPoint(j.offset + shift, j.prefix) for j in joins]
+            joins = [dataclasses.replace(j, offset=j.offset + shift) for j in joins]
             self._waiting = False
             self._marked = set()
             self._seen = 0
@@ -125,4 +127,4 @@ class Splicer:
             # along: a joining client needs the reset as much as a client already reading.
             return offset + PACKET_SIZE * sum(1 for at in inserted if at < offset)
 
-        return b"".join(out), [JoinPoint(moved(j.offset), j.prefix) for j in joins]
+        return b"".join(out), [dataclasses.replace(j, offset=moved(j.offset)) for j in joins]

@@ -153,10 +153,11 @@ async def play(
     url: str,
     seconds: float,
     *,
+    seen: Playback | None = None,
     until: Callable[[Playback], bool] = lambda _: False,
 ) -> Playback:
     """Play `url` for `seconds` of wall-clock time (or until the player stops by itself, or
-    `until` says so), then stop the player."""
+    `until` says so), then stop the player. What it sees goes into `seen` as it plays."""
     proc = await asyncio.create_subprocess_exec(
         *command(player, url),
         stdin=asyncio.subprocess.DEVNULL,
@@ -165,7 +166,7 @@ async def play(
     )
     assert proc.stdout is not None
     began = time.monotonic()
-    seen = Playback(player)
+    seen = Playback(player) if seen is None else seen
     ffmpeg = _FfmpegProgress()
     pending = b""
     try:
