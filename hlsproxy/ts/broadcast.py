@@ -4,9 +4,9 @@ The reader never waits for a client (principle 3): `publish` is synchronous. Eac
 reads at its own cursor. The ring keeps what the slowest client still needs, up to its
 `limit`: `seconds` of the channel's own media, measured by its bitrate (bytes per second of
 media, from its keyframes' time stamps), and never more than `capacity` bytes. Memory per
-stream is bounded by `capacity` plus one chunk, whoever reads, plus each client's prefix.
-When no one lags, it keeps only what a joining client needs: the chunks since the most
-recent join point (PAT, PMT, keyframe).
+stream is bounded by `capacity` plus the newest chunk, whoever reads, plus each client's
+prefix (PAT, PMT and marks: a few packets). When no one lags, it keeps only what a joining
+client needs: the chunks since the most recent join point (PAT, PMT, keyframe).
 
 A client that falls more than `limit` behind has not always done wrong. An engine, once
 prebuffered, first sends what it has cached as fast as it can (tens of seconds of media in

@@ -1,8 +1,9 @@
 """Real players through the engine's opening burst: 30 s of media sent at once, then real time.
 
-A player reading in real time is then 30 s behind what the proxy has, far more than its ring
-holds at 4 Mbit/s (4 MiB, 8 s). It has done nothing wrong: it plays on, and so does a player
-that joins later; the engine sees one session. A client that stops reading is still cut.
+A player reading in real time is then 30 s behind what the proxy has. It has done nothing
+wrong: it plays on, and so does a player that joins later; the engine sees one session. With
+a ring shorter than the burst, a player still reading is moved forward and plays on; a client
+that stops reading is still cut.
 """
 
 from __future__ import annotations
@@ -61,11 +62,32 @@ async def test_a_player_plays_through_a_30s_burst(
 @pytest.mark.skipif(
     not (available("mpv") and available("gstreamer")), reason="needs mpv and GStreamer"
 )
-async def test_a_late_joiner_plays_and_a_stalled_reader_is_still_cut(
+async def test_a_player_joining_after_the_burst_plays_too(
     proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
 ) -> None:
     sim.faults.burst_seconds = 30.0
     client = await proxy()
+    url = f"http://127.0.0.1:{client.port}/ace/getstream?id={CID}"
+    seen = Playback("mpv")
+    first = asyncio.create_task(play("mpv", url, PLAY_SECONDS + 10, seen=seen))
+    try:
+        # the burst has landed; the first player is well into it
+        await eventually(lambda: seen.played >= 6.0, timeout=30.0)
+        played_through(await play("gstreamer", url, PLAY_SECONDS))
+        played_through(await first)
+    finally:
+        first.cancel()
+    assert (await status(client.port))["clients_cut"] == 0
+    assert len(sim.engine.sessions) == 1
+
+
+@pytest.mark.parametrize("sim_options", [BURST], ids=["4Mbps"])
+@pytest.mark.skipif(not (available("mpv") and available("ffmpeg")), reason="needs mpv and ffmpeg")
+async def test_behind_a_ring_shorter_than_the_burst_readers_move_on_and_a_stalled_one_is_cut(
+    proxy: ProxyFactory, sim: RunningSim, sim_options: dict[str, Any]
+) -> None:
+    sim.faults.burst_seconds = 30.0
+    client = await proxy(buffer_time="10s")
     url = f"http://127.0.0.1:{client.port}/ace/getstream?id={CID}"
     seen = Playback("mpv")
     first = asyncio.create_task(play("mpv", url, PLAY_SECONDS + 10, seen=seen))
@@ -76,13 +98,12 @@ async def test_a_late_joiner_plays_and_a_stalled_reader_is_still_cut(
     stalled.connect(("127.0.0.1", client.port))
     stalled.sendall(f"GET /ace/getstream?id={CID} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
-        # the burst has landed; the first player is well into it
         await eventually(lambda: seen.played >= 6.0, timeout=30.0)
-        late = await play("gstreamer", url, PLAY_SECONDS)
-        played_through(late)
+        played_through(await play("ffmpeg", url, PLAY_SECONDS))
         played_through(await first)
         figures = await status(client.port)
         assert figures["clients_cut"] == 1, figures  # the stalled one, and only it
+        assert figures["clients_moved_forward"] >= 1, figures
         assert len(sim.engine.sessions) == 1
     finally:
         first.cancel()
