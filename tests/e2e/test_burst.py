@@ -19,7 +19,7 @@ from ..conftest import CID, ProxyFactory, RunningSim, eventually
 from .ts_players import PLAYERS, Playback, Player, available, play
 
 BURST = {"bitrate": 4_000_000}
-PLAY_SECONDS = 24.0
+PLAY_SECONDS = 30.0
 # Without the burst's clients kept on the line, they were cut within a second and played
 # what they had read ahead: 11 to 15 s. A player that plays this much has played through.
 PLAYED_AT_LEAST = 18.0
@@ -54,6 +54,7 @@ async def test_a_player_plays_through_a_30s_burst(
     url = f"http://127.0.0.1:{client.port}/ace/getstream?id={CID}"
     seen = await play(player, url, PLAY_SECONDS)
     played_through(seen)
+    assert seen.decode_errors == []
     assert (await status(client.port))["clients_cut"] == 0
     assert len(sim.engine.sessions) == 1
 
@@ -73,8 +74,10 @@ async def test_a_player_joining_after_the_burst_plays_too(
     try:
         # the burst has landed; the first player is well into it
         await eventually(lambda: seen.played >= 6.0, timeout=30.0)
-        played_through(await play("gstreamer", url, PLAY_SECONDS))
+        late = await play("gstreamer", url, PLAY_SECONDS)
+        played_through(late)
         played_through(await first)
+        assert late.decode_errors == seen.decode_errors == []
     finally:
         first.cancel()
     assert (await status(client.port))["clients_cut"] == 0
