@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import HOST, REPO, Child, free_ports, parse_rate, wait_answering
+from harness import HOST, REPO, Child, free_ports, http_get, parse_rate, wait_answering
 
 sys.path.insert(0, str(REPO))
 
@@ -58,6 +58,7 @@ async def run(args: argparse.Namespace) -> None:
         runs += [late(p) for p in players if p != "ffmpeg"]
         names = [*players, *(f"{p} (joins at {args.late:g}s)" for p in players if p != "ffmpeg")]
         results = await asyncio.gather(*runs)
+        _, metrics = await asyncio.to_thread(http_get, port, "/metrics")
     finally:
         proxy.stop()
         await runner.cleanup()
@@ -77,7 +78,13 @@ async def run(args: argparse.Namespace) -> None:
         for line in seen.decode_errors[:3]:
             print(f"  {name}: {line}")
     lines = log.read_text().splitlines()
-    cut = sum(" cut from " in line for line in lines)
+    # A client cut while its connection was full is dropped without a log line: count them
+    # all from the metrics.
+    (cut,) = (
+        round(float(line.split()[-1]))
+        for line in metrics.decode().splitlines()
+        if line.startswith("hlsproxy_clients_cut_total ")
+    )
     moved = sum(" moved forward in " in line for line in lines)
     print(
         f"engine sessions: {len(engine.sessions)}; clients the proxy cut: {cut}, "
