@@ -54,10 +54,12 @@ def discontinuity_marks(packets: bytes | memoryview) -> bytes:
     """A discontinuity mark for each PID in `packets`, to go before them all: what a client
     gets when it is moved forward in the same stream. Its clock jumps ahead, and its
     continuity counters with it; marked, a decoder resets both rather than reporting the
-    packets as lost or corrupt."""
+    packets as lost or corrupt. As after a break, PIDs first seen past `MARK_WINDOW`
+    packets are not marked."""
     marked: set[int] = set()
     out: list[bytes] = []
-    for offset in range(0, len(packets) - PACKET_SIZE + 1, PACKET_SIZE):
+    end = min(len(packets), MARK_WINDOW * PACKET_SIZE) - PACKET_SIZE + 1
+    for offset in range(0, end, PACKET_SIZE):
         pid = _pid(packets, offset)
         if pid != NULL_PID and pid not in marked:
             marked.add(pid)
