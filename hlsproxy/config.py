@@ -179,11 +179,19 @@ class Settings(BaseSettings):
         flag_aliases=("-emptyTimeout",),
     )
     buffer_size: BufferSize = _option(
-        "4MiB",
-        help="Per-stream ring buffer; a client further behind the live edge than this is cut "
-        "off (64KiB to 1GiB).",
+        "64MiB",
+        help="The most one stream's ring buffer holds for MPEG-TS clients behind the live "
+        "edge, whatever `ACEXY_BUFFER_TIME` says (64KiB to 1GiB); the ring holds it only "
+        "while a client is that far behind.",
         env_aliases=("ACEXY_BUFFER",),
         flag_aliases=("-buffer",),
+    )
+    buffer_time: Timeout = _option(
+        "1m",
+        help="How far behind the live edge an MPEG-TS client may be, in the stream's own "
+        "media time (the engine sends its cache faster than real time at first). A client "
+        "further behind that still reads is moved forward to a keyframe near the live edge; "
+        "one that has read nothing for 10s is cut off.",
     )
     no_response_timeout: Timeout = _option(
         "10s",

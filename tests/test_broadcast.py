@@ -188,3 +188,101 @@ async def test_a_client_whose_connection_stays_full_is_cut_and_others_keep_recei
     assert cuts == ["stuck"] and ring.lagged == 1
     with pytest.raises(ClientLagged):
         await stuck.read()
+
+
+# --- clients behind because the engine sent faster than real time -------------------------
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def marked(data: memoryview) -> bytes:
+    """Stands for the discontinuity marks: names the bytes they were made from."""
+    return b"MARKS<" + bytes(data[:4]) + b">"
+
+
+async def test_a_client_still_reading_is_moved_forward_to_the_newest_join_point() -> None:
+    clock = StepClock()
+    cuts: list[str] = []
+    ring = Ring(5_000, marks=marked, clock=clock)
+    behind = ring.attach(lambda: cuts.append("behind"))
+    assert await read_all_now(behind) == b""
+    ring.publish(chunk(0))
+    clock.now = 1.0
+    assert await read_all_now(behind) == chunk(0)  # it reads, at its own pace
+    # the engine's burst: far more than the ring holds, before the client reads again
+    for n in range(1, 20):
+        ring.publish(chunk(n), [JoinPoint(500, b"PSI")] if n % 3 == 0 else [])
+    assert cuts == [] and ring.lagged == 0
+    assert ring.skipped >= 1 and behind.skips == ring.skipped
+    # the newest join point when it last fell out (chunk 15 from offset 500): its PSI, the
+    # marks made from there, then the stream from there on
+    assert await read_all_now(behind) == (
+        b"PSI"
+        + b"MARKS<"
+        + chunk(15)[500:504]
+        + b">"
+        + chunk(15)[500:]
+        + b"".join(chunk(n) for n in range(16, 20))
+    )
+    assert ring.held_bytes <= 5_000 + 1000
+
+
+async def test_a_client_that_took_nothing_for_the_stall_time_is_cut() -> None:
+    clock = StepClock()
+    cuts: list[str] = []
+    ring = Ring(5_000, marks=marked, stall_after=10.0, clock=clock)
+    stalled = ring.attach(lambda: cuts.append("stalled"))
+    reading = ring.attach(lambda: cuts.append("reading"))
+    for n in range(20):
+        clock.now = n
+        ring.publish(chunk(n), [JoinPoint(0, b"PSI")] if n % 3 == 0 else [])
+        if n % 7 == 0:
+            await read_all_now(reading)  # behind at times, but reading
+    assert cuts == ["stalled"] and ring.lagged == 1
+    with pytest.raises(ClientLagged):
+        await stalled.read()
+    assert not reading.cut and reading.skips >= 1
+    assert ring.held_bytes <= 5_000 + 1000
+
+
+async def test_a_client_taking_chunks_through_its_connection_is_reading() -> None:
+    clock = StepClock()
+    ring = Ring(5_000, marks=marked, stall_after=10.0, clock=clock)
+    connection = Connection(room=4_000)
+    client = ring.attach()
+    client.direct(connection)
+    for n in range(3):
+        ring.publish(chunk(n))
+    clock.now = 9.5
+    ring.publish(chunk(3))  # the last chunk its connection took
+    assert connection.room == 0
+    clock.now = 19.0
+    for n in range(4, 10):
+        ring.publish(chunk(n), [JoinPoint(0, b"PSI")])
+    assert not client.cut and client.skips >= 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "limit"),
+    [(20.0, 2_000_000), (1000.0, 5_000_000)],
+    ids=["twenty-seconds-of-media", "capped-by-capacity"],
+)
+async def test_the_ring_holds_seconds_of_the_channels_own_media(seconds: float, limit: int) -> None:
+    clock = StepClock()
+    ring = Ring(5_000_000, seconds=seconds, marks=marked, clock=clock)
+    assert ring.limit == 5_000_000  # until the channel's bitrate is known
+    behind = ring.attach()
+    # 100 kB per second of media, a keyframe a second; sent in a burst, all at once
+    for n in range(100):
+        ring.publish(chunk(n, 100_000), [JoinPoint(0, b"PSI", pts=n * 90_000)])
+    assert ring.limit == limit
+    assert ring.held_bytes <= limit
+    assert behind.skips >= 1 and not behind.cut
+    data = await read_all_now(behind)
+    assert len(data) - len(b"PSI" + b"MARKS<....>") <= limit

@@ -268,6 +268,16 @@ def test_stray_sync_byte_in_garbage_after_a_loss_is_not_trusted() -> None:
 # --- TsScanner: synthesised packets ---------------------------------------------------------------
 
 
+def test_a_join_point_carries_the_time_stamp_of_its_pes() -> None:
+    pts = 2**32 + 123_456_789  # all 33 bits in play
+    data = H264_PSI + pes(VIDEO_PID, IDR, pts=pts) + filler(VIDEO_PID, 1)
+    (join,) = TsScanner().scan(data)
+    assert join.pts == pts
+    # a join point the adaptation field names, with no PES header after it: no time
+    no_pes = H264_PSI + packet(VIDEO_PID, NON_IDR, pusi=True, rai=True) + filler(VIDEO_PID, 1)
+    assert [j.pts for j in TsScanner().scan(no_pes)] == [None]
+
+
 def test_random_access_indicator_marks_a_join_point() -> None:
     data = H264_PSI + pes(VIDEO_PID, NON_IDR, rai=True) + filler(VIDEO_PID, 1)
     scanner = TsScanner()

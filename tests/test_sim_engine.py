@@ -930,6 +930,27 @@ async def test_fault_stall_sends_n_bytes_then_holds_the_connection(sim: Sim) -> 
             assert await stream.read() == b""  # the stop ends the stalled body cleanly
 
 
+async def test_fault_burst_sends_seconds_of_media_at_once_then_real_time(
+    sim: Sim, media: MediaLoop
+) -> None:
+    engine, client = await sim(clock=Clock())
+    engine.faults.burst_seconds = 30.0
+    r = await started(client, id=CID)
+    # the read starts at the newest segment (2): segments 2..9 cover 30 s of media
+    burst = [media.segment(n) for n in range(2, 10)]
+    assert sum(media.duration(n) for n in range(2, 9)) < 30.0
+    began = time.monotonic()
+    async with client.get(path(r["playback_url"])) as stream:
+        data = await read_exactly(stream, sum(map(len, burst)))
+        # 32 s of media in far less than their playing time
+        assert time.monotonic() - began < 10.0
+        assert data == b"".join(burst)
+        began = time.monotonic()
+        quarter = await read_exactly(stream, len(media.segment(10)) // 4)
+        assert 0.8 <= time.monotonic() - began <= 2.0  # then real time, as without the fault
+        assert quarter == media.segment(10)[: len(quarter)]
+
+
 async def test_fault_cut_drops_the_read_after_n_bytes(sim: Sim) -> None:
     engine, client = await sim()
     engine.faults.cut_after = 100 * PACKET_SIZE + 7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hlsproxy.sim.media import MediaLoop
 from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
-from hlsproxy.ts.splice import MARK_WINDOW, Splicer, discontinuity_packet
+from hlsproxy.ts.splice import MARK_WINDOW, Splicer, discontinuity_marks, discontinuity_packet
 
 from .conftest import decode_warnings
 
@@ -96,3 +96,19 @@ def test_a_pid_first_seen_past_the_window_is_not_marked() -> None:
         splicer.feed((head * 4)[: first_stretch * PACKET_SIZE])  # no audio for this long
         out, _ = splicer.feed(data)
         assert (late in marks(out)) is marked, first_stretch
+
+
+def test_a_client_moved_forward_decodes_cleanly_from_the_keyframe_it_lands_on() -> None:
+    data = media()
+    joins = TsScanner().scan(data)
+    join = joins[len(joins) // 2]
+    rest = data[join.offset :]
+    moved = join.prefix + discontinuity_marks(memoryview(rest)) + rest
+    found = marks(moved)
+    assert set(found) == set(pids(rest)) - {0x1FFF}, "each PID of the stream is marked once"
+    for pid, at in found.items():
+        # the mark's counter lets the PID's next payload packet continue without a gap
+        following = pids(rest).index(pid) * PACKET_SIZE
+        assert rest[following + 3] & 0x0F == (moved[at + 3] + 1) & 0x0F
+    # PAT, PMT and marks before the keyframe: a decoder starts cleanly there
+    assert decode_warnings(moved) == ""

@@ -1,7 +1,10 @@
 """The simulated engine's MPEG-TS playback: one reader per stream, paced by the clock.
 
 A read starts `prebuffer_segments` behind the live edge, sends those at once, then each
-segment in ~40 ms slices over its playing time. A second reader while one is open gets
+segment in ~40 ms slices over its playing time. With the `burst_seconds` fault, the segments
+covering that much media also go at once, as a real engine sends its cache after
+prebuffering; the read then runs that far ahead of the channel's clock, which no reader of
+an MPEG-TS stream can tell. A second reader while one is open gets
 garbage, as on a real engine; a supersession cuts the read, any other end closes it cleanly.
 """
 
@@ -76,6 +79,7 @@ class TsReads(EngineState):
             return web.Response(status=404, text="Not Found")
         # Taken once per read: a fault set mid-read applies to the next one.
         stall, cut = self.faults.stall_after, self.faults.cut_after
+        burst_seconds = self.faults.burst_seconds
         limit = min((x for x in (stall, cut) if x is not None), default=None)
         cutting = cut is not None and cut == limit
         try:
@@ -86,10 +90,11 @@ class TsReads(EngineState):
             due = time.monotonic()
             while True:
                 data = self._segment_bytes(n)
-                if burst > 0:
+                if burst > 0 or burst_seconds > 0:
                     chunks = [data]
                     spacing = 0.0
                     burst -= 1
+                    burst_seconds -= self.media.duration(n)
                 else:
                     chunks = _slices(data, self.media.duration(n) / self.time_scale)
                     spacing = self.media.duration(n) / self.time_scale / len(chunks)

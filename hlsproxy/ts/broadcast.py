@@ -1,11 +1,23 @@
 """A ring of MPEG-TS chunks that one upstream reader fills and many clients read.
 
 The reader never waits for a client (docs/ARCHITECTURE.md, principle 3): `publish` is
-synchronous. Each client
-reads at its own cursor. The ring keeps what the slowest client still needs, up to
-`capacity` bytes; a client that falls further behind than that is cut, and counted.
-When no one lags, it keeps only what a joining client needs: the chunks since the most
-recent join point (PAT, PMT, keyframe).
+synchronous. Each client reads at its own cursor. The ring keeps what the slowest client
+still needs, up to its `limit`: `seconds` of the channel's own media, measured by its
+bitrate (bytes per second of media, from its keyframes' time stamps), and never more than
+`capacity` bytes. Memory per stream is bounded by `capacity` plus the newest chunk, whoever
+reads, plus each client's prefix (PAT, PMT and marks: a few packets). When no one lags, it
+keeps only what a joining client needs: the chunks since the most recent join point (PAT,
+PMT, keyframe).
+
+A client that falls more than `limit` behind has not always done wrong. An engine, once
+prebuffered, first sends what it has cached as fast as it can (tens of seconds of media in
+a few seconds), then real time; a player reading in real time is then that far behind for
+as long as it plays. So a client that still reads (it took bytes within `stall_after`
+seconds) is moved forward to the newest join point instead: it gets the join's PAT and PMT,
+a discontinuity mark for each PID (what `marks` makes of the bytes at the join), then the
+stream from the keyframe on, and plays on from near the live edge, the skipped media lost.
+It is counted in `skipped`. A client that took nothing for `stall_after` (a paused player,
+a dead connection) is cut, and counted in `lagged`, as is one with no join point to go to.
 
 A client that is caught up can take new chunks through a sink: `publish` hands the chunk
 straight to it, and its reader sleeps on. Only a client whose sink refuses (its connection
@@ -19,20 +31,51 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from .media_rate import MediaRate
 from .packets import JoinPoint
 
 Chunk = bytes | memoryview
 Sink = Callable[[bytes], bool]
 """Hands a chunk to a client now; False when its connection cannot take more yet."""
+Marks = Callable[[memoryview], bytes]
+"""What a client moved forward gets before the stream at a join point: given the bytes from
+the join point on, a discontinuity mark for each PID in them."""
+
+STALL_AFTER = 10.0
+"""Seconds without taking a byte that make a lagging client stalled, not just behind.
+A player reading in real time takes bytes every few seconds at most: the catch-up reads
+hand it up to 1 MiB at a time, 2 s of a 4 Mbit/s stream."""
+
+MIN_LIMIT = 1 << 20
+"""The least a ring sized by time holds: a few GOPs of a low-bitrate channel."""
+
+
+def _no_marks(_: memoryview) -> bytes:
+    return b""
 
 
 class ClientLagged(Exception):
-    """The client fell more than the ring's capacity behind the live edge."""
+    """The client was cut: it fell more than the ring's limit behind the live edge and had
+    taken nothing for `stall_after` seconds, or there was no join point to move it to."""
 
 
 class Ring:
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        seconds: float | None = None,
+        marks: Marks = _no_marks,
+        stall_after: float = STALL_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
+        self.limit = capacity
+        self._seconds = seconds
+        self._rate = MediaRate()
+        self._marks = marks
+        self._stall_after = stall_after
+        self._clock = clock
         self._chunks: deque[bytes] = deque()
         self._first_seq = 0  # sequence number of _chunks[0]
         self._size = 0
@@ -44,6 +87,7 @@ class Ring:
         self.bytes_in = 0
         self.last_publish: float | None = None
         self.lagged = 0
+        self.skipped = 0
 
     @property
     def _next_seq(self) -> int:
@@ -52,8 +96,8 @@ class Ring:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return (
-            f"<Ring {state} {len(self._chunks)} chunks {self._size}/{self.capacity} B "
-            f"{len(self._cursors)} cursors lagged={self.lagged}>"
+            f"<Ring {state} {len(self._chunks)} chunks {self._size}/{self.limit} B "
+            f"{len(self._cursors)} cursors lagged={self.lagged} skipped={self.skipped}>"
         )
 
     @property
@@ -70,11 +114,17 @@ class Ring:
         seq = self._next_seq
         self._chunks.append(chunk)
         self._size += len(chunk)
-        self.bytes_in += len(chunk)
-        self.last_publish = time.monotonic()
+        now = self.last_publish = self._clock()
         for join in joins:
             self._joins.append((seq, join.offset, join.prefix))
             self._last_prefix = join.prefix
+            if join.pts is not None and self._seconds is not None:
+                self._rate.add(self.bytes_in + join.offset, join.pts)
+        if joins and self._seconds is not None:
+            rate = self._rate.bytes_per_second()
+            if rate is not None:
+                self.limit = min(self.capacity, max(MIN_LIMIT, round(self._seconds * rate)))
+        self.bytes_in += len(chunk)
         self._trim()
         size = len(chunk)
         # A copy: a sink may end a connection, and so detach its cursor, as it goes.
@@ -83,6 +133,7 @@ class Ring:
             if cursor._seq == seq and sink is not None and not cursor._prefix and sink(chunk):
                 cursor._seq = seq + 1
                 cursor.sent += size
+                cursor._took_at = now
             else:
                 cursor._wake()
 
@@ -101,7 +152,7 @@ class Ring:
             seq, offset, prefix = 0, 0, b""  # the stream's own start is still here
         else:
             seq, offset, prefix = self._next_seq, 0, self._last_prefix
-        cursor = Cursor(self, seq, offset, prefix, on_cut)
+        cursor = Cursor(self, seq, offset, prefix, on_cut, now=self._clock())
         self._cursors.add(cursor)
         return cursor
 
@@ -110,7 +161,7 @@ class Ring:
         if self._cursors:
             keep_from = min(keep_from, *(c._seq for c in self._cursors))
         evicted = False
-        while len(self._chunks) > 1 and (self._size > self.capacity or self._first_seq < keep_from):
+        while len(self._chunks) > 1 and (self._size > self.limit or self._first_seq < keep_from):
             self._size -= len(self._chunks.popleft())
             self._first_seq += 1
             evicted = True
@@ -119,9 +170,23 @@ class Ring:
         while self._joins and self._joins[0][0] < self._first_seq:
             self._joins.popleft()
         lagging = [c for c in self._cursors if c._seq < self._first_seq]
+        if not lagging:
+            return
+        now = self._clock()
+        forward: tuple[int, int, bytes] | None = None
         for cursor in lagging:
-            self.lagged += 1
-            cursor._cut()
+            if self._joins and now - cursor._took_at < self._stall_after:
+                if forward is None:
+                    seq, offset, prefix = self._joins[-1]
+                    at = memoryview(self._chunks[seq - self._first_seq])[offset:]
+                    forward = (seq, offset, prefix + self._marks(at))
+                self.skipped += 1
+                cursor._seq, cursor._offset, cursor._prefix = forward
+                cursor.skips += 1
+                cursor._wake()
+            else:
+                self.lagged += 1
+                cursor._cut()
 
 
 class Cursor:
@@ -134,9 +199,11 @@ class Cursor:
         "_ring",
         "_seq",
         "_sink",
+        "_took_at",
         "_waiter",
         "cut",
         "sent",
+        "skips",
     )
 
     def __init__(
@@ -146,8 +213,12 @@ class Cursor:
         offset: int,
         prefix: bytes,
         on_cut: Callable[[], None] | None,
+        *,
+        now: float,
     ) -> None:
         self._ring = ring
+        self._took_at = now
+        self.skips = 0
         self._seq = seq
         self._offset = offset
         self._prefix = prefix
@@ -158,7 +229,10 @@ class Cursor:
         self.sent = 0
 
     def __repr__(self) -> str:
-        return f"<Cursor seq={self._seq}+{self._offset} behind={self.behind} cut={self.cut}>"
+        return (
+            f"<Cursor seq={self._seq}+{self._offset} behind={self.behind} cut={self.cut} "
+            f"skips={self.skips}>"
+        )
 
     @property
     def behind(self) -> int:
@@ -212,6 +286,7 @@ class Cursor:
             self._seq += 1
             self._offset = 0
         self.sent += total
+        self._took_at = ring._clock()
         return out
 
     def _cut(self) -> None:

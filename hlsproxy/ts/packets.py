@@ -8,7 +8,7 @@ ignored), and of a multi-program stream only the first program listed in the PAT
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PACKET_SIZE = 188
 SYNC_BYTE = 0x47
@@ -251,6 +251,8 @@ class JoinPoint:
     """Offset of the join packet in the buffer given to `TsScanner.scan`; a multiple of 188."""
     prefix: bytes
     """The PAT packet and the PMT packet in effect just before the join packet."""
+    pts: int | None = field(default=None, compare=False)
+    """The presentation time stamp (90 kHz) of the PES the join packet starts, if it has one."""
 
 
 class TsScanner:
@@ -320,7 +322,8 @@ class TsScanner:
                 pid = ((mv[off + 1] & 0x1F) << 8) | mv[off + 2]
                 if pid == self._join_pid:
                     if self._psi and self._is_join(mv[off : off + PACKET_SIZE].tobytes()):
-                        joins.append(JoinPoint(off, self._psi))
+                        packet = mv[off : off + PACKET_SIZE].tobytes()
+                        joins.append(JoinPoint(off, self._psi, _pes_pts(packet)))
                 elif pid == 0:
                     self._on_pat(mv[off : off + PACKET_SIZE].tobytes())
                 elif pid == self._pmt_pid:
@@ -405,6 +408,17 @@ class TsScanner:
             return False
         es = start + 9 + pkt[start + 8]
         return _is_random_access(self._codec, pkt, es)
+
+
+def _pes_pts(pkt: bytes) -> int | None:
+    """The PTS of the PES header that starts in this packet, if it has one."""
+    start = _payload_start(pkt)
+    if start is None or start + 14 > PACKET_SIZE or pkt[start : start + 3] != _START_CODE:
+        return None
+    if pkt[start + 6] & 0xC0 != 0x80 or not pkt[start + 7] & 0x80:
+        return None
+    b = pkt[start + 9 : start + 14]
+    return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
 
 
 def _is_random_access(codec: int, pkt: bytes, es: int) -> bool:

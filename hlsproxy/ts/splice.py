@@ -10,6 +10,8 @@ reporting the new upstream's packets as lost or corrupt.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .packets import PACKET_SIZE, SYNC_BYTE, JoinPoint, TsScanner
 
 NULL_PID = 0x1FFF
@@ -35,6 +37,34 @@ def discontinuity_packet(pid: int, continuity_counter: int) -> bytes:
         )
     )
     return header + b"\xff" * (PACKET_SIZE - len(header))
+
+
+def _pid(packets: bytes | memoryview, offset: int) -> int:
+    return ((packets[offset + 1] & 0x1F) << 8) | packets[offset + 2]
+
+
+def _mark_before(packets: bytes | memoryview, offset: int) -> bytes:
+    """The discontinuity mark for the packet at `offset`, to go just before it."""
+    has_payload = packets[offset + 3] & 0x10
+    counter = packets[offset + 3] - (1 if has_payload else 0)
+    return discontinuity_packet(_pid(packets, offset), counter)
+
+
+def discontinuity_marks(packets: bytes | memoryview) -> bytes:
+    """A discontinuity mark for each PID in `packets`, to go before them all: what a client
+    gets when it is moved forward in the same stream. Its clock jumps ahead, and its
+    continuity counters with it; marked, a decoder resets both rather than reporting the
+    packets as lost or corrupt. As after a break, PIDs first seen past `MARK_WINDOW`
+    packets are not marked."""
+    marked: set[int] = set()
+    out: list[bytes] = []
+    end = min(len(packets), MARK_WINDOW * PACKET_SIZE) - PACKET_SIZE + 1
+    for offset in range(0, end, PACKET_SIZE):
+        pid = _pid(packets, offset)
+        if pid != NULL_PID and pid not in marked:
+            marked.add(pid)
+            out.append(_mark_before(packets, offset))
+    return b"".join(out)
 
 
 class Splicer:
@@ -67,7 +97,7 @@ class Splicer:
             first = joins[0]
             packets = first.prefix + packets[first.offset :]
             shift = len(first.prefix) - first.offset
-            joins = [JoinPoint(j.offset + shift, j.prefix) for j in joins]
+            joins = [dataclasses.replace(j, offset=j.offset + shift) for j in joins]
             self._waiting = False
             self._marked = set()
             self._seen = 0
@@ -81,14 +111,12 @@ class Splicer:
         inserted: list[int] = []  # offsets in `packets` before which a mark went in
         start = 0
         for offset in range(0, len(packets), PACKET_SIZE):
-            pid = ((packets[offset + 1] & 0x1F) << 8) | packets[offset + 2]
+            pid = _pid(packets, offset)
             if pid == NULL_PID or pid in self._marked:
                 continue
             self._marked.add(pid)
-            has_payload = packets[offset + 3] & 0x10
-            counter = packets[offset + 3] - (1 if has_payload else 0)
             out.append(packets[start:offset])
-            out.append(discontinuity_packet(pid, counter))
+            out.append(_mark_before(packets, offset))
             inserted.append(offset)
             start = offset
         out.append(packets[start:])
@@ -101,4 +129,4 @@ class Splicer:
             # along: a joining client needs the reset as much as a client already reading.
             return offset + PACKET_SIZE * sum(1 for at in inserted if at < offset)
 
-        return b"".join(out), [JoinPoint(moved(j.offset), j.prefix) for j in joins]
+        return b"".join(out), [dataclasses.replace(j, offset=moved(j.offset)) for j in joins]

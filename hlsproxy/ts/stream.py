@@ -26,7 +26,7 @@ from ..sessions import Sessions
 from ..state import EndReason, RetryPolicy, Watch, may_make_room
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner
-from .splice import Splicer
+from .splice import Splicer, discontinuity_marks
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ FLUSH_DELAY = 0.15
 @dataclass(frozen=True, slots=True)
 class TsOptions:
     ring_bytes: int
+    ring_seconds: float
     empty_timeout: float
     retries: int
     linger: float
@@ -79,7 +80,9 @@ class TsStream(EngineStream):
             on_closed=on_closed,
             clock=clock,
         )
-        self.ring = Ring(options.ring_bytes)
+        self.ring = Ring(
+            options.ring_bytes, seconds=options.ring_seconds, marks=discontinuity_marks
+        )
         self.clients = 0
         self.bytes_out = 0
         self._options = options

@@ -114,6 +114,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         segments=app[SEGMENTS],
         ts_options=TsOptions(
             ring_bytes=settings.buffer_size,
+            ring_seconds=settings.buffer_time,
             empty_timeout=settings.empty_timeout,
             retries=settings.upstream_retries,
             linger=settings.linger,

@@ -89,9 +89,17 @@ async def _serve_ts(
             return True
 
         cursor.direct(sink)
+        skips = 0
         while (chunks := await cursor.read()) is not None:
             if transport.is_closing():
                 return response  # the client left: its sink refused, and woke this
+            if cursor.skips != skips:
+                skips = cursor.skips
+                log.info(
+                    "client %s moved forward in %s: it fell behind while reading",
+                    request.remote,
+                    stream.key,
+                )
             # Catching up: all that is due as one HTTP chunk, then wait for room.
             size = sum(map(len, chunks))
             transport.writelines(
@@ -164,6 +172,7 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
     if isinstance(stream, TsStream):
         status["clients"] = figures.clients
         status["clients_cut"] = figures.clients_cut
+        status["clients_moved_forward"] = stream.ring.skipped
     else:
         status["requests"] = figures.clients
         status["playlist_fetches"] = figures.playlist_fetches
