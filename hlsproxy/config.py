@@ -151,7 +151,14 @@ class Settings(BaseSettings):
         "off (64KiB to 1GiB).",
     )
     no_response_timeout: Timeout = _option(
-        "10s", help="How long to wait for the AceStream engine to answer a request."
+        "10s",
+        help="How long to wait for the AceStream engine to answer a request (start, stat, "
+        "stop), or to say anything at all about a stream it is opening.",
+    )
+    prebuffer_timeout: Timeout = _option(
+        "2m",
+        help="How long a new stream's first media is waited for while the engine says it is "
+        "prebuffering (gathering peers); players are kept on the line meanwhile.",
     )
     log_level: LogLevel = _option(
         "INFO", help="Log level: DEBUG, INFO, WARN (or WARNING) or ERROR; any case."

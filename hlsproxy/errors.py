@@ -22,6 +22,7 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
         │   └── ContentGone (502)      the engine cannot load the content at all
         ├── EngineProtocolError (502)  the engine answered something we cannot read
         ├── EngineStatus (502)         a resource answered an unexpected HTTP status
+        ├── EnginePrebuffering (504)   the engine prebuffered past ACEXY_PREBUFFER_TIMEOUT
         └── EngineRedirected (502)     a redirect away from the engine, or too many
 
 Callers that treat a dead engine alike (fail over, mark the engine) catch EngineLost.
@@ -127,6 +128,14 @@ class EngineStatus(EngineError):
 
 class EngineRedirected(EngineError):
     code = "engine_redirect"
+
+
+class EnginePrebuffering(EngineError):
+    """The engine kept saying it was prebuffering for longer than the proxy waits. It is
+    alive and working, so this is not EngineLost: another engine would start over."""
+
+    status = 504
+    code = "engine_prebuffering"
 
 
 class EngineTimeout(EngineLost):

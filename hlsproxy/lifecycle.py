@@ -12,8 +12,9 @@ import abc
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -23,19 +24,24 @@ from .errors import (
     ContentGone,
     EngineError,
     EngineLost,
+    EnginePrebuffering,
     EngineStalled,
     EngineStatus,
+    EngineTimeout,
     ProxyError,
     ShuttingDown,
 )
 from .sessions import Sessions
 from .state import (
     EndReason,
+    EngineWord,
     Event,
     Failure,
     GiveUp,
+    MediaWait,
     RetryPolicy,
     State,
+    WaitBounds,
     advance,
     after_failure,
     failures_after,
@@ -44,8 +50,13 @@ from .state import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Statuses with which the engine says a session is over: stopped (500), superseded (403).
 SESSION_OVER = frozenset({403, 404, 410, 500})
+# A session whose media is awaited has its stat read this often, and never more often.
+STAT_INTERVAL = 1.0
+DEFAULT_WAIT = WaitBounds(silence=10.0, prebuffer=120.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,28 @@ class StreamGaveUp(EngineError):
         self.reason = reason
 
 
+def _word(stat: asyncio.Future[dict[str, Any]]) -> EngineWord | None:
+    """What a finished stat read said; None when it failed (silence, as far as waiting goes)."""
+    if stat.cancelled() or stat.exception() is not None:
+        return None
+    answer = stat.result()
+    return EngineWord(
+        status=str(answer.get("status", "")),
+        peers=_count(answer.get("peers")),
+        speed_down=_count(answer.get("speed_down")),
+        progress=_count(answer.get("progress", answer.get("total_progress"))),
+    )
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int | float | str):
+        try:
+            return max(0, int(value))
+        except ValueError:
+            return 0
+    return 0
+
+
 def classify(exc: BaseException) -> Failure:
     """What kind of failure an upstream error is, for the retry policy."""
     if isinstance(exc, ContentGone):
@@ -97,6 +130,7 @@ class EngineStream(abc.ABC):
         client: EngineClient,
         sessions: Sessions,
         policy: RetryPolicy,
+        wait_bounds: WaitBounds = DEFAULT_WAIT,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -116,6 +150,11 @@ class EngineStream(abc.ABC):
         self._session: EngineSession | None = None
         self._session_since = self.started_at
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wait_bounds = wait_bounds
+        self.waiting: MediaWait | None = None
+        """While an engine session's first media is awaited: since when, what the engine says."""
+        self._awaiting = asyncio.Event()
+        """Set once the stream first waits for an engine session's media."""
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running = False
@@ -177,6 +216,22 @@ class EngineStream(abc.ABC):
         """Wait until the stream can serve; raise the engine's failure if it cannot."""
         await asyncio.shield(self._ready)
 
+    async def ready_or_awaiting(self) -> bool:
+        """Wait until the stream can serve (True), or until the engine has accepted its
+        session and its media is awaited (False): a player may then be kept on the line.
+        Raises the engine's failure if it comes first."""
+        if not self._ready.done() and not self._awaiting.is_set():
+            awaiting = asyncio.ensure_future(self._awaiting.wait())
+            ready: asyncio.Future[Any] = self._ready
+            try:
+                await asyncio.wait({ready, awaiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                awaiting.cancel()
+        if self._ready.done():
+            self._ready.result()
+            return True
+        return False
+
     def _advance(self, event: Event) -> None:
         self.state = advance(self.state, event)
 
@@ -212,6 +267,78 @@ class EngineStream(abc.ABC):
         self._session = session
         self._session_since = self._clock()
         return session
+
+    async def _await_media(self, session: EngineSession, opening: Coroutine[Any, Any, T]) -> T:
+        """The first media of `session` (what `opening` waits for), waited for while the
+        engine says it is prebuffering (see `state.MediaWait`); its stat is read once a
+        second meanwhile, for the status page. Raises EngineTimeout after the no-response
+        timeout of silence, EnginePrebuffering past the prebuffer bound."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(opening)
+        since = loop.time()
+        wait = MediaWait(since)
+        self.waiting = MediaWait(self._clock())
+        self._awaiting.set()
+        stat: asyncio.Task[dict[str, Any]] | None = None
+        next_stat = since
+        try:
+            while True:
+                deadline, prebuffer_bound = wait.deadline(self._wait_bounds)
+                timeout = max(0.0, min(deadline, next_stat) - loop.time())
+                await asyncio.wait({task}, timeout=timeout)
+                if task.done():
+                    break
+                now = loop.time()
+                if stat is not None and stat.done():
+                    word = _word(stat)
+                    stat = None
+                    if word is not None:
+                        if word.prebuffering and not wait.prebuffering:
+                            log.info(
+                                "%s stream %s: the engine is prebuffering (%d peers); waiting",
+                                self.mode,
+                                self.key,
+                                word.peers,
+                            )
+                        wait = wait.heard(word, now)
+                        shown = self.waiting
+                        self.waiting = shown.heard(word, self._clock()) if shown else None
+                        deadline, prebuffer_bound = wait.deadline(self._wait_bounds)
+                if now >= deadline:
+                    raise self._wait_failure(prebuffer_bound)
+                if stat is None and now >= next_stat:
+                    stat = asyncio.ensure_future(self._client.stat(session))
+                    next_stat = now + STAT_INTERVAL
+        finally:
+            if stat is not None:
+                stat.cancel()
+                await asyncio.wait({stat})
+                _word(stat)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+            self.waiting = None
+        result = task.result()
+        if wait.prebuffering:
+            log.info(
+                "%s stream %s: waited %.0f s for the engine to prebuffer, %d peers",
+                self.mode,
+                self.key,
+                loop.time() - since,
+                wait.word.peers if wait.word else 0,
+            )
+        return result
+
+    def _wait_failure(self, prebuffer_bound: bool) -> EngineError:
+        if prebuffer_bound:
+            return EnginePrebuffering(
+                "the engine was still prebuffering after "
+                f"{self._wait_bounds.prebuffer:g}s (ACEXY_PREBUFFER_TIMEOUT)"
+            )
+        return EngineTimeout(
+            f"the engine did not answer within {self._wait_bounds.silence:g}s "
+            "while opening the stream"
+        )
 
     def _release(self, reason: EndReason) -> None:
         """Give up the current engine session, if any; `Sessions` stops it."""

@@ -24,7 +24,8 @@ from yarl import URL
 
 from hlsproxy.sim import start_engine
 from hlsproxy.sim.engine import SimEngine, SimSession
-from hlsproxy.sim.media import MEDIA_DIR, NULL_PID, PACKET_SIZE, MediaLoop, pad
+from hlsproxy.sim.media import MEDIA_DIR, MediaLoop, pad
+from hlsproxy.ts.packets import NULL_PID, PACKET_SIZE
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-PACKET_SIZE = 188
-SYNC_BYTE = 0x47
-NULL_PID = 0x1FFF
+from ..ts.packets import NULL_PACKET, NULL_PID, PACKET_SIZE, SYNC_BYTE
+
 CLOCK_HZ = 90_000
 """PTS, DTS and the PCR base count at 90 kHz."""
 
-NULL_PACKET = bytes([SYNC_BYTE, 0x1F, 0xFF, 0x10]) + b"\xff" * (PACKET_SIZE - 4)
 MEDIA_DIR = Path(__file__).parent / "media"
 
 _WRAP = 1 << 33

@@ -23,7 +23,7 @@ from ..engine.client import EngineClient, EngineSession
 from ..errors import EngineStalled, ProxyError
 from ..lifecycle import EngineStream, Figures, UpstreamEnded
 from ..sessions import Sessions
-from ..state import EndReason, RetryPolicy, Watch, may_make_room
+from ..state import EndReason, RetryPolicy, WaitBounds, Watch, may_make_room
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner
 from .splice import Splicer
@@ -66,6 +66,7 @@ class TsStream(EngineStream):
         client: EngineClient,
         sessions: Sessions,
         options: TsOptions,
+        wait_bounds: WaitBounds,
         partner: SharedUpstream | None = None,
         on_idle: Callable[[], None] = lambda: None,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
@@ -76,6 +77,7 @@ class TsStream(EngineStream):
             client=client,
             sessions=sessions,
             policy=RetryPolicy(retries=options.retries),
+            wait_bounds=wait_bounds,
             on_closed=on_closed,
             clock=clock,
         )
@@ -217,7 +219,10 @@ class TsStream(EngineStream):
     async def _pump(self, session: EngineSession) -> None:
         aligner = PacketAligner()
         loop = asyncio.get_running_loop()
-        async with self._client.open_stream(session) as body:
+        async with contextlib.AsyncExitStack() as stack:
+            body = await self._await_media(
+                session, stack.enter_async_context(self._client.open_stream(session))
+            )
             self._serving()
             pending: list[bytes] = []
             size = 0

@@ -15,6 +15,7 @@ from ..formats import StreamFactory, Streams
 from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions
 from ..sessions import Sessions
+from ..state import WaitBounds
 from ..streams import Registry
 from ..ts.stream import TsOptions
 from . import hls_routes, hls_urls, middleware, routes, status, unmatched
@@ -119,6 +120,9 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             stream_timeout=settings.m3u8_stream_timeout,
             prefetch=settings.hls_prefetch,
             locate=hls_urls.locator(app),
+        ),
+        wait_bounds=WaitBounds(
+            silence=settings.no_response_timeout, prebuffer=settings.prebuffer_timeout
         ),
         # The registry is made from this factory: its methods are bound once it exists.
         on_idle=lambda: registry.poke(),  # noqa: PLW0108

@@ -6,13 +6,15 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
 from ..content import ContentKey, parse_stream_request
-from ..errors import NotFound
+from ..errors import NotFound, ProxyError
 from ..formats import AnyStream
 from ..ts.broadcast import ClientLagged
+from ..ts.packets import NULL_PACKET
 from ..ts.stream import TsStream
 from . import hls_routes
 from .keys import METRICS, SETTINGS, STREAMS
@@ -33,6 +35,10 @@ CUT_GRACE = 2.0
 # New chunks go straight into a client's connection while less than this waits in it
 # unsent; past it the client is left to catch up from the ring at its own pace.
 DIRECT_HIGH_WATER = 64 * 1024
+# While the engine prebuffers, each player gets this every HOLD_INTERVAL seconds: enough
+# packets for a demuxer's probe to find the 188-byte rhythm soon, too few to matter.
+HOLD_BYTES = NULL_PACKET * 7
+HOLD_INTERVAL = 1.0
 
 
 def setup(app: web.Application) -> None:
@@ -74,12 +80,14 @@ async def _serve_ts(
 
     cursor = stream.attach(on_cut)
     try:
-        await stream.ready()
+        ready = await stream.ready_or_awaiting()
         writer = await response.prepare(request)
         transport = request.transport
         if writer is None or transport is None:
             return response  # the client left before the first byte
         frame = _chunked if response.headers.get("Transfer-Encoding") == "chunked" else _plain
+        if not ready and not await _hold_the_line(stream, transport, frame):
+            return response
 
         def sink(chunk: bytes) -> bool:
             # The reader's write, for every caught-up client: no coroutine wakes per chunk.
@@ -109,6 +117,30 @@ async def _serve_ts(
         if abort_later is not None:
             abort_later.cancel()
     return response
+
+
+async def _hold_the_line(
+    stream: TsStream, transport: asyncio.Transport, frame: Callable[[bytes], bytes]
+) -> bool:
+    """Keep a player waiting while the engine prebuffers: null packets every second, which
+    every demuxer skips, so that no player's read timeout (mpv's 10 s, GStreamer's 15 s)
+    runs out. True once the stream serves; False if the player left, or the stream failed
+    after the head went out (the connection is then aborted: a started answer cannot
+    become an error)."""
+    while True:
+        if transport.is_closing():
+            return False
+        transport.write(frame(HOLD_BYTES))
+        try:
+            async with asyncio.timeout(HOLD_INTERVAL):
+                await stream.ready()
+        except TimeoutError:
+            continue
+        except ProxyError as exc:
+            log.info("stream %s failed while a client waited: %s", stream.key, exc.message)
+            transport.abort()
+            return False
+        return True
 
 
 @functools.lru_cache(maxsize=8)
