@@ -61,6 +61,8 @@ class HlsOptions:
     stream_timeout: float
     prefetch: int
     locate: Locator
+    slate: slate.SlateMedia | None = None
+    """What players see while the engine prebuffers; None: they wait for the channel."""
 
 
 def _over(exc: EngineError) -> bool:
@@ -181,6 +183,9 @@ class HlsStream(EngineStream):
     async def _slate_or_ready(self) -> str | None:
         """The slate playlist while the engine holds the first one back; None once the
         stream serves. Raises the stream's failure."""
+        media = self._options.slate
+        if media is None:
+            return None
         if self._slate_since is None:
             if await self.ready_or_awaiting():
                 return None
@@ -196,7 +201,11 @@ class HlsStream(EngineStream):
                 )
         elif self.serving:
             return None
-        self._slate_text = slate.playlist(self._clock() - self._slate_since, self._name(slate.URI))
+        self._slate_text = slate.playlist(
+            self._clock() - self._slate_since,
+            media.duration(0),
+            lambda n: self._name(slate.uri(n)),
+        )
         return self._slate_text
 
     def playlist_now(self, token: str | None = None) -> str | None:
@@ -233,7 +242,7 @@ class HlsStream(EngineStream):
         """A segment, key or init section that a playlist of this session named."""
         self.touch()
         uri = self._resource_uri(token)
-        if uri != slate.URI:
+        if slate.index(uri) is None:
             await self.ready()
         found = await self._cache.get((self.key, token), lambda: self._open(uri), self._segment_ttl)
         self.lookups += 1
@@ -243,7 +252,7 @@ class HlsStream(EngineStream):
     def resource_now(self, token: str) -> Cached | None:
         """`resource()` when the body is cached and the stream serving, else None.
         Raises NotFound as `resource()` does."""
-        if not self.serving and self._resource_uri(token) != slate.URI:
+        if not self.serving and slate.index(self._resource_uri(token)) is None:
             return None
         self._resource_uri(token)
         found = self._cache.cached((self.key, token))
@@ -280,8 +289,9 @@ class HlsStream(EngineStream):
         return current.target if current is not None else DEFAULT_TARGET
 
     async def _open(self, uri: Uri) -> EngineResource | slate.Source:
-        if uri == slate.URI:
-            return slate.Source()
+        n = slate.index(uri)
+        if n is not None and self._options.slate is not None:
+            return slate.Source(self._options.slate.segment(n))
         session = self._session
         if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
@@ -482,6 +492,7 @@ class HlsStream(EngineStream):
     async def segments(self) -> tuple[float, int, list[tuple[int, str]]]:
         """The session's target duration, its generation and its live segments as (media
         sequence, token), for feeding MPEG-TS clients from this session."""
+        await self.ready()  # the channel's own playlist: never the slate
         await self.playlist()
         current = self._final or self._playlists[self._main_url]
         if current.info.multivariant:

@@ -25,16 +25,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--time-scale", type=float, default=1.0, help="run the live clock this many times faster"
     )
+    parser.add_argument(
+        "--prebuffer",
+        type=float,
+        default=0.0,
+        help="every channel prebuffers this many seconds when first opened (a cold channel)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.bitrate, args.time_scale))
+        asyncio.run(_serve(args.host, args.port, args.bitrate, args.time_scale, args.prebuffer))
 
 
-async def _serve(host: str, port: int, bitrate: int | None, time_scale: float) -> None:
-    _, runner, bound = await start_engine(host, port, bitrate=bitrate, time_scale=time_scale)
+async def _serve(
+    host: str, port: int, bitrate: int | None, time_scale: float, prebuffer: float
+) -> None:
+    engine, runner, bound = await start_engine(host, port, bitrate=bitrate, time_scale=time_scale)
+    engine.faults.prebuffer = prebuffer
     shown = f"[{host}]" if ":" in host else host
     log.info("simulated AceStream engine on http://%s:%d", shown, bound)
     stop = asyncio.Event()

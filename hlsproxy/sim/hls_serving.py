@@ -54,14 +54,19 @@ class HlsServing(EngineState):
         from expiring, as an open TS read does."""
         live = self._playlist_session(request)
         transport = request.transport
-        if transport is None or self.prebuffering(live) is None:
-            return live
-        live.connections.add(transport)
-        try:
-            await self._prebuffered(request, live)
-        finally:
-            live.connections.discard(transport)
-        return self._playlist_session(request)
+        if transport is not None and self.prebuffering(live) is not None:
+            live.connections.add(transport)
+            try:
+                await self._prebuffered(request, live)
+            finally:
+                live.connections.discard(transport)
+            live = self._playlist_session(request)
+        if live.cold:
+            # What it prebuffered is what it offers: a window as fresh as a warm start's.
+            live.cold = False
+            newest = self._newest(live)
+            live.first_segment = max(live.first_segment, newest - self.hls_initial_window + 1)
+        return live
 
     def _playlist_session(self, request: web.Request) -> Live:
         """The session a playlist URL names, or the error the engine answers for it."""

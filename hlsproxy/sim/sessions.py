@@ -86,6 +86,8 @@ class Live:
     """Transports of the open TS reads, to cut them on supersession."""
     stat_calls: int = 0
     served: int = 0
+    cold: bool = False
+    """Started while its channel prebuffered: its HLS window starts afresh once it is done."""
 
 
 class EngineState(SimServer):
@@ -215,6 +217,7 @@ class EngineState(SimServer):
         )
         live = Live(session, secrets.token_hex(16), t0, 0, now)
         live.first_segment = max(0, self._newest(live) - self.hls_initial_window + 1)
+        live.cold = self.prebuffering(live) is not None
         self.sessions.append(session)
         self._playing[session.token] = live
         self._by_token[session.token] = live

@@ -202,6 +202,9 @@ class TsStream(EngineStream):
             self.ring.publish(chunk, joins)
 
     async def _ride(self, partner: SharedUpstream) -> None:
+        # The other stream's session is started or starting, and may be prebuffering:
+        # clients are kept on the line meanwhile, as for a session of our own.
+        self._awaiting.set()
         aligner = PacketAligner()
         feed = partner.ts_feed(self._options.empty_timeout)
         try:
