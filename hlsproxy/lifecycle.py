@@ -45,6 +45,7 @@ from .state import (
     advance,
     after_failure,
     failures_after,
+    shown_state,
     takes_clients,
 )
 
@@ -69,6 +70,30 @@ class Figures:
     clients_cut: int = 0
     playlist_fetches: int = 0
     last_data_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prebuffer:
+    """A wait for an engine session's first media, for status and metrics."""
+
+    waited: float
+    """Seconds so far."""
+    engine_status: str | None
+    """What the engine's stat last said ("prebuf", ...); None before it said anything."""
+    peers: int
+    speed_down: int
+    """KB/s, as the engine counts."""
+    progress: int
+    """Percent, when the engine reports it."""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "waited": round(self.waited, 1),
+            "engine_status": self.engine_status,
+            "peers": self.peers,
+            "speed_down_kbps": self.speed_down,
+            "progress": self.progress,
+        }
 
 
 class UpstreamEnded(EngineError):
@@ -186,6 +211,25 @@ class EngineStream(abc.ABC):
     @property
     def closing(self) -> bool:
         return not takes_clients(self.state)
+
+    @property
+    def shown_state(self) -> str:
+        """The state as status pages show it ("prebuffering" while the engine says so)."""
+        return shown_state(self.state, self.waiting)
+
+    def prebuffer(self) -> Prebuffer | None:
+        """While a session's first media is awaited: how long, and what the engine says."""
+        wait = self.waiting
+        if wait is None:
+            return None
+        word = wait.word
+        return Prebuffer(
+            waited=max(0.0, self._clock() - wait.since),
+            engine_status=word.status if word else None,
+            peers=word.peers if word else 0,
+            speed_down=word.speed_down if word else 0,
+            progress=word.progress if word else 0,
+        )
 
     def close(self, reason: EndReason) -> None:
         """End the stream. Synchronous: its engine session is on its way to being stopped

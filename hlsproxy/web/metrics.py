@@ -94,6 +94,44 @@ class _Live(Collector):
         self._streams = streams
         self._cache = cache
 
+    def _prebuffering(self) -> Iterator[Metric]:
+        """Streams whose engine has not sent their first media yet, each by its key: a
+        handful at most, and only while they wait."""
+        by_state = GaugeMetricFamily(
+            "hlsproxy_streams_by_state",
+            "Streams by state (prebuffering: the engine says it is gathering the media).",
+            labels=["mode", "state"],
+        )
+        labels = ["mode", "stream"]
+        waited = GaugeMetricFamily(
+            "hlsproxy_prebuffer_wait_seconds",
+            "How long a stream has waited for its engine session's first media.",
+            labels=labels,
+        )
+        peers = GaugeMetricFamily(
+            "hlsproxy_prebuffer_peers", "Peers the engine has while it prebuffers.", labels=labels
+        )
+        speed = GaugeMetricFamily(
+            "hlsproxy_prebuffer_download_bytes_per_second",
+            "The engine's download speed while it prebuffers.",
+            labels=labels,
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for stream in self._streams():
+            if stream.closing:
+                continue
+            shown = (stream.mode, stream.shown_state)
+            counts[shown] = counts.get(shown, 0) + 1
+            prebuffer = stream.prebuffer()
+            if prebuffer is not None:
+                names = [stream.mode, stream.key.value]
+                waited.add_metric(names, prebuffer.waited)
+                peers.add_metric(names, prebuffer.peers)
+                speed.add_metric(names, prebuffer.speed_down * 1024)
+        for (mode, state), n in sorted(counts.items()):
+            by_state.add_metric([mode, state], n)
+        yield from (by_state, waited, peers, speed)
+
     def collect(self) -> Iterator[Metric]:
         live: dict[str, list[Figures]] = {mode: [] for mode in MODES}
         for stream in self._streams():
@@ -122,6 +160,7 @@ class _Live(Collector):
                 [mode], ended[mode]["bytes_out"] + sum(f.bytes_out for f in figures)
             )
         yield from (active, clients, bytes_in, bytes_out)
+        yield from self._prebuffering()
 
         cut = CounterMetricFamily(
             "hlsproxy_clients_cut", "MPEG-TS clients disconnected for falling behind."

@@ -172,7 +172,7 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
         "stream_id": key.value,
         "key_type": key.kind,
         "mode": stream.mode,
-        "state": stream.state.value,
+        "state": stream.shown_state,
         # Which engine, by position only: clients never learn an engine's address.
         "engine": "default",
         "started_at": round(time.time() - (now - stream.started_at), 3),
@@ -183,6 +183,9 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
         if figures.last_data_at is None
         else round(now - figures.last_data_at, 1),
     }
+    prebuffer = stream.prebuffer()
+    if prebuffer is not None:
+        status["prebuffer"] = prebuffer.as_json()
     if isinstance(stream, TsStream):
         status["clients"] = figures.clients
         status["clients_cut"] = figures.clients_cut

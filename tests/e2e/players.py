@@ -80,27 +80,30 @@ def _read_ffmpeg(line: str, now: float, playback: Playback) -> None:
 _MPV_POSITION = re.compile(r"AT (-?\d+(?:\.\d+)?)")
 
 
-class _MpvCounter:
-    """Seconds shown, from the playback positions mpv prints: a position may jump back
-    (a discontinuity starts the timestamps over), so only its advances count, and never
-    more than the time that passed."""
+class Positions:
+    """Seconds shown, from the playback positions a player reports: a position may jump
+    back (a discontinuity starts the timestamps over), so only its advances count, and
+    never more than the time that passed."""
 
     def __init__(self) -> None:
         self.shown = 0.0
         self.last: tuple[float, float] | None = None  # (wall, position)
 
-    def __call__(self, line: str, now: float, playback: Playback) -> None:
-        match = _MPV_POSITION.search(line)
-        if match is None:
-            return
-        position = float(match.group(1))
+    def add(self, now: float, position: float, playback: Playback) -> None:
         if self.last is not None:
             wall, before = self.last
             self.shown += min(max(0.0, position - before), now - wall + 0.5)
         else:
-            self.shown = FRAME_SECONDS  # the first status line comes with the first picture
+            self.shown = FRAME_SECONDS  # the first position comes with the first picture
         self.last = (now, position)
         playback.samples.append((now, self.shown))
+
+
+class _MpvCounter(Positions):
+    def __call__(self, line: str, now: float, playback: Playback) -> None:
+        match = _MPV_POSITION.search(line)
+        if match is not None:
+            self.add(now, float(match.group(1)), playback)
 
 
 class _GstCounter:
