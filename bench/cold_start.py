@@ -47,9 +47,12 @@ SETTLE = 6.0
 
 
 def describe(fmt: str, playback: Playback, prebuffer: float) -> str:
-    end = "kept playing" if playback.exit_code is None else f"ended (exit {playback.exit_code})"
-    if playback.exit_code is not None and playback.log:
-        end += f": {playback.log[-1][:70]}"
+    end = "kept playing"
+    if playback.exit_code is not None:
+        at = "" if playback.ended_at is None else f" at {playback.ended_at:.1f} s"
+        end = f"gave up{at} (exit {playback.exit_code})"
+        if playback.log:
+            end += f": {playback.log[-1][-60:]}"
     first = playback.first_picture
     shown = "never" if first is None else f"{first:.1f}"
     after = playback.played_since(prebuffer + SETTLE)
@@ -83,8 +86,10 @@ async def hls_js(url: str, seconds: float) -> Playback:
                     while (now := time.monotonic() - started) < seconds:
                         stats = await player.stats()
                         if stats.fatal:
+                            fatal = stats.fatal[0]
                             playback.exit_code = 1
-                            playback.log.append(f"fatal: {stats.fatal[0]}")
+                            playback.ended_at = now
+                            playback.log.append(f"fatal {fatal.details} {fatal.status}")
                             break
                         if stats.playing_for > 0:
                             positions.add(now, stats.current_time, playback)

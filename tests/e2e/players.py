@@ -30,6 +30,9 @@ class Playback:
     player: str
     samples: list[tuple[float, float]] = field(default_factory=list)
     exit_code: int | None = None
+    """None: it was still playing when it was stopped."""
+    ended_at: float | None = None
+    """When it ended by itself, seconds from its start."""
     log: list[str] = field(default_factory=list)
 
     @property
@@ -127,7 +130,8 @@ def ffmpeg(url: str, seconds: float) -> tuple[list[str], Reader]:
 
 def mpv(url: str, seconds: float) -> tuple[list[str], Reader]:
     return [
-        _tool("mpv"), "--no-config", "--vo=null", "--ao=null", "--network-timeout=10",
+        _tool("mpv"), "--no-config", "--ytdl=no", "--vo=null", "--ao=null",
+        "--network-timeout=10",
         "--msg-level=all=warn,statusline=status", f"--length={seconds:g}",
         # mpv prints its status line while it plays: the position once a picture is up.
         "--term-status-msg=${?vo-configured==yes:AT ${=time-pos}}",
@@ -178,6 +182,7 @@ async def play(player: str, url: str, seconds: float, *, deadline: float) -> Pla
                             playback.log.append(line)
                             del playback.log[:-50]
             playback.exit_code = await process.wait()
+            playback.ended_at = time.monotonic() - started
     except TimeoutError:
         pass
     finally:
