@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -110,11 +111,8 @@ class StreamGaveUp(EngineError):
         self.reason = reason
 
 
-def _word(stat: asyncio.Future[dict[str, Any]]) -> EngineWord | None:
-    """What a finished stat read said; None when it failed (silence, as far as waiting goes)."""
-    if stat.cancelled() or stat.exception() is not None:
-        return None
-    answer = stat.result()
+def _word(answer: dict[str, Any]) -> EngineWord:
+    """What a stat answer says, as far as waiting for media goes."""
     return EngineWord(
         status=str(answer.get("status", "")),
         peers=_count(answer.get("peers")),
@@ -312,66 +310,82 @@ class EngineStream(abc.ABC):
         self._session_since = self._clock()
         return session
 
-    async def _await_media(self, session: EngineSession, opening: Coroutine[Any, Any, T]) -> T:
+    async def _await_media(self, session: EngineSession, opening: Awaitable[T]) -> T:
         """The first media of `session` (what `opening` waits for), waited for while the
-        engine says it is prebuffering (see `state.MediaWait`); its stat is read once a
-        second meanwhile, for the status page. Raises EngineTimeout after the no-response
-        timeout of silence, EnginePrebuffering past the prebuffer bound."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(opening)
-        since = loop.time()
-        wait = MediaWait(since)
+        engine says it is prebuffering (see `state.MediaWait`). Raises EngineTimeout after
+        the no-response timeout of silence, EnginePrebuffering past the prebuffer bound.
+
+        `opening` is awaited in the caller's task, and the engine's stat read beside it: the
+        caller reads the media the moment it comes (aiohttp drops what a response had
+        buffered once its connection fails, so a late first read may lose it).
+        """
+        waiter = asyncio.current_task()
+        assert waiter is not None
+        verdict: list[EngineError] = []
         self.waiting = MediaWait(self._clock())
         self._awaiting.set()
-        stat: asyncio.Task[dict[str, Any]] | None = None
-        next_stat = since
+        since = asyncio.get_running_loop().time()
+        watch = asyncio.create_task(
+            self._watch_media(session, since, waiter, verdict), name=f"wait-{self.key}"
+        )
         try:
-            while True:
-                deadline, prebuffer_bound = wait.deadline(self._wait_bounds)
-                timeout = max(0.0, min(deadline, next_stat) - loop.time())
-                await asyncio.wait({task}, timeout=timeout)
-                if task.done():
-                    break
-                now = loop.time()
-                if stat is not None and stat.done():
-                    word = _word(stat)
-                    stat = None
-                    if word is not None:
-                        if word.prebuffering and not wait.prebuffering:
-                            log.info(
-                                "%s stream %s: the engine is prebuffering (%d peers); waiting",
-                                self.mode,
-                                self.key,
-                                word.peers,
-                            )
-                        wait = wait.heard(word, now)
-                        shown = self.waiting
-                        self.waiting = shown.heard(word, self._clock()) if shown else None
-                        deadline, prebuffer_bound = wait.deadline(self._wait_bounds)
-                if now >= deadline:
-                    raise self._wait_failure(prebuffer_bound)
-                if stat is None and now >= next_stat:
-                    stat = asyncio.ensure_future(self._client.stat(session))
-                    next_stat = now + STAT_INTERVAL
+            result = await opening
+        except asyncio.CancelledError:
+            if verdict and waiter.uncancel() == 0:
+                raise verdict[0] from None
+            raise
         finally:
-            if stat is not None:
-                stat.cancel()
-                await asyncio.wait({stat})
-                _word(stat)
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
+            # Not awaited: a stat read still under way ends by itself, and nobody reads it.
+            watch.cancel()
+            shown = self.waiting
             self.waiting = None
-        result = task.result()
-        if wait.prebuffering:
+        if shown is not None and shown.prebuffering:
             log.info(
                 "%s stream %s: waited %.0f s for the engine to prebuffer, %d peers",
                 self.mode,
                 self.key,
-                loop.time() - since,
-                wait.word.peers if wait.word else 0,
+                self._clock() - shown.since,
+                shown.word.peers if shown.word else 0,
             )
         return result
+
+    async def _watch_media(
+        self,
+        session: EngineSession,
+        since: float,
+        waiter: asyncio.Task[Any],
+        verdict: list[EngineError],
+    ) -> None:
+        """Read the engine's stat once a second while `waiter` waits for the media; cancel
+        it, with the reason in `verdict`, when the wait is over."""
+        loop = asyncio.get_running_loop()
+        wait = MediaWait(since)
+        while True:
+            deadline, prebuffer_bound = wait.deadline(self._wait_bounds)
+            asked = loop.time()
+            if asked >= deadline:
+                verdict.append(self._wait_failure(prebuffer_bound))
+                waiter.cancel()
+                return
+            word: EngineWord | None = None
+            with contextlib.suppress(TimeoutError, EngineError):
+                async with asyncio.timeout_at(deadline):
+                    word = _word(await self._client.stat(session))
+            if word is not None:
+                if word.prebuffering and not wait.prebuffering:
+                    log.info(
+                        "%s stream %s: the engine is prebuffering (%d peers); waiting",
+                        self.mode,
+                        self.key,
+                        word.peers,
+                    )
+                wait = wait.heard(word, loop.time())
+                shown = self.waiting
+                if shown is not None:
+                    self.waiting = shown.heard(word, self._clock())
+            deadline, _ = wait.deadline(self._wait_bounds)
+            # At most one stat a second: the engine is busy enough.
+            await asyncio.sleep(max(0.0, min(asked + STAT_INTERVAL, deadline) - loop.time()))
 
     def _wait_failure(self, prebuffer_bound: bool) -> EngineError:
         if prebuffer_bound:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -80,7 +81,7 @@ async def _serve_ts(
 
     cursor = stream.attach(on_cut)
     try:
-        ready = await stream.ready_or_awaiting()
+        ready = await _ready_soon(stream)
         writer = await response.prepare(request)
         transport = request.transport
         if writer is None or transport is None:
@@ -117,6 +118,20 @@ async def _serve_ts(
         if abort_later is not None:
             abort_later.cancel()
     return response
+
+
+async def _ready_soon(stream: TsStream) -> bool:
+    """Whether the stream serves within HOLD_INTERVAL of the engine accepting its session
+    (a warm channel's media comes within moments); False: the player is to be held on the
+    line. Raises the stream's failure if it comes first, while an error can still be
+    answered as one."""
+    if await stream.ready_or_awaiting():
+        return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(HOLD_INTERVAL):
+            await stream.ready()
+            return True
+    return False
 
 
 async def _hold_the_line(
