@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..hls.cache import SegmentCache
-from ..lifecycle import EngineStream, Figures
+from ..lifecycle import EngineStream, Figures, Prebuffer
 from ..state import EndReason
 from ..streams import MODES
 
@@ -95,28 +95,30 @@ class _Live(Collector):
         self._cache = cache
 
     def _prebuffering(self) -> Iterator[Metric]:
-        """Streams whose engine has not sent their first media yet, each by its key: a
-        handful at most, and only while they wait."""
+        """Streams by state, and the waits for engines that prebuffer, by mode: labels name
+        no content (`/ace/status?id=` gives each stream's own)."""
         by_state = GaugeMetricFamily(
             "hlsproxy_streams_by_state",
             "Streams by state (prebuffering: the engine says it is gathering the media).",
             labels=["mode", "state"],
         )
-        labels = ["mode", "stream"]
         waited = GaugeMetricFamily(
-            "hlsproxy_prebuffer_wait_seconds",
-            "How long a stream has waited for its engine session's first media.",
-            labels=labels,
+            "hlsproxy_prebuffer_longest_wait_seconds",
+            "The longest wait of a stream for its engine session's first media.",
+            labels=["mode"],
         )
         peers = GaugeMetricFamily(
-            "hlsproxy_prebuffer_peers", "Peers the engine has while it prebuffers.", labels=labels
+            "hlsproxy_prebuffer_peers",
+            "Peers the engines have for the streams whose first media is awaited.",
+            labels=["mode"],
         )
         speed = GaugeMetricFamily(
             "hlsproxy_prebuffer_download_bytes_per_second",
-            "The engine's download speed while it prebuffers.",
-            labels=labels,
+            "The engines' download speed for the streams whose first media is awaited.",
+            labels=["mode"],
         )
         counts: dict[tuple[str, str], int] = {}
+        waits: dict[str, list[Prebuffer]] = {mode: [] for mode in MODES}
         for stream in self._streams():
             if stream.closing:
                 continue
@@ -124,12 +126,13 @@ class _Live(Collector):
             counts[shown] = counts.get(shown, 0) + 1
             prebuffer = stream.prebuffer()
             if prebuffer is not None:
-                names = [stream.mode, stream.key.value]
-                waited.add_metric(names, prebuffer.waited)
-                peers.add_metric(names, prebuffer.peers)
-                speed.add_metric(names, prebuffer.speed_down * 1024)
+                waits[stream.mode].append(prebuffer)
         for (mode, state), n in sorted(counts.items()):
             by_state.add_metric([mode, state], n)
+        for mode, found in waits.items():
+            waited.add_metric([mode], max((p.waited for p in found), default=0.0))
+            peers.add_metric([mode], sum(p.peers for p in found))
+            speed.add_metric([mode], sum(p.speed_down for p in found) * 1024)
         yield from (by_state, waited, peers, speed)
 
     def collect(self) -> Iterator[Metric]:
