@@ -79,19 +79,24 @@ async def test_every_player_waits_on_one_session_and_one_leaving_costs_nothing(
     assert len(sim.engine.sessions) == 1
 
 
+async def held_then_cut(client: Any) -> None:
+    """A TS client held on the line whose stream then fails: a started answer cannot
+    become an error, so the connection is cut."""
+    async with client.get("/ace/getstream", params={"id": CID}) as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(15):
+                while await resp.content.readany():
+                    pass
+
+
 async def test_an_engine_that_says_nothing_of_a_held_stream_is_given_up(
     proxy: ProxyFactory, sim: RunningSim
 ) -> None:
     # The head is held, but the stat never says prebuf for long: the silence bound applies.
     sim.faults.header_delay = 60.0
     client = await proxy(**FAST)
-    async with client.get("/ace/getstream", params={"id": CID}) as resp:
-        assert resp.status == 200
-        # A started answer cannot become an error: the connection is cut.
-        with pytest.raises(aiohttp.ClientPayloadError):
-            async with asyncio.timeout(15):
-                while await resp.content.readany():
-                    pass
+    await held_then_cut(client)
     await eventually(lambda: sim.engine.active() == [])
 
 
@@ -101,12 +106,7 @@ async def test_the_prebuffer_bound_ends_a_wait_that_lasts_too_long(
     sim.faults.prebuffer = 60.0
     client = await proxy(**FAST, prebuffer_timeout="3s")
     with caplog.at_level(logging.INFO):
-        async with client.get("/ace/getstream", params={"id": CID}) as resp:
-            assert resp.status == 200
-            with pytest.raises(aiohttp.ClientPayloadError):
-                async with asyncio.timeout(15):
-                    while await resp.content.readany():
-                        pass
+        await held_then_cut(client)
     assert "the engine was still prebuffering after 3s" in caplog.text
     assert "the engine is prebuffering (" in caplog.text
     await eventually(lambda: sim.engine.active() == [])
