@@ -6,8 +6,8 @@ channel (acexy issue 48). A proxy started by `--proxy-cmd` stands in front of it
 default options. ffmpeg, mpv (--network-timeout=10) and GStreamer's playbin play one channel
 as MPEG-TS, and the same three plus hls.js in headless Chromium another as HLS, all at
 once, for `--seconds`. For each it prints the time to the first picture, the seconds of
-video shown, how many of them came after the prebuffer (the channel rather than a slate),
-and whether the player ended by itself; and the engine sessions each channel cost.
+video shown, how many of them from a few seconds after the prebuffer on (the channel's own,
+not the slate's), and whether the player gave up; and the engine sessions each channel cost.
 
     .venv/bin/python bench/cold_start.py
     # another tree, e.g. a checkout of main in /tmp/before:
@@ -128,7 +128,8 @@ async def main(a: argparse.Namespace) -> None:
         proxy.stop()
         await sim.close()
     print(f"prebuffer {a.prebuffer:g} s, each player run for {a.seconds:g} s; proxy: {a.proxy_cmd}")
-    print(f"{'':<5}{'player':<11}{'first picture':>14}{'played':>10}{'after prebuf':>15}   end")
+    since = f"from {a.prebuffer + SETTLE:g} s on"
+    print(f"{'':<5}{'player':<11}{'first picture':>14}{'shown':>10}{since:>15}   end")
     for n, result in enumerate(results):
         print(describe("ts" if n < len(PLAYERS) else "hls", result, a.prebuffer))
     for content, fmt in ((TS_CONTENT, "ts"), (HLS_CONTENT, "hls")):
