@@ -203,7 +203,7 @@ class SimEngine(TsReads, HlsServing):
             {
                 "status": status,
                 "peers": 4 if downloading else _peers_found(progress),
-                "speed_down": round(rate) if downloading else 3 * _peers_found(progress),
+                "speed_down": round(rate) if downloading else 120 * _peers_found(progress),
                 "progress": progress,
                 "speed_up": round(rate / 9),
                 "downloaded": live.served,
