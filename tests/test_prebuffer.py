@@ -79,6 +79,29 @@ async def test_every_player_waits_on_one_session_and_one_leaving_costs_nothing(
     assert len(sim.engine.sessions) == 1
 
 
+async def test_connected_clients_are_kept_on_the_line_while_a_new_session_prebuffers(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    # Every read is cut short: the second failure in a row starts a new session, which the
+    # engine (its channel gone cold meanwhile) holds for PREBUFFER seconds.
+    sim.faults.cut_after = 200 * PACKET_SIZE
+    client = await proxy(**FAST, upstream_retries="5")
+    async with client.get("/ace/getstream", params={"id": CID}) as resp:
+        assert resp.status == 200
+        first = await resp.content.readexactly(100 * PACKET_SIZE)
+        sim.faults.prebuffer = PREBUFFER
+        data = bytearray(first)
+        async with asyncio.timeout(PREBUFFER + 15):
+            while sim.counters["start"] < 2 or len(data) < 600 * PACKET_SIZE:
+                chunk = await resp.content.readany()
+                assert chunk, "the stream ended"
+                data += chunk
+    packets = [bytes(data[i : i + PACKET_SIZE]) for i in range(0, len(data), PACKET_SIZE)]
+    # A burst of null packets each second of the wait, none before it.
+    assert NULL_PACKET not in packets[:100]
+    assert packets.count(NULL_PACKET) >= 2 * 7
+
+
 async def held_then_cut(client: Any) -> None:
     """A TS client held on the line whose stream then fails: a started answer cannot
     become an error, so the connection is cut."""

@@ -25,7 +25,7 @@ from ..lifecycle import EngineStream, Figures, UpstreamEnded
 from ..sessions import Sessions
 from ..state import EndReason, RetryPolicy, WaitBounds, Watch, may_make_room
 from .broadcast import Cursor, Ring
-from .packets import PacketAligner
+from .packets import NULL_PACKET, PacketAligner
 from .splice import Splicer
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 # 4 Mbit/s. A stream's first bytes go out at once.
 CHUNK_BYTES = 64 * 1024
 FLUSH_DELAY = 0.15
+# While the engine prebuffers, players get this every KEEPALIVE_INTERVAL seconds: null
+# packets, which every demuxer skips, enough for a demuxer's probe to find the 188-byte
+# rhythm soon, too few to matter; so that no player's read timeout runs out (mpv's 10 s,
+# GStreamer's souphttpsrc 15 s).
+KEEPALIVE = NULL_PACKET * 7
+KEEPALIVE_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,13 +225,29 @@ class TsStream(EngineStream):
         finally:
             await feed.aclose()
 
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_INTERVAL)
+            self.ring.publish(KEEPALIVE)
+
     async def _pump(self, session: EngineSession) -> None:
         aligner = PacketAligner()
         loop = asyncio.get_running_loop()
         async with contextlib.AsyncExitStack() as stack:
-            body = await self._await_media(
-                session, stack.enter_async_context(self._client.open_stream(session))
+            # Clients already connected (a new session after a failure) are kept on the
+            # line while it prebuffers; new ones are, by their request's handler.
+            keepalive = (
+                asyncio.create_task(self._keep_alive(), name=f"ts-keepalive-{self.key}")
+                if self.serving
+                else None
             )
+            try:
+                body = await self._await_media(
+                    session, stack.enter_async_context(self._client.open_stream(session))
+                )
+            finally:
+                if keepalive is not None:
+                    keepalive.cancel()
             self._serving()
             pending: list[bytes] = []
             size = 0

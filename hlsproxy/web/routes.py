@@ -15,8 +15,7 @@ from ..content import ContentKey, parse_stream_request
 from ..errors import NotFound, ProxyError
 from ..formats import AnyStream
 from ..ts.broadcast import ClientLagged
-from ..ts.packets import NULL_PACKET
-from ..ts.stream import TsStream
+from ..ts.stream import KEEPALIVE, KEEPALIVE_INTERVAL, TsStream
 from . import hls_routes
 from .keys import METRICS, SETTINGS, STREAMS
 from .unmatched import expect
@@ -36,10 +35,6 @@ CUT_GRACE = 2.0
 # New chunks go straight into a client's connection while less than this waits in it
 # unsent; past it the client is left to catch up from the ring at its own pace.
 DIRECT_HIGH_WATER = 64 * 1024
-# While the engine prebuffers, each player gets this every HOLD_INTERVAL seconds: enough
-# packets for a demuxer's probe to find the 188-byte rhythm soon, too few to matter.
-HOLD_BYTES = NULL_PACKET * 7
-HOLD_INTERVAL = 1.0
 
 
 def setup(app: web.Application) -> None:
@@ -121,14 +116,14 @@ async def _serve_ts(
 
 
 async def _ready_soon(stream: TsStream) -> bool:
-    """Whether the stream serves within HOLD_INTERVAL of the engine accepting its session
+    """Whether the stream serves within KEEPALIVE_INTERVAL of the engine accepting its session
     (a warm channel's media comes within moments); False: the player is to be held on the
     line. Raises the stream's failure if it comes first, while an error can still be
     answered as one."""
     if await stream.ready_or_awaiting():
         return True
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(HOLD_INTERVAL):
+        async with asyncio.timeout(KEEPALIVE_INTERVAL):
             await stream.ready()
             return True
     return False
@@ -137,17 +132,16 @@ async def _ready_soon(stream: TsStream) -> bool:
 async def _hold_the_line(
     stream: TsStream, transport: asyncio.Transport, frame: Callable[[bytes], bytes]
 ) -> bool:
-    """Keep a player waiting while the engine prebuffers: null packets every second, which
-    every demuxer skips, so that no player's read timeout (mpv's 10 s, GStreamer's 15 s)
-    runs out. True once the stream serves; False if the player left, or the stream failed
+    """Keep a player waiting while the engine prebuffers (`ts.stream.KEEPALIVE`). True once
+    the stream serves; False if the player left, or the stream failed
     after the head went out (the connection is then aborted: a started answer cannot
     become an error)."""
     while True:
         if transport.is_closing():
             return False
-        transport.write(frame(HOLD_BYTES))
+        transport.write(frame(KEEPALIVE))
         try:
-            async with asyncio.timeout(HOLD_INTERVAL):
+            async with asyncio.timeout(KEEPALIVE_INTERVAL):
                 await stream.ready()
         except TimeoutError:
             continue
