@@ -14,7 +14,8 @@ class Faults:
     start_delay: float = 0.0
     """Extra seconds before a getstream/manifest start is answered."""
     header_delay: float = 0.0
-    """Seconds before a TS read's response headers go out (the engine pre-buffering)."""
+    """Seconds before a TS read's response headers go out, the stat going on as usual
+    (`prebuffer` is a cold channel, with the stat saying so)."""
     prebuffer: float = 0.0
     """Seconds a channel prebuffers, from the first start of it the engine sees while this
     is set: its stat says `prebuf` (peers coming), its TS read's headers and its HLS
