@@ -195,8 +195,14 @@ class Settings(BaseSettings):
     )
     no_response_timeout: Timeout = _option(
         "10s",
-        help="How long to wait for the AceStream engine to answer a request.",
+        help="How long to wait for the AceStream engine to answer a request (start, stat, "
+        "stop), or to say anything at all about a stream it is opening.",
         flag_aliases=("-noResponseTimeout",),
+    )
+    prebuffer_timeout: Timeout = _option(
+        "2m",
+        help="How long a new stream's first media is waited for while the engine says it is "
+        "prebuffering (gathering peers); players are kept on the line meanwhile.",
     )
     log_level: LogLevel = _option(
         "INFO", help="Log level: DEBUG, INFO, WARN (or WARNING) or ERROR; any case."

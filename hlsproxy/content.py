@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 KeyType = Literal["content_id", "infohash", "url", "magnet", "direct_url"]
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
+# How playlists and web pages carry a content id: `acestream://<id>`, pasted as it is.
+_ACESTREAM_LINK = re.compile(r"acestream://([0-9a-fA-F]{40})/?", re.IGNORECASE)
 _REMOTE: tuple[KeyType, ...] = ("url", "magnet", "direct_url")
 # The engine picks these itself from what we send; a client's value would collide with ours.
 _OURS = frozenset({"format", "pid", "sid"})
@@ -109,9 +111,10 @@ def parse_stream_request(
             raise BadRequest(f"{kind} is empty")
         if CONTROL.search(value):
             raise BadRequest(f"{kind} holds control characters")
-    elif not _HEX40.fullmatch(value):
+        return StreamRequest(ContentKey(kind, value), tuple(params))
+    if kind == "content_id" and (link := _ACESTREAM_LINK.fullmatch(value)):
+        value = link.group(1)
+    if not _HEX40.fullmatch(value):
         name = "id" if kind == "content_id" else kind
         raise BadRequest(f"{name} must be 40 hexadecimal characters, got {value[:60]!r}")
-    else:
-        value = value.lower()
-    return StreamRequest(ContentKey(kind, value), tuple(params))
+    return StreamRequest(ContentKey(kind, value.lower()), tuple(params))

@@ -23,6 +23,7 @@ these into a short JSON body; anything else that escapes is a bug and becomes a 
         ├── EngineProtocolError (502)  the engine answered something we cannot read
         │   └── NotAnEngine (502)      what answers at the engine's address is no engine
         ├── EngineStatus (502)         a resource answered an unexpected HTTP status
+        ├── EnginePrebuffering (504)   the engine prebuffered past ACEXY_PREBUFFER_TIMEOUT
         └── EngineRedirected (502)     a redirect away from the engine, or too many
 
 Callers that treat a dead engine alike (fail over, mark the engine) catch EngineLost.
@@ -140,6 +141,14 @@ class EngineStatus(EngineError):
 
 class EngineRedirected(EngineError):
     code = "engine_redirect"
+
+
+class EnginePrebuffering(EngineError):
+    """The engine kept saying it was prebuffering for longer than the proxy waits. It is
+    alive and working, so this is not EngineLost: another engine would start over."""
+
+    status = 504
+    code = "engine_prebuffering"
 
 
 class EngineTimeout(EngineLost):

@@ -17,6 +17,7 @@ from .hls.cache import SegmentCache
 from .hls.channel import HlsOptions, HlsStream
 from .lifecycle import EngineStream
 from .sessions import Sessions
+from .state import WaitBounds
 from .streams import Registry
 from .ts.stream import TsOptions, TsStream
 
@@ -30,6 +31,7 @@ class StreamFactory:
     segments: SegmentCache
     ts_options: TsOptions
     hls_options: HlsOptions
+    wait_bounds: WaitBounds
     on_idle: Callable[[], None]
     on_closed: Callable[[EngineStream], None]
 
@@ -40,6 +42,7 @@ class StreamFactory:
             client=self.client,
             sessions=self.sessions,
             options=self.ts_options,
+            wait_bounds=self.wait_bounds,
             partner=partner,
             on_idle=self.on_idle,
             on_closed=self.on_closed,
@@ -53,6 +56,7 @@ class StreamFactory:
             sessions=self.sessions,
             cache=self.segments,
             options=self.hls_options,
+            wait_bounds=self.wait_bounds,
             on_closed=self.on_closed,
         )
         if partner is not None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -23,29 +25,40 @@ from .errors import (
     ContentGone,
     EngineError,
     EngineLost,
+    EnginePrebuffering,
     EngineStalled,
     EngineStatus,
+    EngineTimeout,
     ProxyError,
     ShuttingDown,
 )
 from .sessions import Sessions
 from .state import (
     EndReason,
+    EngineWord,
     Event,
     Failure,
     GiveUp,
+    MediaWait,
     RetryPolicy,
     State,
+    WaitBounds,
     advance,
     after_failure,
     failures_after,
+    shown_state,
     takes_clients,
 )
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Statuses with which the engine says a session is over: stopped (500), superseded (403).
 SESSION_OVER = frozenset({403, 404, 410, 500})
+# A session whose media is awaited has its stat read this often, and never more often.
+STAT_INTERVAL = 1.0
+DEFAULT_WAIT = WaitBounds(silence=10.0, prebuffer=120.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,30 @@ class Figures:
     last_data_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Prebuffer:
+    """A wait for an engine session's first media, for status and metrics."""
+
+    waited: float
+    """Seconds so far."""
+    engine_status: str | None
+    """What the engine's stat last said ("prebuf", ...); None before it said anything."""
+    peers: int
+    speed_down: int
+    """KB/s, as the engine counts."""
+    progress: int
+    """Percent, when the engine reports it."""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "waited": round(self.waited, 1),
+            "engine_status": self.engine_status,
+            "peers": self.peers,
+            "speed_down_kbps": self.speed_down,
+            "progress": self.progress,
+        }
+
+
 class UpstreamEnded(EngineError):
     """The engine ended a body that should not end (a live MPEG-TS stream)."""
 
@@ -72,6 +109,25 @@ class StreamGaveUp(EngineError):
     def __init__(self, reason: EndReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _word(answer: dict[str, Any]) -> EngineWord:
+    """What a stat answer says, as far as waiting for media goes."""
+    return EngineWord(
+        status=str(answer.get("status", "")),
+        peers=_count(answer.get("peers")),
+        speed_down=_count(answer.get("speed_down")),
+        progress=_count(answer.get("progress", answer.get("total_progress"))),
+    )
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int | float | str):
+        try:
+            return max(0, int(value))
+        except ValueError:
+            return 0
+    return 0
 
 
 def classify(exc: BaseException) -> Failure:
@@ -97,6 +153,7 @@ class EngineStream(abc.ABC):
         client: EngineClient,
         sessions: Sessions,
         policy: RetryPolicy,
+        wait_bounds: WaitBounds = DEFAULT_WAIT,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -116,6 +173,11 @@ class EngineStream(abc.ABC):
         self._session: EngineSession | None = None
         self._session_since = self.started_at
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wait_bounds = wait_bounds
+        self.waiting: MediaWait | None = None
+        """While an engine session's first media is awaited: since when, what the engine says."""
+        self._awaiting = asyncio.Event()
+        """Set once the stream first waits for an engine session's media."""
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running = False
@@ -148,6 +210,25 @@ class EngineStream(abc.ABC):
     def closing(self) -> bool:
         return not takes_clients(self.state)
 
+    @property
+    def shown_state(self) -> str:
+        """The state as status pages show it ("prebuffering" while the engine says so)."""
+        return shown_state(self.state, self.waiting)
+
+    def prebuffer(self) -> Prebuffer | None:
+        """While a session's first media is awaited: how long, and what the engine says."""
+        wait = self.waiting
+        if wait is None:
+            return None
+        word = wait.word
+        return Prebuffer(
+            waited=max(0.0, self._clock() - wait.since),
+            engine_status=word.status if word else None,
+            peers=word.peers if word else 0,
+            speed_down=word.speed_down if word else 0,
+            progress=word.progress if word else 0,
+        )
+
     def close(self, reason: EndReason) -> None:
         """End the stream. Synchronous: its engine session is on its way to being stopped
         when this returns; its clients end as the stream's task winds down."""
@@ -176,6 +257,22 @@ class EngineStream(abc.ABC):
     async def ready(self) -> None:
         """Wait until the stream can serve; raise the engine's failure if it cannot."""
         await asyncio.shield(self._ready)
+
+    async def ready_or_awaiting(self) -> bool:
+        """Wait until the stream can serve (True), or until the engine has accepted its
+        session and its media is awaited (False): a player may then be kept on the line.
+        Raises the engine's failure if it comes first."""
+        if not self._ready.done() and not self._awaiting.is_set():
+            awaiting = asyncio.ensure_future(self._awaiting.wait())
+            ready: asyncio.Future[Any] = self._ready
+            try:
+                await asyncio.wait({ready, awaiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                awaiting.cancel()
+        if self._ready.done():
+            self._ready.result()
+            return True
+        return False
 
     def _advance(self, event: Event) -> None:
         self.state = advance(self.state, event)
@@ -212,6 +309,94 @@ class EngineStream(abc.ABC):
         self._session = session
         self._session_since = self._clock()
         return session
+
+    async def _await_media(self, session: EngineSession, opening: Awaitable[T]) -> T:
+        """The first media of `session` (what `opening` waits for), waited for while the
+        engine says it is prebuffering (see `state.MediaWait`). Raises EngineTimeout after
+        the no-response timeout of silence, EnginePrebuffering past the prebuffer bound.
+
+        `opening` is awaited in the caller's task, and the engine's stat read beside it: the
+        caller reads the media the moment it comes (aiohttp drops what a response had
+        buffered once its connection fails, so a late first read may lose it).
+        """
+        waiter = asyncio.current_task()
+        assert waiter is not None
+        verdict: list[EngineError] = []
+        self.waiting = MediaWait(self._clock())
+        self._awaiting.set()
+        since = asyncio.get_running_loop().time()
+        watch = asyncio.create_task(
+            self._watch_media(session, since, waiter, verdict), name=f"wait-{self.key}"
+        )
+        try:
+            result = await opening
+        except asyncio.CancelledError:
+            if verdict and waiter.uncancel() == 0:
+                raise verdict[0] from None
+            raise
+        finally:
+            # Not awaited: a stat read still under way ends by itself, and nobody reads it.
+            watch.cancel()
+            shown = self.waiting
+            self.waiting = None
+        if shown is not None and shown.prebuffering:
+            log.info(
+                "%s stream %s: waited %.0f s for the engine to prebuffer, %d peers",
+                self.mode,
+                self.key,
+                self._clock() - shown.since,
+                shown.word.peers if shown.word else 0,
+            )
+        return result
+
+    async def _watch_media(
+        self,
+        session: EngineSession,
+        since: float,
+        waiter: asyncio.Task[Any],
+        verdict: list[EngineError],
+    ) -> None:
+        """Read the engine's stat once a second while `waiter` waits for the media; cancel
+        it, with the reason in `verdict`, when the wait is over."""
+        loop = asyncio.get_running_loop()
+        wait = MediaWait(since)
+        while True:
+            deadline, prebuffer_bound = wait.deadline(self._wait_bounds)
+            asked = loop.time()
+            if asked >= deadline:
+                verdict.append(self._wait_failure(prebuffer_bound))
+                waiter.cancel()
+                return
+            word: EngineWord | None = None
+            with contextlib.suppress(TimeoutError, EngineError):
+                async with asyncio.timeout_at(deadline):
+                    word = _word(await self._client.stat(session))
+            if word is not None:
+                if word.prebuffering and not wait.prebuffering:
+                    log.info(
+                        "%s stream %s: the engine is prebuffering (%d peers); waiting",
+                        self.mode,
+                        self.key,
+                        word.peers,
+                    )
+                wait = wait.heard(word, loop.time())
+                shown = self.waiting
+                if shown is not None:
+                    self.waiting = shown.heard(word, self._clock())
+            deadline, _ = wait.deadline(self._wait_bounds)
+            # At most one stat a second: the engine is busy enough.
+            await asyncio.sleep(max(0.0, min(asked + STAT_INTERVAL, deadline) - loop.time()))
+
+    def _wait_failure(self, prebuffer_bound: bool) -> EngineError:
+        if prebuffer_bound:
+            return EnginePrebuffering(
+                "the engine was still prebuffering after "
+                f"{self._wait_bounds.prebuffer:g}s (ACEXY_PREBUFFER_TIMEOUT)"
+            )
+        return EngineTimeout(
+            f"the engine did not answer within {self._wait_bounds.silence:g}s "
+            "while opening the stream"
+        )
 
     def _release(self, reason: EndReason) -> None:
         """Give up the current engine session, if any; `Sessions` stops it."""

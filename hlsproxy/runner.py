@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from .config import DemoOptions, Settings
 from .web.app import create_app
@@ -23,6 +24,10 @@ DEMO_IDS = (
     "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209",
     "2d4e0c1e6a5f4c3b8a79d6e5f4c3b2a190817263",
 )
+# A demo channel that is cold: the engine prebuffers it this long when it is first opened,
+# as a real engine does a channel nobody near it watches, so the waiting state shows.
+DEMO_COLD_ID = "c01dc01dc01dc01dc01dc01dc01dc01dc01dc01d"
+DEMO_COLD_SECONDS = 15.0
 # Live streams are ended on shutdown, so handlers finish fast; this only bounds stragglers.
 SHUTDOWN_TIMEOUT = 3.0
 
@@ -76,16 +81,18 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
         if demo is not None:
             from .sim import start_engine  # noqa: PLC0415 - only the demo loads the simulator
 
-            _, sim_runner, sim_port = await start_engine(bitrate=demo.bitrate)
+            engine_options: dict[str, Any] = {
+                "bitrate": demo.bitrate,
+                "cold_channels": {DEMO_COLD_ID: DEMO_COLD_SECONDS},
+            }
+            _, sim_runner, sim_port = await start_engine(**engine_options)
             stack.push_async_callback(sim_runner.cleanup)
             update: dict[str, object] = {"scheme": "http", "host": "127.0.0.1", "port": sim_port}
             log.info("demo: simulated AceStream engine on 127.0.0.1:%d", sim_port)
             if demo.engines:
                 from .sim.orchestrator import SimOrchestrator  # noqa: PLC0415 - demo only
 
-                orchestrator = SimOrchestrator(
-                    engines=demo.engines, engine_options={"bitrate": demo.bitrate}
-                )
+                orchestrator = SimOrchestrator(engines=demo.engines, engine_options=engine_options)
                 await orchestrator.serve()
                 stack.push_async_callback(orchestrator.stop)
                 update["orch_url"] = orchestrator.url
@@ -124,6 +131,13 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
             print("or in a browser:", flush=True)
             for content_id in DEMO_IDS:
                 print(f"  {base}/player?id={content_id}", flush=True)
+            print(
+                f"a cold channel: the engine prebuffers it {DEMO_COLD_SECONDS:g} s first "
+                "(watch the status page while it does):",
+                flush=True,
+            )
+            print(f"  {base}/ace/getstream?id={DEMO_COLD_ID}", flush=True)
+            print(f"  {base}/ace/manifest.m3u8?id={DEMO_COLD_ID}", flush=True)
             print(f"status page: {base}/", flush=True)
         await _until_signalled()
         log.info("shutting down")

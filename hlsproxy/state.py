@@ -21,6 +21,15 @@ The rules, for both formats:
 - In CLOSING, what the upstream still does (SERVING, LOST) changes nothing: the stream is
   ending, and TORN_DOWN comes once its engine session is stopped and its clients are ended.
 - Anything else is a bug in the caller and raises `InvalidTransition`.
+
+Waiting for an engine session's first media (the MPEG-TS response head, the first HLS
+playlist) is a condition of STARTING and RECOVERING, `MediaWait`, decided here too. A real
+engine answers a start at once, then holds the media while it prebuffers a cold channel:
+10 to 30 s, sometimes more, its stat saying `"status": "prebuf"` meanwhile (acexy issue 48:
+players cut at "timeout awaiting response headers" ten seconds in, while VLC straight on the
+engine plays). So the wait asks "is it still working?", not "is it done yet?": it lasts while
+the engine keeps saying it prebuffers, up to a bound of its own, and ends after the
+no-response timeout of silence (no stat answer saying so).
 """
 
 from __future__ import annotations
@@ -137,6 +146,69 @@ def advance(state: State, event: Event) -> State:
 
 def takes_clients(state: State) -> bool:
     return state in _OPEN
+
+
+PREBUFFERING = frozenset({"prebuf"})
+"""Stat statuses with which an engine says it is gathering a session's media."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitBounds:
+    silence: float
+    """How long the engine may say nothing about a session it is opening: the no-response
+    timeout."""
+    prebuffer: float
+    """How long it may keep saying it prebuffers (never less than `silence`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineWord:
+    """What a stat answer said about a session whose media has not come yet."""
+
+    status: str
+    peers: int = 0
+    speed_down: int = 0
+    """KB/s, as the engine counts."""
+    progress: int = 0
+    """Percent, when the engine reports it."""
+
+    @property
+    def prebuffering(self) -> bool:
+        return self.status in PREBUFFERING
+
+
+@dataclass(frozen=True, slots=True)
+class MediaWait:
+    """A wait for a session's first media, begun at `since`; times are one clock's readings."""
+
+    since: float
+    word: EngineWord | None = None
+    """The engine's last stat answer, if any came."""
+    prebuffering_at: float | None = None
+    """When the engine last said it prebuffers."""
+
+    def heard(self, word: EngineWord, now: float) -> MediaWait:
+        return MediaWait(self.since, word, now if word.prebuffering else self.prebuffering_at)
+
+    @property
+    def prebuffering(self) -> bool:
+        return self.prebuffering_at is not None
+
+    def deadline(self, bounds: WaitBounds) -> tuple[float, bool]:
+        """When to stop waiting, and whether it is the prebuffer bound (True) rather than
+        silence (False) that ends it then."""
+        heard = self.since if self.prebuffering_at is None else self.prebuffering_at
+        silent_at = heard + bounds.silence
+        cap = self.since + max(bounds.prebuffer, bounds.silence)
+        return (cap, True) if cap < silent_at else (silent_at, False)
+
+
+def shown_state(state: State, wait: MediaWait | None) -> str:
+    """The state as status pages show it: a stream whose engine says it is prebuffering
+    is "prebuffering", whether it is starting or recovering."""
+    if wait is not None and wait.prebuffering and state in (State.STARTING, State.RECOVERING):
+        return "prebuffering"
+    return state.value
 
 
 class Failure(enum.Enum):

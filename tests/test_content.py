@@ -19,6 +19,14 @@ IH = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
             [("id", CID), ("content_id", CID)], ContentKey("content_id", CID), id="alias-same"
         ),
         pytest.param([("infohash", IH)], ContentKey("infohash", IH), id="infohash"),
+        pytest.param(
+            [("id", f"acestream://{CID}")], ContentKey("content_id", CID), id="acestream-link"
+        ),
+        pytest.param(
+            [("content_id", f"AceStream://{CID.upper()}/")],
+            ContentKey("content_id", CID),
+            id="acestream-link-capitals-slash",
+        ),
     ],
 )
 def test_content_keys(query: list[tuple[str, str]], key: ContentKey) -> None:
@@ -35,6 +43,14 @@ def test_content_keys(query: list[tuple[str, str]], key: ContentKey) -> None:
         pytest.param([("id", "abc")], "40 hexadecimal", id="short"),
         pytest.param([("id", "z" * 40)], "40 hexadecimal", id="not-hex"),
         pytest.param([("infohash", "")], "40 hexadecimal", id="empty-infohash"),
+        pytest.param([("id", "acestream://abc")], "40 hexadecimal", id="acestream-short"),
+        pytest.param(
+            [("id", f"acestream://{CID}/x")], "40 hexadecimal", id="acestream-trailing-path"
+        ),
+        pytest.param([("id", f"http://{CID}")], "40 hexadecimal", id="other-scheme"),
+        pytest.param(
+            [("infohash", f"acestream://{IH}")], "40 hexadecimal", id="acestream-infohash"
+        ),
         pytest.param([("url", "http://192.168.1.1/x")], "turned off", id="url"),
         pytest.param([("magnet", "magnet:?xt=urn:btih:x")], "turned off", id="magnet"),
         pytest.param([("direct_url", "http://10.0.0.1/")], "turned off", id="direct-url"),

@@ -13,7 +13,9 @@ import pytest
 from aiohttp import web
 
 from hlsproxy.config import load_settings
+from hlsproxy.hls import slate
 from hlsproxy.state import EndReason
+from hlsproxy.ts.loop import MediaLoop
 from hlsproxy.web.app import create_app
 from hlsproxy.web.hot_site import HotSite, ProxyRunner
 from hlsproxy.web.keys import STREAMS
@@ -93,8 +95,8 @@ def port_of(client: Any) -> int:
     return port
 
 
-async def first_segment(raw: Raw) -> tuple[int, str]:
-    raw.send(get(MANIFEST))
+async def first_segment(raw: Raw, manifest: str = MANIFEST) -> tuple[int, str]:
+    raw.send(get(manifest))
     status, _, body = await raw.response()
     assert status == "HTTP/1.1 200 OK"
     text = body.decode()
@@ -140,6 +142,38 @@ async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: R
             assert body == body2
         else:
             assert json.loads(body) == json.loads(body2)
+    for raw in (fast, general):
+        raw.close()
+
+
+async def test_the_slate_is_answered_alike_on_both_paths(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    """While the engine prebuffers, the slate's segments are served as any other: from the
+    segment cache, by the fast path or by aiohttp, the same bytes and headers."""
+    sim.faults.prebuffer = 60.0
+    fast = await Raw.open(port_of(await proxy()))
+    general = await Raw.open(port_of(await proxy(access_log="true")))
+    # One content each: two proxies' sessions of one content would supersede each other.
+    uris = [
+        await first_segment(raw, f"/ace/manifest.m3u8?id={cid}")
+        for raw, cid in ((fast, CID), (general, CID2))
+    ]
+    assert uris[0][0] == uris[1][0] == 0  # the slate's own numbering
+    expected = MediaLoop.of(slate.FILE.read_bytes()).segment(0)
+    for method, extra in [("GET", ()), ("HEAD", ()), ("GET", ("Range: bytes=188-375",))] * 2:
+        answers = []
+        for raw, (_, uri) in zip((fast, general), uris, strict=True):
+            raw.send(get(uri, *extra, method=method))
+            answers.append(await raw.response(head_only=method == "HEAD"))
+        (status, headers, body), (status2, headers2, body2) = answers
+        assert status == status2, (method, extra)
+        assert comparable(headers) == comparable(headers2), (method, extra)
+        assert body == body2
+        if method == "GET" and not extra:
+            assert status == "HTTP/1.1 200 OK"
+            assert headers["content-type"] == "video/mp2t"
+            assert body == expected
     for raw in (fast, general):
         raw.close()
 

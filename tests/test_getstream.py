@@ -440,3 +440,19 @@ async def test_a_capitalised_id_is_redirected_to_its_one_spelling(
             assert resp.status == 302
             assert resp.headers["Location"] == f"{path}?id={CID}&transcode_audio=0"
     assert sim.engine.requests == []
+
+
+async def test_a_pasted_acestream_link_is_redirected_to_its_content_id(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy()
+    for path in ("/ace/getstream", "/ace/manifest.m3u8"):
+        async with client.get(
+            path, params={"id": f"acestream://{CID}"}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"] == f"{path}?id={CID}"
+        async with client.get(path, params={"id": "acestream://not-an-id"}) as resp:
+            assert resp.status == 400
+            assert "40 hexadecimal" in (await resp.json())["message"]
+    assert sim.engine.requests == []

@@ -24,7 +24,8 @@ from yarl import URL
 
 from hlsproxy.sim import start_engine
 from hlsproxy.sim.engine import SimEngine, SimSession
-from hlsproxy.sim.media import MEDIA_DIR, NULL_PID, PACKET_SIZE, MediaLoop, pad
+from hlsproxy.sim.media import MEDIA_DIR, MediaLoop, pad
+from hlsproxy.ts.packets import NULL_PID, PACKET_SIZE
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
@@ -913,6 +914,77 @@ async def test_fault_header_delay_holds_the_stream_headers(sim: Sim) -> None:
     async with client.get(content) as stream:
         assert time.monotonic() - began >= 0.3
         assert is_ts(await read_exactly(stream, PACKET_SIZE))
+
+
+async def stat_of(client: Client, session: dict[str, Any]) -> dict[str, Any]:
+    async with client.get(path(session["stat_url"])) as resp:
+        body: dict[str, Any] = await resp.json()
+    assert body["error"] is None, body
+    answer: dict[str, Any] = body["response"]
+    return answer
+
+
+async def test_fault_prebuffer_holds_the_stream_while_stat_says_prebuf(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.prebuffer = 1.0
+    began = time.monotonic()
+    r = await started(client, id=CID)
+    stat = await stat_of(client, r)
+    assert stat["status"] == "prebuf"
+    assert stat["peers"] >= 1 and 0 <= stat["progress"] < 100
+    async with client.get(path(r["playback_url"])) as stream:
+        assert time.monotonic() - began >= 1.0
+        assert is_ts(await read_exactly(stream, PACKET_SIZE))
+    assert (await stat_of(client, r))["status"] != "prebuf"
+
+
+async def test_fault_prebuffer_for_one_content_only(sim: Sim) -> None:
+    _, client = await sim(cold_channels={CID: 60.0})
+    cold = await started(client, id=CID, pid="a")
+    warm = await started(client, "hls", id=CID2, pid="b")
+    assert (await stat_of(client, cold))["status"] == "prebuf"
+    assert (await stat_of(client, warm)) == {}
+    async with client.get(path(warm["playback_url"])) as resp:
+        assert resp.status == 200
+
+
+async def test_fault_prebuffer_holds_the_first_playlist_and_a_later_session_keeps_its_end(
+    sim: Sim,
+) -> None:
+    engine, client = await sim(hls_initial_window=3)
+    engine.faults.prebuffer = 1.0
+    began = time.monotonic()
+    first = await started(client, "hls", id=CID)
+    async with client.get(path(first["playback_url"])) as resp:
+        assert resp.status == 200
+        assert time.monotonic() - began >= 1.0
+        _, entries = playlist_entries(await resp.text())
+    # What it prebuffered is what it offers, as a warm start would.
+    assert len(entries) == 3
+    async with client.get(path(first["command_url"]), params={"method": "stop"}):
+        pass
+    # The engine kept the channel: a new session of it has its media at once.
+    second = await started(client, "hls", id=CID)
+    assert (await stat_of(client, second)) == {}
+    asked = time.monotonic()
+    async with client.get(path(second["playback_url"])) as resp:
+        assert resp.status == 200
+        assert time.monotonic() - asked < 1.0
+
+
+async def test_fault_prebuffer_ends_a_held_answer_with_its_session(sim: Sim) -> None:
+    engine, client = await sim()
+    engine.faults.prebuffer = 60.0
+    r = await started(client, "hls", id=CID)
+    held = asyncio.ensure_future(client.get(path(r["playback_url"])))
+    await asyncio.wait({held}, timeout=0.2)
+    assert not held.done()
+    async with client.get(path(r["command_url"]), params={"method": "stop"}):
+        pass
+    async with asyncio.timeout(5):
+        resp = await held
+    assert resp.status == 500  # a stopped session's playlist
+    resp.release()
 
 
 async def test_fault_stall_sends_n_bytes_then_holds_the_connection(sim: Sim) -> None:

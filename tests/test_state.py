@@ -7,18 +7,22 @@ import pytest
 from hlsproxy.state import (
     TRANSITIONS,
     EndReason,
+    EngineWord,
     Event,
     Failure,
     GiveUp,
     InvalidTransition,
+    MediaWait,
     Retry,
     RetryPolicy,
     State,
+    WaitBounds,
     Watch,
     advance,
     after_failure,
     failures_after,
     may_make_room,
+    shown_state,
     takes_clients,
 )
 
@@ -148,3 +152,62 @@ def test_only_an_unwatched_stream_may_make_room(watch: Watch, now: float, may: b
 )
 def test_end_reasons_in_the_orchestrators_words(reason: EndReason, mode: str, word: str) -> None:
     assert reason.event_reason(mode) == word
+
+
+BOUNDS = WaitBounds(silence=10.0, prebuffer=120.0)
+PREBUF = EngineWord("prebuf", peers=3, speed_down=200, progress=20)
+
+
+def _heard(*words: tuple[float, EngineWord]) -> MediaWait:
+    wait = MediaWait(since=100.0)
+    for at, word in words:
+        wait = wait.heard(word, at)
+    return wait
+
+
+@pytest.mark.parametrize(
+    ("words", "deadline"),
+    [
+        pytest.param((), (110.0, False), id="silence-from-the-start"),
+        pytest.param(((101.0, EngineWord("")),), (110.0, False), id="an-empty-stat-is-no-word"),
+        pytest.param(((101.0, EngineWord("dl")),), (110.0, False), id="dl-without-media"),
+        pytest.param(((105.0, PREBUF),), (115.0, False), id="prebuf-extends"),
+        pytest.param(
+            ((105.0, PREBUF), (112.0, EngineWord("dl"))), (115.0, False), id="dl-after-prebuf"
+        ),
+        pytest.param(((150.0, PREBUF), (215.0, PREBUF)), (220.0, True), id="capped-by-prebuffer"),
+    ],
+)
+def test_a_media_wait_lasts_while_the_engine_says_it_prebuffers(
+    words: tuple[tuple[float, EngineWord], ...], deadline: tuple[float, bool]
+) -> None:
+    assert _heard(*words).deadline(BOUNDS) == deadline
+
+
+def test_a_prebuffer_bound_below_the_silence_bound_never_shortens_the_wait() -> None:
+    assert MediaWait(since=0.0).deadline(WaitBounds(silence=10.0, prebuffer=3.0)) == (10.0, False)
+
+
+def test_the_last_word_is_kept_and_prebuffering_remembered() -> None:
+    wait = _heard((101.0, PREBUF), (102.0, EngineWord("idle")))
+    assert wait.word == EngineWord("idle")
+    assert wait.prebuffering
+    assert not _heard((101.0, EngineWord("idle"))).prebuffering
+
+
+@pytest.mark.parametrize(
+    ("state", "wait", "shown"),
+    [
+        pytest.param(State.STARTING, None, "starting", id="starting"),
+        pytest.param(State.STARTING, MediaWait(0.0), "starting", id="waiting-not-yet-prebuf"),
+        pytest.param(State.STARTING, _heard((101.0, PREBUF)), "prebuffering", id="prebuffering"),
+        pytest.param(
+            State.RECOVERING, _heard((101.0, PREBUF)), "prebuffering", id="recovering-prebuf"
+        ),
+        pytest.param(State.CLOSING, _heard((101.0, PREBUF)), "closing", id="closing"),
+    ],
+)
+def test_a_prebuffering_stream_is_shown_as_such(
+    state: State, wait: MediaWait | None, shown: str
+) -> None:
+    assert shown_state(state, wait) == shown

@@ -162,11 +162,20 @@ class EngineClient:
         info = _unwrap(body, PlaybackInfo, engine)
         return EngineSession(engine, request, fmt, pid, info)
 
+    @property
+    def response_timeout(self) -> float:
+        return self._response_timeout
+
     @contextlib.asynccontextmanager
     async def open_stream(self, session: EngineSession) -> AsyncIterator[aiohttp.StreamReader]:
-        """The MPEG-TS body of a session; the engine allows one such read at a time."""
+        """The MPEG-TS body of a session; the engine allows one such read at a time.
+
+        Not bounded in time: the engine holds the head back while it prebuffers, which may
+        take minutes, and only its stat tells a working engine from a dead one. The caller
+        bounds the wait (`lifecycle.EngineStream._await_media`).
+        """
         async with contextlib.AsyncExitStack() as stack:
-            async with self._errors("opening the stream"), asyncio.timeout(self._response_timeout):
+            async with self._errors("opening the stream"):
                 resp = await stack.enter_async_context(
                     await self._get(session.engine, session.url(session.info.playback_url))
                 )
@@ -174,11 +183,18 @@ class EngineClient:
             yield resp.content
 
     async def fetch(
-        self, session: EngineSession, engine_url: str, byte_range: tuple[int, int] | None = None
+        self,
+        session: EngineSession,
+        engine_url: str,
+        byte_range: tuple[int, int] | None = None,
+        *,
+        bounded: bool = True,
     ) -> EngineResource:
         """Open a resource the engine named (a playlist, a segment); its headers have arrived.
 
         `byte_range` is (offset, length). Raises EngineStatus for an answer other than 200/206.
+        `bounded=False` leaves the wait for the headers to the caller: a session's first
+        playlist comes once the engine has prebuffered (see `open_stream`).
         """
         headers = {}
         if byte_range is not None:
@@ -186,7 +202,7 @@ class EngineClient:
             headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         async with (
             self._errors("fetching from the engine"),
-            asyncio.timeout(self._response_timeout),
+            asyncio.timeout(self._response_timeout if bounded else None),
         ):
             resp = await self._get(
                 session.engine,

@@ -28,9 +28,10 @@ from ..errors import (
     ProxyError,
     Unavailable,
 )
-from ..lifecycle import SESSION_OVER, EngineStream, Figures, StreamGaveUp
+from ..lifecycle import DEFAULT_WAIT, SESSION_OVER, EngineStream, Figures, StreamGaveUp
 from ..sessions import Sessions
-from ..state import EndReason, Event, RetryPolicy, State, Watch, may_make_room
+from ..state import EndReason, Event, RetryPolicy, State, WaitBounds, Watch, may_make_room
+from . import slate
 from .cache import Cached, Flight, SegmentCache
 from .feed import concatenated
 from .playlist import looks_like_playlist, rewrite
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 
 MAX_PLAYLIST_BYTES = 4 << 20
+# A warm channel's first playlist comes within moments: only a wait longer than this, while
+# the engine has accepted the session, puts the slate before it.
+SLATE_AFTER = 1.5
 # Players poll about once per target duration: this many polls missed and nobody watches.
 QUIET_POLLS = 3
 
@@ -57,6 +61,8 @@ class HlsOptions:
     stream_timeout: float
     prefetch: int
     locate: Locator
+    slate: slate.SlateMedia | None = None
+    """What players see while the engine prebuffers; None: they wait for the channel."""
 
 
 def _over(exc: EngineError) -> bool:
@@ -73,6 +79,7 @@ class HlsStream(EngineStream):
         sessions: Sessions,
         cache: SegmentCache,
         options: HlsOptions,
+        wait_bounds: WaitBounds = DEFAULT_WAIT,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -83,6 +90,7 @@ class HlsStream(EngineStream):
             client=client,
             sessions=sessions,
             policy=policy,
+            wait_bounds=wait_bounds,
             on_closed=on_closed,
             clock=clock,
         )
@@ -111,6 +119,9 @@ class HlsStream(EngineStream):
         self._continues: dict[str, Served] = {}
         self._generation = 0  # counts the engine sessions that served
         self._final: Served | None = None  # once the content is gone: the ended playlist
+        # While the engine prebuffers: when the slate was first served, and its last playlist.
+        self._slate_since: float | None = None
+        self._slate_text: str | None = None
         loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[EngineError] = loop.create_future()
         self._attempted: asyncio.Future[None] = loop.create_future()
@@ -150,8 +161,13 @@ class HlsStream(EngineStream):
         self.requests += 1
 
     async def playlist(self, token: str | None = None) -> str:
-        """The rewritten playlist: the session's own (token None) or one it named."""
+        """The rewritten playlist: the session's own (token None) or one it named; the
+        slate's while the engine prebuffers."""
         self.touch()
+        if token is None and not self.serving:
+            text = await self._slate_or_ready()
+            if text is not None:
+                return text
         await self.ready()
         url, text = self._known_playlist(token)
         if text is not None:
@@ -163,6 +179,34 @@ class HlsStream(EngineStream):
             refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._refreshes[url] = refresh
         return (await asyncio.shield(refresh)).text
+
+    async def _slate_or_ready(self) -> str | None:
+        """The slate playlist while the engine holds the first one back; None once the
+        stream serves. Raises the stream's failure."""
+        media = self._options.slate
+        if media is None:
+            return None
+        if self._slate_since is None:
+            if await self.ready_or_awaiting():
+                return None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SLATE_AFTER):
+                    await self.ready()
+            if self.serving:
+                return None
+            if self._slate_since is None:
+                self._slate_since = self._clock()
+                log.info(
+                    "hls stream %s: players get the slate while the engine prebuffers", self.key
+                )
+        elif self.serving:
+            return None
+        self._slate_text = slate.playlist(
+            self._clock() - self._slate_since,
+            media.duration(0),
+            lambda n: self._name(slate.uri(n)),
+        )
+        return self._slate_text
 
     def playlist_now(self, token: str | None = None) -> str | None:
         """`playlist()` when it needs no waiting (the stream is serving and the copy is
@@ -197,8 +241,9 @@ class HlsStream(EngineStream):
     async def resource(self, token: str) -> Cached | Flight:
         """A segment, key or init section that a playlist of this session named."""
         self.touch()
-        await self.ready()
         uri = self._resource_uri(token)
+        if slate.index(uri) is None:
+            await self.ready()
         found = await self._cache.get((self.key, token), lambda: self._open(uri), self._segment_ttl)
         self.lookups += 1
         self.hits += isinstance(found, Cached)
@@ -207,7 +252,7 @@ class HlsStream(EngineStream):
     def resource_now(self, token: str) -> Cached | None:
         """`resource()` when the body is cached and the stream serving, else None.
         Raises NotFound as `resource()` does."""
-        if not self.serving:
+        if not self.serving and slate.index(self._resource_uri(token)) is None:
             return None
         self._resource_uri(token)
         found = self._cache.cached((self.key, token))
@@ -243,7 +288,10 @@ class HlsStream(EngineStream):
         current = self._playlists.get(self._main_url)
         return current.target if current is not None else DEFAULT_TARGET
 
-    async def _open(self, uri: Uri) -> EngineResource:
+    async def _open(self, uri: Uri) -> EngineResource | slate.Source:
+        n = slate.index(uri)
+        if n is not None and self._options.slate is not None:
+            return slate.Source(self._options.slate.segment(n))
         session = self._session
         if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
@@ -264,7 +312,7 @@ class HlsStream(EngineStream):
             playlist = await self._load(url, splice)
             before = self._continues.pop(url, None)
             if splice is None and before is not None:
-                playlist = self._continue(url, before, playlist)
+                playlist = self._continue(url, before.text, playlist)
         except EngineError as exc:
             if last is None:
                 raise
@@ -283,8 +331,9 @@ class HlsStream(EngineStream):
         self._after_refresh(playlist)
         return playlist
 
-    def _continue(self, url: str, before: Served, first: Served) -> Served:
-        """The first playlist of a new session's variant, continuing the old one's."""
+    def _continue(self, url: str, before: str, first: Served) -> Served:
+        """The first playlist of a new session's variant, continuing the old one's (or the
+        slate's): `before` is the text last served."""
         playlist, self._splices[url] = first.continuing(before)
         return playlist
 
@@ -304,11 +353,13 @@ class HlsStream(EngineStream):
             return current
         return self._playlists.get(url, last)
 
-    async def _load(self, url: str, splice: Splice | None) -> Served:
+    async def _load(self, url: str, splice: Splice | None, *, bounded: bool = True) -> Served:
+        """A playlist, rewritten; `bounded=False`: its wait is the caller's to bound (a
+        session's first playlist, which the engine holds while it prebuffers)."""
         session = self._session
         if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
-        resource = await self._client.fetch(session, url)
+        resource = await self._client.fetch(session, url, bounded=bounded)
         try:
             body = await resource.read(MAX_PLAYLIST_BYTES)
             base = resource.url
@@ -337,7 +388,14 @@ class HlsStream(EngineStream):
 
     async def _serve(self) -> None:
         session = await self._start_session()
-        self._main_url = session.info.playback_url
+        url = self._main_url = session.info.playback_url
+        # The engine holds the first playlist back while it prebuffers; players meanwhile
+        # get the slate, which the channel then follows.
+        first = await self._await_media(session, self._load(url, None, bounded=False))
+        if self._slate_text is not None:
+            first = self._continue(url, self._slate_text, first)
+        self._playlists[url] = first
+        self._after_refresh(first)
         self._serving()
         loop = asyncio.get_running_loop()
         while True:
@@ -378,10 +436,10 @@ class HlsStream(EngineStream):
 
     async def _spliced(self, session: EngineSession, last: Served | None) -> Served:
         url = session.info.playback_url
-        first = await self._load(url, None)
+        first = await self._await_media(session, self._load(url, None, bounded=False))
         if last is None or first.info.multivariant:
             return first  # a multivariant playlist has no segments: its variants splice
-        return self._continue(url, last, first)
+        return self._continue(url, last.text, first)
 
     def _install(self, session: EngineSession, playlist: Served) -> None:
         old = self._playlists.get(self._main_url)
@@ -434,6 +492,7 @@ class HlsStream(EngineStream):
     async def segments(self) -> tuple[float, int, list[tuple[int, str]]]:
         """The session's target duration, its generation and its live segments as (media
         sequence, token), for feeding MPEG-TS clients from this session."""
+        await self.ready()  # the channel's own playlist: never the slate
         await self.playlist()
         current = self._final or self._playlists[self._main_url]
         if current.info.multivariant:

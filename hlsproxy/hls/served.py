@@ -38,10 +38,10 @@ class Served:
         """The same playlist, telling players that no segment will follow."""
         return replace(self, text=end_playlist(self.text))
 
-    def continuing(self, before: Served) -> tuple[Served, Splice]:
-        """This first playlist of a new session, renumbered to follow `before` (the last one
-        served of the old session) across one discontinuity; and the splice, for the new
-        session's later playlists."""
-        splice = Splice.between(before.text, self.text)
+    def continuing(self, before: str) -> tuple[Served, Splice]:
+        """This first playlist of a new session, renumbered to follow `before` (the text of
+        the last one served before it: the old session's, or the slate's) across one
+        discontinuity; and the splice, for the new session's later playlists."""
+        splice = Splice.between(before, self.text)
         text = mark_discontinuity(self.text, splice)
         return replace(self, text=text, offset=splice.media_offset), splice

@@ -33,19 +33,28 @@ def main(argv: list[str] | None = None) -> None:
         help="each MPEG-TS read first sends this much media at once, as a real engine sends "
         "its cache, then real time",
     )
+    parser.add_argument(
+        "--prebuffer",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="every channel prebuffers this many seconds when first opened (a cold channel)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.bitrate, args.time_scale, args.burst))
+        asyncio.run(_serve(args))
 
 
-async def _serve(
-    host: str, port: int, bitrate: int | None, time_scale: float, burst: float
-) -> None:
-    engine, runner, bound = await start_engine(host, port, bitrate=bitrate, time_scale=time_scale)
-    engine.faults.burst_seconds = burst
+async def _serve(args: argparse.Namespace) -> None:
+    host, port = args.host, args.port
+    engine, runner, bound = await start_engine(
+        host, port, bitrate=args.bitrate, time_scale=args.time_scale
+    )
+    engine.faults.burst_seconds = args.burst
+    engine.faults.prebuffer = args.prebuffer
     shown = f"[{host}]" if ":" in host else host
     log.info("simulated AceStream engine on http://%s:%d", shown, bound)
     stop = asyncio.Event()

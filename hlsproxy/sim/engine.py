@@ -181,13 +181,19 @@ class SimEngine(TsReads, HlsServing):
         if live is None:
             return _envelope(None, _UNKNOWN_SESSION)
         live.stat_calls += 1
-        if live.stat_calls == 1:
+        prebuffering = self.prebuffering(live)
+        if live.stat_calls == 1 and prebuffering is None:
             return _envelope({})
         status = (
             _STAT_STATUSES[live.stat_calls - 2]
-            if live.stat_calls - 2 < len(_STAT_STATUSES)
+            if 0 <= live.stat_calls - 2 < len(_STAT_STATUSES)
             else "dl"
         )
+        progress = 0
+        if prebuffering is not None:
+            status = "prebuf"
+            waited, left = prebuffering
+            progress = int(100 * waited / (waited + left))
         downloading = status == "dl"
         rate = self._byte_rate() / 1024 if downloading else 0.0
         elapsed = int((self._now() - live.t0) * self.time_scale)
@@ -196,8 +202,9 @@ class SimEngine(TsReads, HlsServing):
         return _envelope(
             {
                 "status": status,
-                "peers": 4 if downloading else 0,
-                "speed_down": round(rate),
+                "peers": 4 if downloading else _peers_found(progress),
+                "speed_down": round(rate) if downloading else 120 * _peers_found(progress),
+                "progress": progress,
                 "speed_up": round(rate / 9),
                 "downloaded": live.served,
                 "uploaded": live.served // 9,
@@ -267,6 +274,11 @@ class SimEngine(TsReads, HlsServing):
         count = self.media.segment_count
         total = sum(len(self.media.segment(n)) for n in range(count))
         return total / self.media.loop_duration
+
+
+def _peers_found(progress: int) -> int:
+    """Peers a prebuffering channel has found, `progress` percent through its prebuffer."""
+    return 1 + progress * 7 // 100
 
 
 def _content(query: Mapping[str, str]) -> tuple[str, str] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -14,7 +14,16 @@ class Faults:
     start_delay: float = 0.0
     """Extra seconds before a getstream/manifest start is answered."""
     header_delay: float = 0.0
-    """Seconds before a TS read's response headers go out (the engine pre-buffering)."""
+    """Seconds before a TS read's response headers go out, the stat going on as usual
+    (`prebuffer` is a cold channel, with the stat saying so)."""
+    prebuffer: float = 0.0
+    """Seconds a channel prebuffers, from the first start of it the engine sees while this
+    is set: its stat says `prebuf` (peers coming), its TS read's headers and its HLS
+    playlists are held until then. Later sessions of the channel keep the same deadline,
+    as a real engine keeps downloading (acexy issue 48: 10 to 30 s on a cold channel)."""
+    prebuffer_by_content: dict[str, float] = field(default_factory=dict)
+    """`prebuffer` for the contents named here (the id or infohash a start gives, lower
+    case) alone, over the one for every content."""
     stall_after: int | None = None
     """A TS read stops sending after this many bytes; the connection stays open."""
     cut_after: int | None = None

@@ -34,19 +34,39 @@ class HlsServing(EngineState):
     async def _playlist(self, request: web.Request) -> web.StreamResponse:
         self._count("playback")
         self._count("playlist")
-        live = self._playlist_session(request)
+        live = await self._held_playlist_session(request)
         if live.session.flavour == "multivariant":
             return _playlist_response(self._multivariant_playlist(request.host, live))
         return _playlist_response(self._media_playlist(request.host, live))
 
     async def _variant_playlist(self, request: web.Request) -> web.StreamResponse:
         self._count("playlist")
-        live = self._playlist_session(request)
+        live = await self._held_playlist_session(request)
         if live.session.flavour != "multivariant":
             raise web.HTTPNotFound()
         return _playlist_response(
             self._media_playlist(request.host, live, request.match_info["variant"])
         )
+
+    async def _held_playlist_session(self, request: web.Request) -> Live:
+        """`_playlist_session`, once the channel has prebuffered: a real engine holds a
+        session's playlists back until it has segments. A held request keeps its session
+        from expiring, as an open TS read does."""
+        live = self._playlist_session(request)
+        transport = request.transport
+        if transport is not None and self.prebuffering(live) is not None:
+            live.connections.add(transport)
+            try:
+                await self._prebuffered(request, live)
+            finally:
+                live.connections.discard(transport)
+            live = self._playlist_session(request)
+        if live.cold:
+            # What it prebuffered is what it offers: a window as fresh as a warm start's.
+            live.cold = False
+            newest = self._newest(live)
+            live.first_segment = max(live.first_segment, newest - self.hls_initial_window + 1)
+        return live
 
     def _playlist_session(self, request: web.Request) -> Live:
         """The session a playlist URL names, or the error the engine answers for it."""

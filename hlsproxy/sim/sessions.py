@@ -17,7 +17,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -86,6 +86,8 @@ class Live:
     """Transports of the open TS reads, to cut them on supersession."""
     stat_calls: int = 0
     served: int = 0
+    cold: bool = False
+    """Started while its channel prebuffered: its HLS window starts afresh once it is done."""
 
 
 class EngineState(SimServer):
@@ -102,11 +104,13 @@ class EngineState(SimServer):
         hls_initial_window: int = 3,
         time_scale: float = 1.0,
         idle_expiry: float = 30.0,
+        cold_channels: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`clock` is the engine's notion of now, in seconds, for the channel's live edge
         and idle expiry; a test can pass one it steps by hand. Pacing of TS reads always
-        follows the event loop's real time."""
+        follows the event loop's real time. `cold_channels`: content ids that prebuffer
+        this many seconds (`Faults.prebuffer_by_content`)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         if not 1 <= hls_initial_window <= hls_window:
@@ -120,7 +124,7 @@ class EngineState(SimServer):
         self.time_scale = time_scale
         self.idle_expiry = idle_expiry
         self._now = clock
-        self.faults = Faults()
+        self.faults = Faults(prebuffer_by_content=dict(cold_channels or {}))
         self.sessions: list[SimSession] = []
         self.requests: list[str] = []
         self.crossed_stops: list[tuple[SimSession, SimSession]] = []
@@ -132,6 +136,8 @@ class EngineState(SimServer):
         self._by_token: dict[str, Live] = {}
         self._by_content_token: dict[str, Live] = {}
         self._clocks: dict[str, float] = {}
+        self._prebuffered_at: dict[str, tuple[float, float]] = {}
+        """infohash -> (when its prebuffering began, when it ends), real monotonic time."""
         self._closing = asyncio.Event()
         self._padded: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._flavours: FlavourMedia | None = None
@@ -195,6 +201,10 @@ class EngineState(SimServer):
                 self._end(live, "supersede")
 
         t0 = self._clocks.setdefault(infohash, now)
+        prebuffer = self.faults.prebuffer_by_content.get(value.lower(), self.faults.prebuffer)
+        if prebuffer > 0 and infohash not in self._prebuffered_at:
+            began = time.monotonic()
+            self._prebuffered_at[infohash] = (began, began + prebuffer)
         session = SimSession(
             content_id=value,
             infohash=infohash,
@@ -207,6 +217,7 @@ class EngineState(SimServer):
         )
         live = Live(session, secrets.token_hex(16), t0, 0, now)
         live.first_segment = max(0, self._newest(live) - self.hls_initial_window + 1)
+        live.cold = self.prebuffering(live) is not None
         self.sessions.append(session)
         self._playing[session.token] = live
         self._by_token[session.token] = live
@@ -216,6 +227,20 @@ class EngineState(SimServer):
         )
         self._count("start")
         return live
+
+    def prebuffering(self, live: Live) -> tuple[float, float] | None:
+        """(seconds since the channel's prebuffering began, seconds left), while it lasts."""
+        span = self._prebuffered_at.get(live.session.infohash)
+        now = time.monotonic()
+        if span is None or now >= span[1]:
+            return None
+        return now - span[0], span[1] - now
+
+    async def _prebuffered(self, request: web.BaseRequest, live: Live) -> bool:
+        """Hold an answer until the channel has prebuffered; False if the session ended or
+        the client left first."""
+        waiting = self.prebuffering(live)
+        return waiting is None or await self._pause(request, live, waiting[1])
 
     def _session(self, request: web.Request) -> Live | None:
         """The live session a /ace/<kind>/<infohash>/<token> URL names."""

@@ -18,7 +18,7 @@ import time
 
 from aiohttp import web
 
-from .media import PACKET_SIZE, SYNC_BYTE
+from ..ts.packets import PACKET_SIZE, SYNC_BYTE
 from .server import drop, flushed, gone
 from .sessions import EngineState, Live
 
@@ -73,7 +73,8 @@ class TsReads(EngineState):
     async def _stream(self, request: web.Request, live: Live) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t"})
         header_delay = self.faults.header_delay
-        if header_delay > 0 and not await self._pause(request, live, header_delay):
+        held = header_delay > 0 and not await self._pause(request, live, header_delay)
+        if held or not await self._prebuffered(request, live):
             if live.end_reason == "supersede":
                 return drop(request)
             return web.Response(status=404, text="Not Found")

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 PACKET_SIZE = 188
 SYNC_BYTE = 0x47
+NULL_PID = 0x1FFF
+NULL_PACKET = bytes([SYNC_BYTE, 0x1F, 0xFF, 0x10]) + b"\xff" * (PACKET_SIZE - 4)
+"""A null packet (PID 0x1FFF): stuffing that every demuxer reads and drops (ISO 13818-1)."""
 
 _SYNC = b"\x47"
 _START_CODE = b"\x00\x00\x01"

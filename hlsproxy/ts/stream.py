@@ -23,9 +23,9 @@ from ..engine.client import EngineClient, EngineSession
 from ..errors import EngineStalled, ProxyError
 from ..lifecycle import EngineStream, Figures, UpstreamEnded
 from ..sessions import Sessions
-from ..state import EndReason, RetryPolicy, Watch, may_make_room
+from ..state import EndReason, RetryPolicy, WaitBounds, Watch, may_make_room
 from .broadcast import Cursor, Ring
-from .packets import PacketAligner
+from .packets import NULL_PACKET, PacketAligner
 from .splice import Splicer, discontinuity_marks
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 # 4 Mbit/s. A stream's first bytes go out at once.
 CHUNK_BYTES = 64 * 1024
 FLUSH_DELAY = 0.15
+# While the engine prebuffers, players get this every KEEPALIVE_INTERVAL seconds: null
+# packets, which every demuxer skips, enough for a demuxer's probe to find the 188-byte
+# rhythm soon, too few to matter; so that no player's read timeout runs out (mpv's 10 s,
+# GStreamer's souphttpsrc 15 s).
+KEEPALIVE = NULL_PACKET * 7
+KEEPALIVE_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,7 @@ class TsStream(EngineStream):
         client: EngineClient,
         sessions: Sessions,
         options: TsOptions,
+        wait_bounds: WaitBounds,
         partner: SharedUpstream | None = None,
         on_idle: Callable[[], None] = lambda: None,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
@@ -77,6 +84,7 @@ class TsStream(EngineStream):
             client=client,
             sessions=sessions,
             policy=RetryPolicy(retries=options.retries),
+            wait_bounds=wait_bounds,
             on_closed=on_closed,
             clock=clock,
         )
@@ -203,6 +211,9 @@ class TsStream(EngineStream):
             self.ring.publish(chunk, joins)
 
     async def _ride(self, partner: SharedUpstream) -> None:
+        # The other stream's session is started or starting, and may be prebuffering:
+        # clients are kept on the line meanwhile, as for a session of our own.
+        self._awaiting.set()
         aligner = PacketAligner()
         feed = partner.ts_feed(self._options.empty_timeout)
         try:
@@ -217,10 +228,29 @@ class TsStream(EngineStream):
         finally:
             await feed.aclose()
 
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_INTERVAL)
+            self.ring.publish(KEEPALIVE)
+
     async def _pump(self, session: EngineSession) -> None:
         aligner = PacketAligner()
         loop = asyncio.get_running_loop()
-        async with self._client.open_stream(session) as body:
+        async with contextlib.AsyncExitStack() as stack:
+            # Clients already connected (a new session after a failure) are kept on the
+            # line while it prebuffers; new ones are, by their request's handler.
+            keepalive = (
+                asyncio.create_task(self._keep_alive(), name=f"ts-keepalive-{self.key}")
+                if self.serving
+                else None
+            )
+            try:
+                body = await self._await_media(
+                    session, stack.enter_async_context(self._client.open_stream(session))
+                )
+            finally:
+                if keepalive is not None:
+                    keepalive.cancel()
             self._serving()
             pending: list[bytes] = []
             size = 0

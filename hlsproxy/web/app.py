@@ -12,10 +12,13 @@ from ..engine.client import Engine, EngineClient
 from ..engine.orchestrator import OrchestratorPool, own_container_id
 from ..engine.pool import FixedEngine
 from ..formats import StreamFactory, Streams
+from ..hls import slate
 from ..hls.cache import SegmentCache
 from ..hls.channel import HlsOptions
 from ..sessions import Sessions
+from ..state import WaitBounds
 from ..streams import Registry
+from ..ts.loop import MediaLoop
 from ..ts.stream import TsOptions
 from . import hls_routes, hls_urls, middleware, routes, status, unmatched
 from .access import access_control
@@ -123,6 +126,10 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             stream_timeout=settings.m3u8_stream_timeout,
             prefetch=settings.hls_prefetch,
             locate=hls_urls.locator(app),
+            slate=MediaLoop.of(slate.FILE.read_bytes()),
+        ),
+        wait_bounds=WaitBounds(
+            silence=settings.no_response_timeout, prebuffer=settings.prebuffer_timeout
         ),
         # The registry is made from this factory: its methods are bound once it exists.
         on_idle=lambda: registry.poke(),  # noqa: PLW0108

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..hls.cache import SegmentCache
-from ..lifecycle import EngineStream, Figures
+from ..lifecycle import EngineStream, Figures, Prebuffer
 from ..state import EndReason
 from ..streams import MODES
 
@@ -99,6 +99,47 @@ class _Live(Collector):
         self._streams = streams
         self._cache = cache
 
+    def _prebuffering(self) -> Iterator[Metric]:
+        """Streams by state, and the waits for engines that prebuffer, by mode: labels name
+        no content (`/ace/status?id=` gives each stream's own)."""
+        by_state = GaugeMetricFamily(
+            "hlsproxy_streams_by_state",
+            "Streams by state (prebuffering: the engine says it is gathering the media).",
+            labels=["mode", "state"],
+        )
+        waited = GaugeMetricFamily(
+            "hlsproxy_prebuffer_longest_wait_seconds",
+            "The longest wait of a stream for its engine session's first media.",
+            labels=["mode"],
+        )
+        peers = GaugeMetricFamily(
+            "hlsproxy_prebuffer_peers",
+            "Peers the engines have for the streams whose first media is awaited.",
+            labels=["mode"],
+        )
+        speed = GaugeMetricFamily(
+            "hlsproxy_prebuffer_download_bytes_per_second",
+            "The engines' download speed for the streams whose first media is awaited.",
+            labels=["mode"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        waits: dict[str, list[Prebuffer]] = {mode: [] for mode in MODES}
+        for stream in self._streams():
+            if stream.closing:
+                continue
+            shown = (stream.mode, stream.shown_state)
+            counts[shown] = counts.get(shown, 0) + 1
+            prebuffer = stream.prebuffer()
+            if prebuffer is not None:
+                waits[stream.mode].append(prebuffer)
+        for (mode, state), n in sorted(counts.items()):
+            by_state.add_metric([mode, state], n)
+        for mode, found in waits.items():
+            waited.add_metric([mode], max((p.waited for p in found), default=0.0))
+            peers.add_metric([mode], sum(p.peers for p in found))
+            speed.add_metric([mode], sum(p.speed_down for p in found) * 1024)
+        yield from (by_state, waited, peers, speed)
+
     def collect(self) -> Iterator[Metric]:
         live: dict[str, list[Figures]] = {mode: [] for mode in MODES}
         for stream in self._streams():
@@ -127,6 +168,7 @@ class _Live(Collector):
                 [mode], ended[mode]["bytes_out"] + sum(f.bytes_out for f in figures)
             )
         yield from (active, clients, bytes_in, bytes_out)
+        yield from self._prebuffering()
 
         cut = CounterMetricFamily(
             "hlsproxy_clients_cut", "MPEG-TS clients disconnected for falling behind."

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
 from ..content import ContentKey, parse_stream_request
-from ..errors import NotFound
+from ..errors import NotFound, ProxyError
 from ..formats import AnyStream
 from ..ts.broadcast import ClientLagged
-from ..ts.stream import TsStream
+from ..ts.stream import KEEPALIVE, KEEPALIVE_INTERVAL, TsStream
 from . import hls_routes
 from .keys import METRICS, SETTINGS, STREAMS
 from .unmatched import expect
@@ -74,12 +76,14 @@ async def _serve_ts(
 
     cursor = stream.attach(on_cut)
     try:
-        await stream.ready()
+        ready = await _ready_soon(stream)
         writer = await response.prepare(request)
         transport = request.transport
         if writer is None or transport is None:
             return response  # the client left before the first byte
         frame = _chunked if response.headers.get("Transfer-Encoding") == "chunked" else _plain
+        if not ready and not await _hold_the_line(stream, transport, frame):
+            return response
 
         def sink(chunk: bytes) -> bool:
             # The reader's write, for every caught-up client: no coroutine wakes per chunk.
@@ -129,6 +133,43 @@ async def _serve_ts(
     return response
 
 
+async def _ready_soon(stream: TsStream) -> bool:
+    """Whether the stream serves within KEEPALIVE_INTERVAL of the engine accepting its session
+    (a warm channel's media comes within moments); False: the player is to be held on the
+    line. Raises the stream's failure if it comes first, while an error can still be
+    answered as one."""
+    if await stream.ready_or_awaiting():
+        return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(KEEPALIVE_INTERVAL):
+            await stream.ready()
+            return True
+    return False
+
+
+async def _hold_the_line(
+    stream: TsStream, transport: asyncio.Transport, frame: Callable[[bytes], bytes]
+) -> bool:
+    """Keep a player waiting while the engine prebuffers (`ts.stream.KEEPALIVE`). True once
+    the stream serves; False if the player left, or the stream failed
+    after the head went out (the connection is then aborted: a started answer cannot
+    become an error)."""
+    while True:
+        if transport.is_closing():
+            return False
+        transport.write(frame(KEEPALIVE))
+        try:
+            async with asyncio.timeout(KEEPALIVE_INTERVAL):
+                await stream.ready()
+        except TimeoutError:
+            continue
+        except ProxyError as exc:
+            log.info("stream %s failed while a client waited: %s", stream.key, exc.message)
+            transport.abort()
+            return False
+        return True
+
+
 @functools.lru_cache(maxsize=8)
 def _chunked(chunk: bytes) -> bytes:
     """One HTTP/1.1 chunk, framed once and shared by every client the chunk goes to."""
@@ -158,7 +199,7 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
         "stream_id": key.value,
         "key_type": key.kind,
         "mode": stream.mode,
-        "state": stream.state.value,
+        "state": stream.shown_state,
         # Which engine, by position only: clients never learn an engine's address.
         "engine": "default",
         "started_at": round(time.time() - (now - stream.started_at), 3),
@@ -169,6 +210,9 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
         if figures.last_data_at is None
         else round(now - figures.last_data_at, 1),
     }
+    prebuffer = stream.prebuffer()
+    if prebuffer is not None:
+        status["prebuffer"] = prebuffer.as_json()
     if isinstance(stream, TsStream):
         status["clients"] = figures.clients
         status["clients_cut"] = figures.clients_cut

@@ -17,7 +17,7 @@ from ..engine.client import Engine
 from ..engine.pool import EnginePool
 from ..errors import ClientError
 from ..hls.channel import HlsStream
-from ..lifecycle import EngineStream
+from ..lifecycle import EngineStream, Prebuffer
 from ..throughput import RateMeter, Throughput
 from . import assets
 from .access import TOKEN_PARAM
@@ -107,7 +107,8 @@ class StatusBoard:
                     key=stream.key.value,
                     key_type=stream.key.kind,
                     mode=stream.mode,
-                    state=stream.state.value,
+                    state=stream.shown_state,
+                    waiting=_waiting(stream.prebuffer()),
                     engine=_label(stream.engine, labels),
                     clients=figures.clients,
                     uptime=now - stream.started_at,
@@ -134,6 +135,16 @@ class StatusBoard:
             engines=engines,
             history=tuple(self._throughput.samples()),
         )
+
+
+def _waiting(prebuffer: Prebuffer | None) -> str | None:
+    """A wait for the engine's media, in words: "waited 12 s, 5 peers, 340 KB/s"."""
+    if prebuffer is None:
+        return None
+    words = [f"waited {prebuffer.waited:.0f} s"]
+    if prebuffer.engine_status is not None:
+        words += [f"{prebuffer.peers} peers", f"{prebuffer.speed_down} KB/s"]
+    return ", ".join(words)
 
 
 def _label(engine: Engine | None, labels: dict[str, str]) -> str:

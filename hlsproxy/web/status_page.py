@@ -33,7 +33,7 @@ class StreamRow:
     mode: str
     """"ts" or "hls"."""
     state: str
-    """starting, live or closing."""
+    """starting, prebuffering, live, recovering or closing."""
     engine: str
     """A label such as "engine 127.0.0.1:6878"."""
     clients: int
@@ -52,6 +52,8 @@ class StreamRow:
     """The player page for this stream, such as "/player?id=<key>"."""
     stream_url: str
     """The URL a player would open (/ace/getstream?id=... or the manifest)."""
+    waiting: str | None = None
+    """While the engine's first media is awaited: for how long, and what the engine says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ def render_status_page(snapshot: StatusSnapshot, *, token: str = "") -> str:
         summary=summary,
         streams=streams,
         engines=snapshot.engines,
-        states=("starting", "live", "closing"),
+        states=("starting", "prebuffering", "live", "closing"),
         healths=("healthy", "unhealthy", "unknown"),
         graph=_graph(snapshot.history),
     )
