@@ -37,6 +37,11 @@ CHUNK_BYTES = 64 * 1024
 FLUSH_DELAY = 0.15
 
 
+Tap = Callable[[bytes, int], None]
+"""Takes each chunk clients get, with the count of upstream breaks so far, in the reader's
+own step: it must not block (see `TsStream.tap`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TsOptions:
     ring_bytes: int
@@ -86,6 +91,7 @@ class TsStream(EngineStream):
         self._partner = partner
         self._handed_over = asyncio.Event()
         self._splicer = Splicer()
+        self._taps: list[Tap] = []
         self._on_idle = on_idle
         self._idle_since: float | None = self.started_at
         self._launch()
@@ -109,7 +115,18 @@ class TsStream(EngineStream):
 
     def may_make_room(self, now: float) -> bool:
         since = self._idle_since if self._idle_since is not None else now
-        return may_make_room(Watch(self.clients, since, quiet=0.0), now)
+        return may_make_room(Watch(self.clients + len(self._taps), since, quiet=0.0), now)
+
+    def tap(self, tap: Tap) -> None:
+        """Feed `tap` every chunk from now on, as clients get it; the stream is watched (it
+        does not linger out) until `untap`."""
+        self._taps.append(tap)
+        self._idle_since = None
+
+    def untap(self, tap: Tap) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+            self._maybe_idle()
 
     def attach(self, on_cut: Callable[[], None] | None = None) -> Cursor:
         self.clients += 1
@@ -120,7 +137,10 @@ class TsStream(EngineStream):
         cursor.close()
         self.bytes_out += cursor.sent
         self.clients -= 1
-        if self.clients == 0:
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self.clients == 0 and not self._taps and self._idle_since is None:
             self._idle_since = self._clock()
             self._on_idle()
 
@@ -198,6 +218,8 @@ class TsStream(EngineStream):
         if chunk:
             self._serving()
             self.ring.publish(chunk, joins)
+            for tap in self._taps:
+                tap(chunk, self._splicer.breaks)
 
     async def _ride(self, partner: SharedUpstream) -> None:
         aligner = PacketAligner()

@@ -1,0 +1,218 @@
+"""One content as HLS cut by the proxy from the content's one MPEG-TS stream.
+
+The engine only ever sees the MPEG-TS session: this stream starts none of its own. It taps
+the content's `TsStream` (opening it if nobody watches it yet), cuts what the MPEG-TS clients
+get into segments at keyframes (`ts.segmenter`), keeps each one in the shared segment cache
+under its byte budget, and lists the newest in a live playlist (`hls.window`). When the
+MPEG-TS stream moves to another engine or reopens its read, its `Splicer` counts a break:
+the next segment is marked `EXT-X-DISCONTINUITY`, and players carry on across it.
+
+The window is what a player can pause within, or seek back over: its segments are kept
+for `Window.retention()`, for as long as the cache's byte budget allows (a window of
+minutes at a few Mbit/s takes tens of MB per channel).
+
+`ts/` and `hls/` never import each other: like `formats`, this module is where they meet.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from .content import StreamRequest
+from .engine.client import Engine, EngineClient
+from .errors import NotFound
+from .hls.body import Body
+from .hls.cache import Cached, SegmentCache
+from .hls.channel import QUIET_POLLS, Locator
+from .hls.window import Window
+from .lifecycle import EngineStream, Figures, UpstreamEnded
+from .sessions import Sessions
+from .state import RetryPolicy, Watch, may_make_room
+from .ts.segmenter import Segment, Segmenter
+from .ts.stream import TsStream
+
+log = logging.getLogger(__name__)
+
+SEGMENT_TYPE = "video/mp2t"
+
+
+@dataclass(frozen=True, slots=True)
+class CutOptions:
+    target: float
+    """Seconds each segment is cut near."""
+    window: int
+    """Segments listed in the playlist."""
+    stream_timeout: float
+    locate: Locator
+
+
+class CutHlsStream(EngineStream):
+    def __init__(
+        self,
+        request: StreamRequest,
+        *,
+        source: TsStream,
+        client: EngineClient,
+        sessions: Sessions,
+        cache: SegmentCache,
+        options: CutOptions,
+        on_closed: Callable[[EngineStream], None] = lambda _: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            request,
+            client=client,
+            sessions=sessions,
+            policy=RetryPolicy(retries=0),
+            on_closed=on_closed,
+            clock=clock,
+        )
+        self.source = source
+        self.requests = 0
+        self.lookups = 0
+        self.hits = 0
+        self.bytes_in = 0  # segment bytes cut
+        self.bytes_out = 0
+        self.last_data_at: float | None = None
+        self._cache = cache
+        self._options = options
+        self._wall = wall
+        self._segmenter = Segmenter(options.target)
+        self._window = Window(options.window, options.target)
+        self._breaks = source.breaks
+        # Tokens are this prefix and the segment's number: unguessable across streams, and
+        # every cache entry of this stream is found by it.
+        self._prefix = secrets.token_hex(4)
+        self._text: str | None = None
+        self._last_used = self.started_at
+        self._launch()
+
+    def __repr__(self) -> str:
+        return f"<CutHlsStream {self.key} {self.state.value} {self._window!r}>"
+
+    @property
+    def mode(self) -> Literal["hls"]:
+        return "hls"
+
+    @property
+    def engine(self) -> Engine | None:
+        return self.source.engine
+
+    @property
+    def window(self) -> Window:
+        return self._window
+
+    def idle_deadline(self) -> float | None:
+        if self.closing:
+            return None
+        return self._last_used + self._options.stream_timeout
+
+    def may_make_room(self, now: float) -> bool:
+        quiet = QUIET_POLLS * self._window.target_duration
+        return may_make_room(Watch(0, self._last_used, quiet), now)
+
+    def figures(self) -> Figures:
+        return Figures(
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            clients=self.requests,
+            last_data_at=self.last_data_at,
+        )
+
+    def served(self, size: int) -> None:
+        self.bytes_out += size
+
+    def touch(self) -> None:
+        self._last_used = self._clock()
+        self.requests += 1
+
+    async def playlist(self, token: str | None = None) -> str:
+        self.touch()
+        if token is not None:
+            raise NotFound("no such playlist")
+        await self.ready()
+        return self._render()
+
+    def playlist_now(self, token: str | None = None) -> str | None:
+        if token is not None:
+            raise NotFound("no such playlist")
+        if not self.serving:
+            return None
+        self.touch()
+        return self._render()
+
+    async def resource(self, token: str) -> Cached:
+        self.touch()
+        await self.ready()
+        return self._segment(token)
+
+    def resource_now(self, token: str) -> Cached | None:
+        if not self.serving:
+            return None
+        self.touch()
+        return self._segment(token)
+
+    def _segment(self, token: str) -> Cached:
+        self.lookups += 1
+        found = self._cache.cached((self.key, token))
+        if found is None:
+            raise NotFound("this segment is no longer held; reload the playlist")
+        self.hits += 1
+        return found
+
+    def _render(self) -> str:
+        if self._text is None:
+            self._text = self._window.render()
+        return self._text
+
+    def _token(self, sequence: int) -> str:
+        return f"{self._prefix}{sequence:012x}.ts"
+
+    def _on_packets(self, chunk: bytes, breaks: int) -> None:
+        """What the MPEG-TS clients get, as they get it: cut it."""
+        broke, self._breaks = breaks != self._breaks, breaks
+        for segment in self._segmenter.feed(chunk, discontinuity=broke):
+            self._add(segment)
+
+    def _add(self, segment: Segment) -> None:
+        entries = self._window.entries
+        if entries and not segment.discontinuity:
+            started_at = entries[-1].started_at + entries[-1].duration
+        else:
+            started_at = self._wall() - segment.duration
+        token = self._token(self._window.next_sequence)
+        self._cache.store(
+            (self.key, token), Body([segment.data]), SEGMENT_TYPE, self._window.retention()
+        )
+        self._window.add(
+            segment.duration,
+            started_at,
+            segment.discontinuity,
+            self._options.locate(self.key, token),
+        )
+        self._text = None
+        self.bytes_in += len(segment.data)
+        self.last_data_at = self._clock()
+        self._serving()
+
+    async def _serve(self) -> None:
+        source = self.source
+        source.tap(self._on_packets)
+        try:
+            await source.ready()
+            await source.wait_closed()
+        finally:
+            source.untap(self._on_packets)
+        raise UpstreamEnded("the channel's MPEG-TS stream ended")
+
+    async def _teardown(self) -> None:
+        prefix = self._prefix
+        self._cache.drop(
+            lambda k: isinstance(k, tuple) and k[0] == self.key and str(k[1]).startswith(prefix)
+        )
