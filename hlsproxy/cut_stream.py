@@ -61,6 +61,7 @@ class CutHlsStream(EngineStream):
         sessions: Sessions,
         cache: SegmentCache,
         options: CutOptions,
+        on_idle: Callable[[], None] = lambda: None,
         on_closed: Callable[[EngineStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -91,6 +92,10 @@ class CutHlsStream(EngineStream):
         self._prefix = secrets.token_hex(4)
         self._text: str | None = None
         self._last_used = self.started_at
+        self._waiting = 0  # requests waiting for the first segment
+        self._on_idle = on_idle
+        # At once: an MPEG-TS stream nobody watches would end before this stream's task runs.
+        source.tap(self._on_packets)
         self._launch()
 
     def __repr__(self) -> str:
@@ -109,7 +114,7 @@ class CutHlsStream(EngineStream):
         return self._window
 
     def idle_deadline(self) -> float | None:
-        if self.closing:
+        if self.closing or self._waiting:
             return None
         return self._last_used + self._options.stream_timeout
 
@@ -136,8 +141,19 @@ class CutHlsStream(EngineStream):
         self.touch()
         if token is not None:
             raise NotFound("no such playlist")
-        await self.ready()
+        await self._first_segment()
         return self._render()
+
+    async def _first_segment(self) -> None:
+        """Wait for the stream to serve; a player waiting for it is watching."""
+        self._waiting += 1
+        try:
+            await self.ready()
+        finally:
+            self._waiting -= 1
+            self._last_used = self._clock()
+            if not self._waiting:
+                self._on_idle()  # it has a deadline again
 
     def playlist_now(self, token: str | None = None) -> str | None:
         if token is not None:
@@ -149,7 +165,7 @@ class CutHlsStream(EngineStream):
 
     async def resource(self, token: str) -> Cached:
         self.touch()
-        await self.ready()
+        await self._first_segment()
         return self._segment(token)
 
     def resource_now(self, token: str) -> Cached | None:
@@ -202,16 +218,12 @@ class CutHlsStream(EngineStream):
         self._serving()
 
     async def _serve(self) -> None:
-        source = self.source
-        source.tap(self._on_packets)
-        try:
-            await source.ready()
-            await source.wait_closed()
-        finally:
-            source.untap(self._on_packets)
+        await self.source.ready()
+        await self.source.wait_closed()
         raise UpstreamEnded("the channel's MPEG-TS stream ended")
 
     async def _teardown(self) -> None:
+        self.source.untap(self._on_packets)
         prefix = self._prefix
         self._cache.drop(
             lambda k: isinstance(k, tuple) and k[0] == self.key and str(k[1]).startswith(prefix)

@@ -71,6 +71,7 @@ class StreamFactory:
                 sessions=self.sessions,
                 cache=self.segments,
                 options=self.cut_options,
+                on_idle=self.on_idle,
                 on_closed=self.on_closed,
             )
         return HlsStream(
