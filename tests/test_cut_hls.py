@@ -45,7 +45,7 @@ async def playlist(client: TestClient[Any, Any]) -> str:
 async def playlist_with(client: TestClient[Any, Any], segments: int) -> str:
     """The playlist once it lists `segments` segments (they come one per target duration)."""
     async with asyncio.timeout(segments * TARGET * 3 + 20):
-        while len(uri_lines(text := await playlist(client))) < segments:
+        while len(uri_lines(text := await playlist(client))) < segments:  # noqa: ASYNC110
             await asyncio.sleep(TARGET / 2)  # a player's poll
     return text
 
@@ -159,8 +159,8 @@ async def test_a_broken_read_shows_as_a_discontinuity_and_play_goes_on(
     await eventually(lambda: sim.counters["content_read"] >= 2, timeout=30)
     sim.faults.cut_after = None
     async with asyncio.timeout(30):
-        while "#EXT-X-DISCONTINUITY\n" not in (text := await playlist(client)):
-            await asyncio.sleep(TARGET / 2)
+        while "#EXT-X-DISCONTINUITY\n" not in (text := await playlist(client)):  # noqa: ASYNC110
+            await asyncio.sleep(TARGET / 2)  # a player's poll
         # No stall: segments keep coming after the mark.
         while text.split("#EXT-X-DISCONTINUITY\n")[-1].count("#EXTINF") < 2:
             await asyncio.sleep(TARGET / 2)

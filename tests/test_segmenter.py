@@ -14,6 +14,7 @@ from hlsproxy.ts.segmenter import Segment, Segmenter, read_pts
 
 from .conftest import decode_warnings
 
+AUDIO_ONLY = ("-map", "0:a", "-c", "copy", "-f", "mpegts", "pipe:1")
 CHUNK = 64 * 1024 // PACKET_SIZE * PACKET_SIZE
 
 
@@ -30,8 +31,7 @@ def radio() -> bytes:
     ffmpeg = shutil.which("ffmpeg")
     assert ffmpeg, "ffmpeg is missing: ./scripts/test installs it"
     done = subprocess.run(
-        [ffmpeg, "-v", "error", "-f", "mpegts", "-i", "pipe:0"]
-        + ["-map", "0:a", "-c", "copy", "-f", "mpegts", "pipe:1"],
+        [ffmpeg, "-v", "error", "-f", "mpegts", "-i", "pipe:0", *AUDIO_ONLY],
         input=channel(),
         capture_output=True,
         check=True,
