@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .content import StreamRequest
+from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient
 from .errors import NotFound
 from .hls.body import Body
@@ -78,19 +78,11 @@ class CutHlsStream(EngineStream):
         self.requests = 0
         self.lookups = 0
         self.hits = 0
-        self.bytes_in = 0  # segment bytes cut
         self.bytes_out = 0
         self.last_data_at: float | None = None
         self._cache = cache
         self._options = options
-        self._wall = wall
-        self._segmenter = Segmenter(options.target)
-        self._window = Window(options.window, options.target)
-        self._breaks = source.breaks
-        # Tokens are this prefix and the segment's number: unguessable across streams, and
-        # every cache entry of this stream is found by it.
-        self._prefix = secrets.token_hex(4)
-        self._text: str | None = None
+        self._cutter = Cutter(request.key, cache, options, source.breaks, wall)
         self._last_used = self.started_at
         self._waiting = 0  # requests waiting for the first segment
         self._on_idle = on_idle
@@ -99,7 +91,7 @@ class CutHlsStream(EngineStream):
         self._launch()
 
     def __repr__(self) -> str:
-        return f"<CutHlsStream {self.key} {self.state.value} {self._window!r}>"
+        return f"<CutHlsStream {self.key} {self.state.value} {self._cutter.window!r}>"
 
     @property
     def mode(self) -> Literal["hls"]:
@@ -109,22 +101,18 @@ class CutHlsStream(EngineStream):
     def engine(self) -> Engine | None:
         return self.source.engine
 
-    @property
-    def window(self) -> Window:
-        return self._window
-
     def idle_deadline(self) -> float | None:
         if self.closing or self._waiting:
             return None
         return self._last_used + self._options.stream_timeout
 
     def may_make_room(self, now: float) -> bool:
-        quiet = QUIET_POLLS * self._window.target_duration
+        quiet = QUIET_POLLS * self._cutter.window.target_duration
         return may_make_room(Watch(0, self._last_used, quiet), now)
 
     def figures(self) -> Figures:
         return Figures(
-            bytes_in=self.bytes_in,
+            bytes_in=self._cutter.bytes_cut,
             bytes_out=self.bytes_out,
             clients=self.requests,
             last_data_at=self.last_data_at,
@@ -142,7 +130,7 @@ class CutHlsStream(EngineStream):
         if token is not None:
             raise NotFound("no such playlist")
         await self._first_segment()
-        return self._render()
+        return self._cutter.playlist()
 
     async def _first_segment(self) -> None:
         """Wait for the stream to serve; a player waiting for it is watching."""
@@ -161,7 +149,7 @@ class CutHlsStream(EngineStream):
         if not self.serving:
             return None
         self.touch()
-        return self._render()
+        return self._cutter.playlist()
 
     async def resource(self, token: str) -> Cached:
         self.touch()
@@ -182,40 +170,11 @@ class CutHlsStream(EngineStream):
         self.hits += 1
         return found
 
-    def _render(self) -> str:
-        if self._text is None:
-            self._text = self._window.render()
-        return self._text
-
-    def _token(self, sequence: int) -> str:
-        return f"{self._prefix}{sequence:012x}.ts"
-
     def _on_packets(self, chunk: bytes, breaks: int) -> None:
         """What the MPEG-TS clients get, as they get it: cut it."""
-        broke, self._breaks = breaks != self._breaks, breaks
-        for segment in self._segmenter.feed(chunk, discontinuity=broke):
-            self._add(segment)
-
-    def _add(self, segment: Segment) -> None:
-        entries = self._window.entries
-        if entries and not segment.discontinuity:
-            started_at = entries[-1].started_at + entries[-1].duration
-        else:
-            started_at = self._wall() - segment.duration
-        token = self._token(self._window.next_sequence)
-        self._cache.store(
-            (self.key, token), Body([segment.data]), SEGMENT_TYPE, self._window.retention()
-        )
-        self._window.add(
-            segment.duration,
-            started_at,
-            segment.discontinuity,
-            self._options.locate(self.key, token),
-        )
-        self._text = None
-        self.bytes_in += len(segment.data)
-        self.last_data_at = self._clock()
-        self._serving()
+        if self._cutter.feed(chunk, breaks):
+            self.last_data_at = self._clock()
+            self._serving()
 
     async def _serve(self) -> None:
         await self.source.ready()
@@ -224,7 +183,68 @@ class CutHlsStream(EngineStream):
 
     async def _teardown(self) -> None:
         self.source.untap(self._on_packets)
-        prefix = self._prefix
+        self._cutter.forget()
+
+
+class Cutter:
+    """The cutting, synchronous: a content's MPEG-TS chunks in, segments out into the cache
+    and the window."""
+
+    def __init__(
+        self,
+        key: ContentKey,
+        cache: SegmentCache,
+        options: CutOptions,
+        breaks: int = 0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = key
+        self.window = Window(options.window, options.target)
+        self.bytes_cut = 0
+        self._cache = cache
+        self._locate = options.locate
+        self._wall = wall
+        self._segmenter = Segmenter(options.target)
+        self._breaks = breaks
+        # Tokens are this prefix and the segment's number: unguessable across streams, and
+        # every cache entry of this stream is found by it.
+        self._prefix = secrets.token_hex(4)
+        self._text: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Cutter {self.key} {self.window!r} {self._segmenter!r}>"
+
+    def feed(self, chunk: bytes, breaks: int) -> int:
+        """A chunk, with the count of upstream breaks before it; how many segments it closed."""
+        broke, self._breaks = breaks != self._breaks, breaks
+        segments = self._segmenter.feed(chunk, discontinuity=broke)
+        for segment in segments:
+            self._add(segment)
+        return len(segments)
+
+    def playlist(self) -> str:
+        if self._text is None:
+            self._text = self.window.render()
+        return self._text
+
+    def forget(self) -> None:
+        """Drop this content's segments from the cache."""
+        key, prefix = self.key, self._prefix
         self._cache.drop(
-            lambda k: isinstance(k, tuple) and k[0] == self.key and str(k[1]).startswith(prefix)
+            lambda k: isinstance(k, tuple) and k[0] == key and str(k[1]).startswith(prefix)
         )
+
+    def _add(self, segment: Segment) -> None:
+        entries = self.window.entries
+        if entries and not segment.discontinuity:
+            started_at = entries[-1].started_at + entries[-1].duration
+        else:
+            started_at = self._wall() - segment.duration
+        token = f"{self._prefix}{self.window.next_sequence:012x}.ts"
+        body = Body([segment.data])
+        self._cache.store((self.key, token), body, SEGMENT_TYPE, self.window.retention())
+        self.window.add(
+            segment.duration, started_at, segment.discontinuity, self._locate(self.key, token)
+        )
+        self._text = None
+        self.bytes_cut += len(segment.data)
