@@ -9,7 +9,6 @@ upstream on at a clean join point, marked as a discontinuity.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -23,7 +22,7 @@ from ..engine.client import EngineClient, EngineSession
 from ..errors import EngineStalled, ProxyError
 from ..lifecycle import EngineStream, Figures, UpstreamEnded
 from ..sessions import Sessions
-from ..state import EndReason, RetryPolicy, Watch, may_make_room
+from ..state import RetryPolicy, Watch, may_make_room
 from .broadcast import Cursor, Ring
 from .packets import PacketAligner
 from .splice import Splicer
@@ -89,7 +88,6 @@ class TsStream(EngineStream):
         self.bytes_out = 0
         self._options = options
         self._partner = partner
-        self._handed_over = asyncio.Event()
         self._splicer = Splicer()
         self._taps: list[Tap] = []
         self._on_idle = on_idle
@@ -153,14 +151,6 @@ class TsStream(EngineStream):
             last_data_at=self.ring.last_publish,
         )
 
-    def hand_over(self, partner: SharedUpstream) -> None:
-        """The content is now wanted in another format too: give up this stream's own engine
-        session at once (the other stream's start waits for its stop) and feed the clients
-        from the other stream's session instead."""
-        self._partner = partner
-        self._release(EndReason.HANDED_OVER)
-        self._handed_over.set()
-
     async def _teardown(self) -> None:
         self.ring.close()
 
@@ -174,15 +164,8 @@ class TsStream(EngineStream):
                         continue  # its stream ended: play from our own session again
                     raise UpstreamEnded("the shared session ended")
                 self._partner = None
-                self._handed_over.clear()
                 session = self._session or await self._start_session()
-                if self._handed_over.is_set():
-                    # Handed over while its start was landing: the new session is not ours
-                    # to keep, or its stop would end the other format's.
-                    self._release(EndReason.HANDED_OVER)
-                    continue
-                if not await self._own(session):
-                    continue  # handed over: not a failure
+                await self._pump(session)
                 raise UpstreamEnded("the engine ended the stream")
             except (ProxyError, aiohttp.ClientError, OSError) as exc:
                 if isinstance(exc, ProxyError) and not self._ready.done():
@@ -192,26 +175,6 @@ class TsStream(EngineStream):
                 await self._recover(exc)
                 # What comes next is another upstream: clients get it from a clean start.
                 self._splicer.restart()
-
-    async def _own(self, session: EngineSession) -> bool:
-        """Read our own engine session until it ends (True) or is handed over (False)."""
-        pump = asyncio.create_task(self._pump(session), name=f"ts-pump-{self.key}")
-        handover = asyncio.create_task(self._handed_over.wait())
-        try:
-            await asyncio.wait({pump, handover}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            handover.cancel()
-            if not pump.done():
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-        if self._handed_over.is_set():
-            # Its session was released under it: whatever ended the read, it is no failure.
-            if pump.done() and not pump.cancelled():
-                pump.exception()
-            return False
-        pump.result()  # raises what ended the read
-        return True
 
     def _publish(self, packets: bytes) -> None:
         chunk, joins = self._splicer.feed(packets)
