@@ -16,6 +16,7 @@ minutes at a few Mbit/s takes tens of MB per channel).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -25,7 +26,7 @@ from typing import Literal
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient
-from .errors import NotFound
+from .errors import NotFound, Unavailable
 from .hls.body import Body
 from .hls.cache import Cached, SegmentCache
 from .hls.channel import QUIET_POLLS, Locator
@@ -39,6 +40,8 @@ from .ts.stream import TsStream
 log = logging.getLogger(__name__)
 
 SEGMENT_TYPE = "video/mp2t"
+# How many target durations of a delivering stream a player waits for its first segment.
+FIRST_SEGMENT_TARGETS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +136,18 @@ class CutHlsStream(EngineStream):
         return self._cutter.playlist()
 
     async def _first_segment(self) -> None:
-        """Wait for the stream to serve; a player waiting for it is watching."""
+        """Wait for the stream to serve; a player waiting for it is watching.
+
+        The engine's start has bounds of its own; once it delivers, a stream in which no
+        segment can be cut (no keyframe or time stamp to be found: scrambled, say) answers
+        503 after a few target durations rather than holding players forever."""
         self._waiting += 1
         try:
-            await self.ready()
+            await self.source.ready()
+            async with asyncio.timeout(FIRST_SEGMENT_TARGETS * self._options.target + 10):
+                await self.ready()
+        except TimeoutError:
+            raise Unavailable("no segment could be cut from the stream yet", 2.0) from None
         finally:
             self._waiting -= 1
             self._last_used = self._clock()
