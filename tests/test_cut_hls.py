@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from hlsproxy.sim.orchestrator import SimOrchestrator
 from hlsproxy.web.keys import SEGMENTS, STREAMS
 
 from .conftest import CID, ProxyFactory, RunningSim, decode_warnings, eventually
@@ -17,6 +19,7 @@ PACKET = 188
 MANIFEST = f"/ace/manifest.m3u8?id={CID}"
 TARGET = 2.0
 CUT = {"hls_source": "proxy", "hls_segment_target": "2s"}
+KEY = "orchestrator-key"
 _SEQUENCE = re.compile(r"#EXT-X-MEDIA-SEQUENCE:(\d+)")
 
 
@@ -183,3 +186,41 @@ async def test_an_unwatched_cut_stream_ends_and_its_session_with_it(
     await eventually(lambda: len(registry) == 0, timeout=15)
     await eventually(lambda: sim.stop_calls() == 1, timeout=10)
     assert client.server.app[SEGMENTS].stats.current_bytes == 0
+
+
+@pytest.fixture
+async def orch() -> AsyncIterator[SimOrchestrator]:
+    orchestrator = SimOrchestrator(api_key=KEY, stat_interval=0.5, engines=2)
+    await orchestrator.serve()
+    yield orchestrator
+    await orchestrator.stop()
+    for engine in orchestrator.engines:
+        if engine.alive:
+            assert engine.sim.active() == [], engine.container_name
+
+
+async def test_a_failover_to_another_engine_is_one_discontinuity_and_no_stall(
+    proxy: ProxyFactory, orch: SimOrchestrator
+) -> None:
+    client = await proxy(**CUT, orch_url=orch.url, orch_apikey=KEY, upstream_retries="4")
+    before = await playlist_with(client, 2)
+    (victim,) = [e for e in orch.engines if e.sim.active()]
+    await orch.kill_engine(victim.container_id)
+    async with asyncio.timeout(30):
+        while "#EXT-X-DISCONTINUITY\n" not in (text := await playlist(client)):  # noqa: ASYNC110
+            await asyncio.sleep(TARGET / 2)  # a player's poll
+        # No stall: the new engine's segments keep coming.
+        while text.split("#EXT-X-DISCONTINUITY\n")[-1].count("#EXTINF") < 3:
+            await asyncio.sleep(TARGET / 2)
+            text = await playlist(client)
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1
+    assert sequence(text) >= sequence(before)
+    old, new = text.split("#EXT-X-DISCONTINUITY\n")
+    assert uri_lines(before)[-1] in uri_lines(old)  # nothing before the break was renumbered
+    for uri in uri_lines(new):
+        async with client.get(uri) as resp:
+            assert resp.status == 200
+            assert decode_warnings(await resp.read()) == ""
+    (survivor,) = [e for e in orch.engines if e.alive and e.sim.active()]
+    assert survivor is not victim
+    assert [s.fmt for s in survivor.sim.sessions] == ["ts"]

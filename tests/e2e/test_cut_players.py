@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import shutil
 import subprocess
@@ -140,3 +141,29 @@ async def test_hls_js_plays_cut_hls_across_a_broken_read(
     for url in stats.fragments:
         assert re.fullmatch(rf"{base}/ace/hls/id/{CID}/[0-9a-f]{{20}}\.ts", url), url
     assert {s.fmt for s in sim.engine.sessions} == {"ts"}
+
+
+@pytest.mark.parametrize("sim_options", [{"time_scale": 1.0}], ids=["real-time"])
+async def test_hls_js_pauses_and_seeks_back_within_the_window(
+    proxy: ProxyFactory, sim: RunningSim, player: Player, sim_options: dict[str, Any]
+) -> None:
+    client = await proxy(**CUT, hls_window="10")  # 20 s to pause or seek back within
+    await player.play(f"http://127.0.0.1:{client.port}{MANIFEST}")
+    await player.until("s.playingFor >= 4", timeout=40)
+    paused_at = await player.page.evaluate("() => { video.pause(); return video.currentTime; }")
+    await asyncio.sleep(8)  # the viewer looks away; the channel goes on
+    back_to = paused_at - 4
+    resumed = await player.page.evaluate(
+        f"() => {{ video.currentTime = {back_to}; video.play(); return now(); }}"
+    )
+
+    stats = await player.until(f"s.currentTime >= {back_to + 6}", timeout=40)
+
+    assert stats.fatal == [], stats
+    assert stats.failed_loads == [], stats
+    # It played on from where the viewer went back to, with no jump towards the live edge.
+    after = [(t, c) for t, c in stats.samples if t > resumed + 0.5]
+    assert after and back_to - 0.5 <= after[0][1] <= paused_at, after[:3]
+    jumps = [(c2 - c1) - (t2 - t1) for (t1, c1), (t2, c2) in itertools.pairwise(after)]
+    assert max(jumps) < 1.0, after
+    assert [s.fmt for s in sim.engine.sessions] == ["ts"]
