@@ -195,6 +195,8 @@ class Settings(BaseSettings):
         help="Where HLS comes from: engine (the engine's own playlists, rewritten) or proxy "
         "(segments the proxy cuts from the channel's one MPEG-TS session; see HLS sources).",
     )
+    # 6 s: Apple's "HLS Authoring Specification for Apple Devices" (media segmentation) says
+    # target durations SHOULD be 6 seconds.
     hls_segment_target: SegmentDuration = _option(
         "6s",
         help="With hls-source proxy: the duration each segment is cut near, at a keyframe "
