@@ -70,8 +70,6 @@ class EndReason(enum.Enum):
     """The engine failed, retries included."""
     CONTENT_GONE = "content_gone"
     """The engine cannot load the content."""
-    HANDED_OVER = "handed_over"
-    """(A session only) its content now plays from a session of the other format."""
     FAILED_OVER = "failed_over"
     """(A session only) replaced by a new session after its upstream was lost."""
 
@@ -88,7 +86,6 @@ _EVENT_REASONS: dict[EndReason, EventReason] = {
     EndReason.NO_DATA: "empty_timeout",
     EndReason.ENGINE_ERROR: "engine_error",
     EndReason.CONTENT_GONE: "engine_error",
-    EndReason.HANDED_OVER: "client_disconnected",
     EndReason.FAILED_OVER: "engine_error",
 }
 
