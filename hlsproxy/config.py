@@ -53,6 +53,7 @@ from .option_types import (
     Count,
     Delay,
     GoBool,
+    HlsSource,
     HostName,
     HttpUrl,
     ListenAddr,
@@ -62,8 +63,10 @@ from .option_types import (
     Port,
     PositiveCount,
     Scheme,
+    SegmentDuration,
     Syntax,
     Timeout,
+    WindowCount,
     parse_log_level,
 )
 
@@ -238,6 +241,23 @@ class Settings(BaseSettings):
     )
     hls_prefetch: Count = _option(
         2, help="How many of the newest HLS segments are fetched before any player asks."
+    )
+    hls_source: HlsSource = _option(
+        "engine",
+        help="Where HLS comes from: engine (the engine's own playlists, rewritten) or proxy "
+        "(segments the proxy cuts from the channel's one MPEG-TS session; see HLS sources).",
+    )
+    # 6 s: Apple's "HLS Authoring Specification for Apple Devices" (media segmentation) says
+    # target durations SHOULD be 6 seconds.
+    hls_segment_target: SegmentDuration = _option(
+        "6s",
+        help="With hls-source proxy: the duration each segment is cut near, at a keyframe "
+        "(1s to 60s).",
+    )
+    hls_window: WindowCount = _option(
+        6,
+        help="With hls-source proxy: how many segments the live playlist lists (6 or more); "
+        "the window is how far back a player can pause or seek, and it must fit the cache.",
     )
     orch_url: HttpUrl = _option(
         "",

@@ -1,17 +1,25 @@
 """Where the formats meet: which stream plays a content in each format, on one engine session.
 
-The engine allows one session per content. HLS plays from the engine's HLS session; when a
-content is wanted in both formats, its MPEG-TS clients are fed that session's segments, and
-an MPEG-TS stream that had its own session hands it over. `ts/` and `hls/` never import each
-other: this is the one place that knows both.
+The engine allows one session per content. Where HLS comes from is an option:
+- `proxy`: HLS is cut by the proxy from the content's MPEG-TS stream (`cut_stream`); the
+  engine only ever sees one MPEG-TS session per content, whoever watches.
+- `engine`: HLS plays from the engine's HLS session; when a content is wanted in both
+  formats, its MPEG-TS clients are fed that session's segments. An HLS player who arrives
+  while the content already plays as MPEG-TS is served HLS cut from that MPEG-TS stream
+  instead: handing its session over to an engine HLS session would leave its MPEG-TS clients
+  a gap and time stamps that go back.
+
+`ts/` and `hls/` never import each other: this is where they meet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from .content import StreamRequest
+from .cut_stream import CutHlsStream, CutOptions
 from .engine.client import EngineClient
 from .hls.cache import SegmentCache
 from .hls.channel import HlsOptions, HlsStream
@@ -21,7 +29,8 @@ from .state import WaitBounds
 from .streams import Registry
 from .ts.stream import TsOptions, TsStream
 
-AnyStream = TsStream | HlsStream
+AnyHls = HlsStream | CutHlsStream
+AnyStream = TsStream | AnyHls
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +41,17 @@ class StreamFactory:
     ts_options: TsOptions
     hls_options: HlsOptions
     wait_bounds: WaitBounds
+    cut_options: CutOptions
+    hls_source: Literal["engine", "proxy"]
     on_idle: Callable[[], None]
     on_closed: Callable[[EngineStream], None]
+    open_ts: Callable[[StreamRequest], TsStream]
+    """The registry's: the content's live MPEG-TS stream, opened if there is none."""
 
-    def ts(self, request: StreamRequest, partner: HlsStream | None) -> TsStream:
-        """An MPEG-TS stream: it rides the content's HLS session when there is one."""
+    def ts(self, request: StreamRequest, partner: AnyHls | None) -> TsStream:
+        """An MPEG-TS stream: it rides the content's engine HLS session when there is one."""
+        if isinstance(partner, CutHlsStream):
+            partner = None  # that one rides this stream, not the other way round
         return TsStream(
             request,
             client=self.client,
@@ -48,9 +63,21 @@ class StreamFactory:
             on_closed=self.on_closed,
         )
 
-    def hls(self, request: StreamRequest, partner: TsStream | None) -> HlsStream:
-        """An HLS stream: an MPEG-TS stream of the content hands its session over to it."""
-        hls = HlsStream(
+    def hls(self, request: StreamRequest, partner: TsStream | None) -> AnyHls:
+        """An HLS stream: cut from the content's MPEG-TS stream with the `proxy` source, or
+        when one plays already; otherwise the engine's HLS session."""
+        if self.hls_source == "proxy" or partner is not None:
+            return CutHlsStream(
+                request,
+                source=partner if partner is not None else self.open_ts(request),
+                client=self.client,
+                sessions=self.sessions,
+                cache=self.segments,
+                options=self.cut_options,
+                on_idle=self.on_idle,
+                on_closed=self.on_closed,
+            )
+        return HlsStream(
             request,
             client=self.client,
             sessions=self.sessions,
@@ -59,9 +86,6 @@ class StreamFactory:
             wait_bounds=self.wait_bounds,
             on_closed=self.on_closed,
         )
-        if partner is not None:
-            partner.hand_over(hls)
-        return hls
 
 
-Streams = Registry[TsStream, HlsStream]
+Streams = Registry[TsStream, AnyHls]

@@ -2,7 +2,7 @@
 
 MPEG-TS and HLS streams differ in how they serve; they share this. A stream never stops an
 engine session itself: it hands the session to `Sessions`, in the same synchronous step as
-the decision (close, fail over, hand over), so no cancellation can lose the stop and the
+the decision (close, fail over), so no cancellation can lose the stop and the
 next start of the content is queued behind it.
 """
 

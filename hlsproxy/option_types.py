@@ -61,7 +61,9 @@ def _text_or(value: object, kind: type | tuple[type, ...], parse: Callable[[str]
     raise ValueError("a string")
 
 
-def _duration(*, minimum: float, inclusive: bool, expected: str) -> PlainValidator:
+def _duration(
+    *, minimum: float, inclusive: bool, expected: str, maximum: float = math.inf
+) -> PlainValidator:
     def validate(value: object) -> float:
         try:
             seconds = float(_text_or(value, (int, float), parse_duration))
@@ -70,6 +72,7 @@ def _duration(*, minimum: float, inclusive: bool, expected: str) -> PlainValidat
         if (
             not math.isfinite(seconds)
             or seconds < minimum
+            or seconds > maximum
             or (seconds == minimum and not inclusive)
         ):
             raise ValueError(expected)
@@ -192,6 +195,21 @@ Networks = Annotated[
 LogFormat = Annotated[
     Literal["text", "json"], _choice(("text", "json"), "text or json"), Syntax("format")
 ]
+HlsSource = Annotated[
+    Literal["engine", "proxy"], _choice(("engine", "proxy"), "engine or proxy"), Syntax("source")
+]
+# Apple's players refuse a segment longer than the target duration; past a minute a
+# segment is no longer live.
+SegmentDuration = Annotated[
+    float,
+    _duration(
+        minimum=1, maximum=60, inclusive=True, expected="a duration from 1s to 60s, such as 6s"
+    ),
+    Syntax("duration"),
+]
+# RFC 8216 6.2.2: a live playlist should hold at least three target durations; six keeps a
+# player that starts three from the end clear of the window's start.
+WindowCount = Annotated[int, _count(minimum=6), Syntax("int")]
 Port = Annotated[int, PlainValidator(_validate_port), Syntax("port")]
 ListenAddr = Annotated[
     ListenAddress,

@@ -80,8 +80,6 @@ class EndReason(enum.Enum):
     """The engine failed, retries included."""
     CONTENT_GONE = "content_load_failed"
     """The engine could not load the content (an id that never existed, or one gone)."""
-    HANDED_OVER = "handed_over"
-    """(A session only) its content now plays from a session of the other format."""
     FAILED_OVER = "failed_over"
     """(A session only) replaced by a new session after its upstream was lost."""
 
@@ -98,7 +96,6 @@ _EVENT_REASONS: dict[EndReason, EventReason] = {
     EndReason.NO_DATA: "empty_timeout",
     EndReason.ENGINE_ERROR: "engine_error",
     EndReason.CONTENT_GONE: "engine_error",
-    EndReason.HANDED_OVER: "client_disconnected",
     EndReason.FAILED_OVER: "engine_error",
 }
 

@@ -103,6 +103,8 @@ class CacheStats:
     expired: int = 0  # removed because their TTL ran out
     oversize: int = 0  # complete bodies served but larger than the whole budget
     too_large: int = 0  # fetches failed for a body beyond max_segment_bytes
+    stored: int = 0  # bodies the proxy made itself (segments cut from MPEG-TS)
+    bytes_stored: int = 0
     entries: int = 0
     current_bytes: int = 0
     flights: int = 0
@@ -335,6 +337,21 @@ class SegmentCache:
         if self.closed or self.peek(key) is not None:
             return None
         return self._flights.get(key) or self._launch(key, fetch, ttl)
+
+    def store(self, key: Hashable, body: Body, content_type: str, ttl: float) -> Cached | None:
+        """Keep a body the proxy made itself, under the same budget and TTL rules as a
+        fetched one; None when the cache is closed or the body is larger than the budget."""
+        if self.closed:
+            return None
+        now = self._clock()
+        cached = Cached(body=body, content_type=content_type, stored_at=now, expires_at=now + ttl)
+        self._counts.stored += 1
+        self._counts.bytes_stored += len(body)
+        if len(body) > self.max_bytes:
+            self._counts.oversize += 1
+            return None
+        self._store[key] = cached
+        return cached
 
     def drop(self, predicate: Callable[[Hashable], bool]) -> int:
         """Forget every entry and cancel every flight whose key matches; how many there were.

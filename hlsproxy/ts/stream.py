@@ -23,7 +23,7 @@ from ..engine.client import EngineClient, EngineSession
 from ..errors import EngineStalled, ProxyError
 from ..lifecycle import EngineStream, Figures, UpstreamEnded
 from ..sessions import Sessions
-from ..state import EndReason, RetryPolicy, WaitBounds, Watch, may_make_room
+from ..state import RetryPolicy, WaitBounds, Watch, may_make_room
 from .broadcast import Cursor, Ring
 from .packets import NULL_PACKET, PacketAligner
 from .splice import Splicer, discontinuity_marks
@@ -41,6 +41,11 @@ FLUSH_DELAY = 0.15
 # GStreamer's souphttpsrc 15 s).
 KEEPALIVE = NULL_PACKET * 7
 KEEPALIVE_INTERVAL = 1.0
+
+
+Tap = Callable[[bytes, int], None]
+"""Takes each chunk clients get, with the count of upstream breaks so far, in the reader's
+own step: it must not block (see `TsStream.tap`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +100,8 @@ class TsStream(EngineStream):
         self.bytes_out = 0
         self._options = options
         self._partner = partner
-        self._handed_over = asyncio.Event()
         self._splicer = Splicer()
+        self._taps: list[Tap] = []
         self._on_idle = on_idle
         self._idle_since: float | None = self.started_at
         self._launch()
@@ -120,7 +125,18 @@ class TsStream(EngineStream):
 
     def may_make_room(self, now: float) -> bool:
         since = self._idle_since if self._idle_since is not None else now
-        return may_make_room(Watch(self.clients, since, quiet=0.0), now)
+        return may_make_room(Watch(self.clients + len(self._taps), since, quiet=0.0), now)
+
+    def tap(self, tap: Tap) -> None:
+        """Feed `tap` every chunk from now on, as clients get it; the stream is watched (it
+        does not linger out) until `untap`."""
+        self._taps.append(tap)
+        self._idle_since = None
+
+    def untap(self, tap: Tap) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+            self._maybe_idle()
 
     def attach(self, on_cut: Callable[[], None] | None = None) -> Cursor:
         self.clients += 1
@@ -131,7 +147,10 @@ class TsStream(EngineStream):
         cursor.close()
         self.bytes_out += cursor.sent
         self.clients -= 1
-        if self.clients == 0:
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self.clients == 0 and not self._taps and self._idle_since is None:
             self._idle_since = self._clock()
             self._on_idle()
 
@@ -143,14 +162,6 @@ class TsStream(EngineStream):
             clients_cut=self.ring.lagged,
             last_data_at=self.ring.last_publish,
         )
-
-    def hand_over(self, partner: SharedUpstream) -> None:
-        """The content is now wanted in another format too: give up this stream's own engine
-        session at once (the other stream's start waits for its stop) and feed the clients
-        from the other stream's session instead."""
-        self._partner = partner
-        self._release(EndReason.HANDED_OVER)
-        self._handed_over.set()
 
     async def _teardown(self) -> None:
         self.ring.close()
@@ -165,15 +176,8 @@ class TsStream(EngineStream):
                         continue  # its stream ended: play from our own session again
                     raise UpstreamEnded("the shared session ended")
                 self._partner = None
-                self._handed_over.clear()
                 session = self._session or await self._start_session()
-                if self._handed_over.is_set():
-                    # Handed over while its start was landing: the new session is not ours
-                    # to keep, or its stop would end the other format's.
-                    self._release(EndReason.HANDED_OVER)
-                    continue
-                if not await self._own(session):
-                    continue  # handed over: not a failure
+                await self._pump(session)
                 raise UpstreamEnded("the engine ended the stream")
             except (ProxyError, aiohttp.ClientError, OSError) as exc:
                 if isinstance(exc, ProxyError) and not self._ready.done():
@@ -184,31 +188,13 @@ class TsStream(EngineStream):
                 # What comes next is another upstream: clients get it from a clean start.
                 self._splicer.restart()
 
-    async def _own(self, session: EngineSession) -> bool:
-        """Read our own engine session until it ends (True) or is handed over (False)."""
-        pump = asyncio.create_task(self._pump(session), name=f"ts-pump-{self.key}")
-        handover = asyncio.create_task(self._handed_over.wait())
-        try:
-            await asyncio.wait({pump, handover}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            handover.cancel()
-            if not pump.done():
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-        if self._handed_over.is_set():
-            # Its session was released under it: whatever ended the read, it is no failure.
-            if pump.done() and not pump.cancelled():
-                pump.exception()
-            return False
-        pump.result()  # raises what ended the read
-        return True
-
     def _publish(self, packets: bytes) -> None:
         chunk, joins = self._splicer.feed(packets)
         if chunk:
             self._serving()
             self.ring.publish(chunk, joins)
+            for tap in self._taps:
+                tap(chunk, self._splicer.breaks)
 
     async def _ride(self, partner: SharedUpstream) -> None:
         # The other stream's session is started or starting, and may be prebuffering:

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from ..config import Settings
+from ..cut_stream import CutOptions
 from ..engine.client import Engine, EngineClient
 from ..engine.orchestrator import OrchestratorPool, own_container_id
 from ..engine.pool import FixedEngine
@@ -131,9 +132,17 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         wait_bounds=WaitBounds(
             silence=settings.no_response_timeout, prebuffer=settings.prebuffer_timeout
         ),
+        cut_options=CutOptions(
+            target=settings.hls_segment_target,
+            window=settings.hls_window,
+            stream_timeout=settings.m3u8_stream_timeout,
+            locate=hls_urls.locator(app),
+        ),
+        hls_source=settings.hls_source,
         # The registry is made from this factory: its methods are bound once it exists.
         on_idle=lambda: registry.poke(),  # noqa: PLW0108
         on_closed=lambda stream: registry.discard(stream),  # noqa: PLW0108
+        open_ts=lambda request: registry.open_ts(request),  # noqa: PLW0108
     )
     metrics = app[METRICS]
     registry = Registry(

@@ -9,10 +9,9 @@ from aiohttp import web
 
 from ..content import parse_stream_request
 from ..errors import BadRequest, NotFound
-from ..formats import Streams
+from ..formats import AnyHls, Streams
 from ..hls.body import Body
 from ..hls.cache import Cached, Flight
-from ..hls.channel import HlsStream
 from ..hls.media_types import MEDIA_TYPES
 from . import hls_urls, sendfile
 from .keys import METRICS, SETTINGS, STALLS, STREAMS
@@ -93,7 +92,7 @@ async def preflight(request: web.Request) -> web.Response:
     )
 
 
-def find_stream(registry: Streams, kind: str, value: str) -> HlsStream:
+def find_stream(registry: Streams, kind: str, value: str) -> AnyHls:
     """The live HLS stream a resource path names: a direct lookup on every segment request,
     except for url=/magnet= content, whose paths carry only a digest of the key."""
     key = hls_urls.plain_key(kind, value)

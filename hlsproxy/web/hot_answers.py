@@ -25,9 +25,9 @@ from aiohttp import web
 
 from ..content import StreamRequest, parse_stream_request
 from ..errors import NotFound, ProxyError
+from ..formats import AnyHls
 from ..hls.body import Body
 from ..hls.cache import Cached, Flight
-from ..hls.channel import HlsStream
 from ..hls.media_types import MEDIA_TYPES
 from .access import TOKEN_PARAM, allowed, token_in, token_matches
 from .hls_routes import (
@@ -217,7 +217,7 @@ class Answers:
 
         return later_resource
 
-    def _cached_reply(self, head: Head, stream: HlsStream, token: str, found: Cached) -> Reply:
+    def _cached_reply(self, head: Head, stream: AnyHls, token: str, found: Cached) -> Reply:
         body = found.body
         size = len(body)
         status, start, end, block = _OK, 0, size, _RESOURCE_BLOCK
@@ -232,9 +232,7 @@ class Answers:
             stream.served(end - start)
         return reply
 
-    def _streamed_reply(
-        self, head: Head, stream: HlsStream, token: str, flight: Flight
-    ) -> Streamed:
+    def _streamed_reply(self, head: Head, stream: AnyHls, token: str, flight: Flight) -> Streamed:
         block = _RESOURCE_BLOCK + b"Content-Type: " + _media_type(token, flight.content_type)
         block += b"\r\n"
         stream.served(flight.length or 0)

@@ -207,6 +207,16 @@ class _Live(Collector):
         )
         fetched.add_metric([], stats.bytes_fetched)
         yield fetched
+        cut_segments = CounterMetricFamily(
+            "hlsproxy_segments_cut", "HLS segments the proxy cut from MPEG-TS streams."
+        )
+        cut_segments.add_metric([], stats.stored)
+        yield cut_segments
+        cut_bytes = CounterMetricFamily(
+            "hlsproxy_segments_cut_bytes", "Bytes of the HLS segments the proxy cut."
+        )
+        cut_bytes.add_metric([], stats.bytes_stored)
+        yield cut_bytes
 
         sessions = CounterMetricFamily(
             "hlsproxy_streams_started",

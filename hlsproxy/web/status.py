@@ -16,7 +16,7 @@ from ..content import parse_stream_request
 from ..engine.client import Engine
 from ..engine.pool import EnginePool
 from ..errors import ClientError
-from ..hls.channel import HlsStream
+from ..formats import AnyHls
 from ..lifecycle import EngineStream, Prebuffer
 from ..throughput import RateMeter, Throughput
 from . import assets
@@ -100,7 +100,7 @@ class StatusBoard:
                 {"id" if stream.key.kind == "content_id" else stream.key.kind: str(stream.key)}
             )
             hit_ratio = None
-            if isinstance(stream, HlsStream) and stream.lookups:
+            if isinstance(stream, AnyHls) and stream.lookups:
                 hit_ratio = stream.hits / stream.lookups
             rows.append(
                 StreamRow(

@@ -1,0 +1,257 @@
+"""One content as HLS cut by the proxy from the content's one MPEG-TS stream.
+
+The engine only ever sees the MPEG-TS session: this stream starts none of its own. It taps
+the content's `TsStream` (opening it if nobody watches it yet), cuts what the MPEG-TS clients
+get into segments at keyframes (`ts.segmenter`), keeps each one in the shared segment cache
+under its byte budget, and lists the newest in a live playlist (`hls.window`). When the
+MPEG-TS stream moves to another engine or reopens its read, its `Splicer` counts a break:
+the next segment is marked `EXT-X-DISCONTINUITY`, and players carry on across it.
+
+The window is what a player can pause within, or seek back over: its segments are kept
+for `Window.retention()`, for as long as the cache's byte budget allows (a window of
+minutes takes, per channel, minutes of its bitrate: 10 minutes at 5 Mbit/s is 375 MB).
+
+`ts/` and `hls/` never import each other: like `formats`, this module is where they meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from .content import ContentKey, StreamRequest
+from .engine.client import Engine, EngineClient
+from .errors import NotFound, Unavailable
+from .hls.body import Body
+from .hls.cache import Cached, SegmentCache
+from .hls.channel import QUIET_POLLS, Locator
+from .hls.window import Window
+from .lifecycle import EngineStream, Figures, UpstreamEnded
+from .sessions import Sessions
+from .state import RetryPolicy, Watch, may_make_room
+from .ts.segmenter import Segment, Segmenter
+from .ts.stream import TsStream
+
+SEGMENT_TYPE = "video/mp2t"
+# How many target durations of a delivering stream a player waits for its first segment.
+FIRST_SEGMENT_TARGETS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CutOptions:
+    target: float
+    """Seconds each segment is cut near."""
+    window: int
+    """Segments listed in the playlist."""
+    stream_timeout: float
+    locate: Locator
+
+
+class CutHlsStream(EngineStream):
+    def __init__(
+        self,
+        request: StreamRequest,
+        *,
+        source: TsStream,
+        client: EngineClient,
+        sessions: Sessions,
+        cache: SegmentCache,
+        options: CutOptions,
+        on_idle: Callable[[], None] = lambda: None,
+        on_closed: Callable[[EngineStream], None] = lambda _: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            request,
+            client=client,
+            sessions=sessions,
+            policy=RetryPolicy(retries=0),
+            on_closed=on_closed,
+            clock=clock,
+        )
+        self.source = source
+        self.requests = 0
+        self.lookups = 0
+        self.hits = 0
+        self.bytes_out = 0
+        self.last_data_at: float | None = None
+        self._cache = cache
+        self._options = options
+        self._cutter = Cutter(request.key, cache, options, source.breaks, wall)
+        self._last_used = self.started_at
+        self._waiting = 0  # requests waiting for the first segment
+        self._on_idle = on_idle
+        # At once: an MPEG-TS stream nobody watches would end before this stream's task runs.
+        source.tap(self._on_packets)
+        self._launch()
+
+    def __repr__(self) -> str:
+        return f"<CutHlsStream {self.key} {self.state.value} {self._cutter.window!r}>"
+
+    @property
+    def mode(self) -> Literal["hls"]:
+        return "hls"
+
+    @property
+    def engine(self) -> Engine | None:
+        return self.source.engine
+
+    def idle_deadline(self) -> float | None:
+        if self.closing or self._waiting:
+            return None
+        return self._last_used + self._options.stream_timeout
+
+    def may_make_room(self, now: float) -> bool:
+        quiet = QUIET_POLLS * self._cutter.window.target_duration
+        return may_make_room(Watch(0, self._last_used, quiet), now)
+
+    def figures(self) -> Figures:
+        # Nothing comes in from an engine: the MPEG-TS stream counts what it reads, and the
+        # cache what was cut.
+        return Figures(
+            bytes_out=self.bytes_out,
+            clients=self.requests,
+            last_data_at=self.last_data_at,
+        )
+
+    def served(self, size: int) -> None:
+        self.bytes_out += size
+
+    def touch(self) -> None:
+        self._last_used = self._clock()
+        self.requests += 1
+
+    async def playlist(self, token: str | None = None) -> str:
+        self.touch()
+        if token is not None:
+            raise NotFound("no such playlist")
+        await self._first_segment()
+        return self._cutter.playlist()
+
+    async def _first_segment(self) -> None:
+        """Wait for the stream to serve; a player waiting for it is watching.
+
+        The engine's start has bounds of its own; once it delivers, a stream in which no
+        segment can be cut (no keyframe or time stamp to be found: scrambled, say) answers
+        503 after a few target durations rather than holding players forever."""
+        self._waiting += 1
+        try:
+            await self.source.ready()
+            async with asyncio.timeout(FIRST_SEGMENT_TARGETS * self._options.target + 10):
+                await self.ready()
+        except TimeoutError:
+            raise Unavailable("no segment could be cut from the stream yet", 2.0) from None
+        finally:
+            self._waiting -= 1
+            self._last_used = self._clock()
+            if not self._waiting:
+                self._on_idle()  # it has a deadline again
+
+    def playlist_now(self, token: str | None = None) -> str | None:
+        if token is not None:
+            raise NotFound("no such playlist")
+        if not self.serving:
+            return None
+        self.touch()
+        return self._cutter.playlist()
+
+    async def resource(self, token: str) -> Cached:
+        self.touch()
+        await self._first_segment()
+        return self._segment(token)
+
+    def resource_now(self, token: str) -> Cached | None:
+        if not self.serving:
+            return None
+        self.touch()
+        return self._segment(token)
+
+    def _segment(self, token: str) -> Cached:
+        self.lookups += 1
+        found = self._cache.cached((self.key, token))
+        if found is None:
+            raise NotFound("this segment is no longer held; reload the playlist")
+        self.hits += 1
+        return found
+
+    def _on_packets(self, chunk: bytes, breaks: int) -> None:
+        """What the MPEG-TS clients get, as they get it: cut it."""
+        if self._cutter.feed(chunk, breaks):
+            self.last_data_at = self._clock()
+            self._serving()
+
+    async def _serve(self) -> None:
+        await self.source.ready()
+        await self.source.wait_closed()
+        raise UpstreamEnded("the channel's MPEG-TS stream ended")
+
+    async def _teardown(self) -> None:
+        self.source.untap(self._on_packets)
+        self._cutter.forget()
+
+
+class Cutter:
+    """The cutting, synchronous: a content's MPEG-TS chunks in, segments out into the cache
+    and the window."""
+
+    def __init__(
+        self,
+        key: ContentKey,
+        cache: SegmentCache,
+        options: CutOptions,
+        breaks: int = 0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = key
+        self.window = Window(options.window, options.target)
+        self._cache = cache
+        self._locate = options.locate
+        self._wall = wall
+        self._segmenter = Segmenter(options.target)
+        self._breaks = breaks
+        # Tokens are this prefix and the segment's number: unguessable across streams, and
+        # every cache entry of this stream is found by it.
+        self._prefix = secrets.token_hex(4)
+        self._text: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Cutter {self.key} {self.window!r} {self._segmenter!r}>"
+
+    def feed(self, chunk: bytes, breaks: int) -> int:
+        """A chunk, with the count of upstream breaks before it; how many segments it closed."""
+        broke, self._breaks = breaks != self._breaks, breaks
+        segments = self._segmenter.feed(chunk, discontinuity=broke)
+        for segment in segments:
+            self._add(segment)
+        return len(segments)
+
+    def playlist(self) -> str:
+        if self._text is None:
+            self._text = self.window.render()
+        return self._text
+
+    def forget(self) -> None:
+        """Drop this content's segments from the cache."""
+        key, prefix = self.key, self._prefix
+        self._cache.drop(
+            lambda k: isinstance(k, tuple) and k[0] == key and str(k[1]).startswith(prefix)
+        )
+
+    def _add(self, segment: Segment) -> None:
+        entries = self.window.entries
+        if entries and not segment.discontinuity:
+            started_at = entries[-1].started_at + entries[-1].duration
+        else:
+            started_at = self._wall() - segment.duration
+        token = f"{self._prefix}{self.window.next_sequence:012x}.ts"
+        body = Body([segment.data])
+        self._cache.store((self.key, token), body, SEGMENT_TYPE, self.window.retention())
+        self.window.add(
+            segment.duration, started_at, segment.discontinuity, self._locate(self.key, token)
+        )
+        self._text = None
