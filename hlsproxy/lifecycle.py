@@ -315,30 +315,34 @@ class EngineStream(abc.ABC):
         engine says it is prebuffering (see `state.MediaWait`). Raises EngineTimeout after
         the no-response timeout of silence, EnginePrebuffering past the prebuffer bound.
 
-        `opening` is awaited in the caller's task, and the engine's stat read beside it: the
-        caller reads the media the moment it comes (aiohttp drops what a response had
-        buffered once its connection fails, so a late first read may lose it).
+        `opening` is awaited in the caller's task, under a timeout that the engine's stat,
+        read beside it, moves: the caller reads the media the moment it comes (aiohttp drops
+        what a response had buffered once its connection fails, so a late first read may
+        lose it).
         """
-        waiter = asyncio.current_task()
-        assert waiter is not None
-        verdict: list[EngineError] = []
+        loop = asyncio.get_running_loop()
+        # On the loop's clock, which the timeout keeps; `self.waiting` is what status shows.
+        wait = [MediaWait(loop.time())]
         self.waiting = MediaWait(self._clock())
         self._awaiting.set()
-        since = asyncio.get_running_loop().time()
-        watch = asyncio.create_task(
-            self._watch_media(session, since, waiter, verdict), name=f"wait-{self.key}"
-        )
+        deadline, _ = wait[0].deadline(self._wait_bounds)
         try:
-            result = await opening
-        except asyncio.CancelledError:
-            if verdict and waiter.uncancel() == 0:
-                raise verdict[0] from None
-            raise
+            async with asyncio.timeout_at(deadline) as timeout:
+                watch = asyncio.create_task(
+                    self._watch_media(session, wait, timeout), name=f"wait-{self.key}"
+                )
+                try:
+                    result = await opening
+                finally:
+                    # Cancelled, not awaited: the caller must read the media at once (see
+                    # above), and a stat read still under way has nobody to tell.
+                    watch.cancel()
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise self._wait_failure(wait[0].deadline(self._wait_bounds)[1]) from None
         finally:
-            # Not awaited: a stat read still under way ends by itself, and nobody reads it.
-            watch.cancel()
-            shown = self.waiting
-            self.waiting = None
+            shown, self.waiting = self.waiting, None
         if shown is not None and shown.prebuffering:
             log.info(
                 "%s stream %s: waited %.0f s for the engine to prebuffer, %d peers",
@@ -350,42 +354,31 @@ class EngineStream(abc.ABC):
         return result
 
     async def _watch_media(
-        self,
-        session: EngineSession,
-        since: float,
-        waiter: asyncio.Task[Any],
-        verdict: list[EngineError],
+        self, session: EngineSession, wait: list[MediaWait], timeout: asyncio.Timeout
     ) -> None:
-        """Read the engine's stat once a second while `waiter` waits for the media; cancel
-        it, with the reason in `verdict`, when the wait is over."""
+        """Read the engine's stat once a second while the media is awaited, and move the
+        wait's deadline by what it says. `wait[0]` holds the wait as last heard."""
         loop = asyncio.get_running_loop()
-        wait = MediaWait(since)
-        while True:
-            deadline, prebuffer_bound = wait.deadline(self._wait_bounds)
+        while not timeout.expired():
             asked = loop.time()
-            if asked >= deadline:
-                verdict.append(self._wait_failure(prebuffer_bound))
-                waiter.cancel()
-                return
             word: EngineWord | None = None
-            with contextlib.suppress(TimeoutError, EngineError):
-                async with asyncio.timeout_at(deadline):
-                    word = _word(await self._client.stat(session))
-            if word is not None:
-                if word.prebuffering and not wait.prebuffering:
+            with contextlib.suppress(EngineError):
+                word = _word(await self._client.stat(session))
+            if word is not None and not timeout.expired():
+                if word.prebuffering and not wait[0].prebuffering:
                     log.info(
                         "%s stream %s: the engine is prebuffering (%d peers); waiting",
                         self.mode,
                         self.key,
                         word.peers,
                     )
-                wait = wait.heard(word, loop.time())
+                wait[0] = wait[0].heard(word, loop.time())
+                timeout.reschedule(wait[0].deadline(self._wait_bounds)[0])
                 shown = self.waiting
                 if shown is not None:
                     self.waiting = shown.heard(word, self._clock())
-            deadline, _ = wait.deadline(self._wait_bounds)
             # At most one stat a second: the engine is busy enough.
-            await asyncio.sleep(max(0.0, min(asked + STAT_INTERVAL, deadline) - loop.time()))
+            await asyncio.sleep(max(0.0, asked + STAT_INTERVAL - loop.time()))
 
     def _wait_failure(self, prebuffer_bound: bool) -> EngineError:
         if prebuffer_bound:
