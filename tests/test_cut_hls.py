@@ -83,9 +83,7 @@ def test_the_cut_playlists_continue_the_slate_across_one_discontinuity() -> None
     cutter = Cutter(
         ContentKey("content_id", CID),
         SegmentCache(max_bytes=64 << 20),
-        CutOptions(
-            target=TARGET, window=3, stream_timeout=60.0, locate=lambda _, t: f"/cut/{t}"
-        ),
+        CutOptions(target=TARGET, window=3, stream_timeout=60.0, locate=lambda _, t: f"/cut/{t}"),
     )
     media = MediaLoop.load()
     first = True
