@@ -220,13 +220,9 @@ class CutHlsStream(EngineStream):
 
     def resource_now(self, token: str) -> Cached | None:
         if self._slate.lists(token):
-            found = self._cache.cached((self.key, token))
-            if found is not None:
-                self.touch()
-                self.lookups += 1
-                self.hits += 1
-            return found
-        if not self.serving:
+            if self._cache.peek((self.key, token)) is None:
+                return None  # not made yet: `resource()` makes it
+        elif not self.serving:
             return None
         self.touch()
         return self._segment(token)
