@@ -10,9 +10,9 @@ the next segment is marked `EXT-X-DISCONTINUITY`, and players carry on across it
 While the engine prebuffers a cold channel (the MPEG-TS stream waits for its first media,
 10 to 30 s), players are shown the starting slate as the engine's HLS shows it
 (`hls.starting`): a player's first playlist request is answered within `SLATE_AFTER`
-seconds rather than when the first segment is cut, which players would not wait for
-(hls.js's manifest timeout is 10 s). The window's playlists then continue the last slate
-playlist served, across one EXT-X-DISCONTINUITY (`splice.Splice`).
+seconds rather than when the first segment is cut, which not every player waits for (mpv
+and GStreamer gave up after 10 and 15 s, docs/ARCHITECTURE.md). The window's playlists then
+continue the last slate playlist served, across one EXT-X-DISCONTINUITY (`splice.Splice`).
 
 The window is what a player can pause within, or seek back over: its segments are kept
 for `Window.retention()`, for as long as the cache's byte budget allows (a window of

@@ -229,7 +229,7 @@ class HlsStream(EngineStream):
     def resource_now(self, token: str) -> Cached | None:
         """`resource()` when the body is cached and the stream serving, else None.
         Raises NotFound as `resource()` does."""
-        if self._slate.fetch(token) is None:
+        if not self._slate.lists(token):
             self._resource_uri(token)
             if not self.serving:
                 return None
