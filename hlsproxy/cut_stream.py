@@ -7,6 +7,13 @@ under its byte budget, and lists the newest in a live playlist (`hls.window`). W
 MPEG-TS stream moves to another engine or reopens its read, its `Splicer` counts a break:
 the next segment is marked `EXT-X-DISCONTINUITY`, and players carry on across it.
 
+While the engine prebuffers a cold channel (the MPEG-TS stream waits for its first media,
+10 to 30 s), players are shown the starting slate as the engine's HLS shows it
+(`hls.starting`): a player's first playlist request is answered within `SLATE_AFTER`
+seconds rather than when the first segment is cut, which not every player waits for (mpv
+and GStreamer gave up after 10 and 15 s, docs/ARCHITECTURE.md). The window's playlists then
+continue the last slate playlist served, across one EXT-X-DISCONTINUITY (`splice.Splice`).
+
 The window is what a player can pause within, or seek back over: its segments are kept
 for `Window.retention()`, for as long as the cache's byte budget allows (a window of
 minutes takes, per channel, minutes of its bitrate: 10 minutes at 5 Mbit/s is 375 MB).
@@ -17,20 +24,25 @@ minutes takes, per channel, minutes of its bitrate: 10 minutes at 5 Mbit/s is 37
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient
 from .errors import NotFound, Unavailable
+from .hls import slate
 from .hls.body import Body
-from .hls.cache import Cached, SegmentCache
+from .hls.cache import Cached, Flight, SegmentCache
 from .hls.channel import QUIET_POLLS, Locator
+from .hls.splice import Splice, mark_discontinuity
+from .hls.starting import StartingSlate
 from .hls.window import Window
-from .lifecycle import EngineStream, Figures, UpstreamEnded
+from .lifecycle import EngineStream, Figures, Prebuffer, UpstreamEnded
 from .sessions import Sessions
 from .state import RetryPolicy, Watch, may_make_room
 from .ts.segmenter import Segment, Segmenter
@@ -49,6 +61,8 @@ class CutOptions:
     """Segments listed in the playlist."""
     stream_timeout: float
     locate: Locator
+    slate: slate.SlateMedia | None = None
+    """What players see while the engine prebuffers; None: they wait for the first segment."""
 
 
 class CutHlsStream(EngineStream):
@@ -83,6 +97,12 @@ class CutHlsStream(EngineStream):
         self._cache = cache
         self._options = options
         self._cutter = Cutter(request.key, cache, options, source.breaks, wall)
+        self._slate = StartingSlate(
+            options.slate,
+            functools.partial(options.locate, request.key),
+            label=f"cut hls stream {request.key}",
+            clock=clock,
+        )
         self._last_used = self.started_at
         self._waiting = 0  # requests waiting for the first segment
         self._on_idle = on_idle
@@ -100,6 +120,17 @@ class CutHlsStream(EngineStream):
     @property
     def engine(self) -> Engine | None:
         return self.source.engine
+
+    @property
+    def shown_state(self) -> str:
+        """While the MPEG-TS stream waits for the engine's media, its state ("prebuffering"
+        while the engine says so): that wait is this stream's too."""
+        if self.closing or self.source.prebuffer() is None:
+            return super().shown_state
+        return self.source.shown_state
+
+    def prebuffer(self) -> Prebuffer | None:
+        return None if self.closing else self.source.prebuffer()
 
     def idle_deadline(self) -> float | None:
         if self.closing or self._waiting:
@@ -130,22 +161,38 @@ class CutHlsStream(EngineStream):
         self.touch()
         if token is not None:
             raise NotFound("no such playlist")
+        if not self.serving:
+            with self._watched():
+                text = await self._slate.playlist(
+                    accepted=self.source.ready_or_awaiting,
+                    media=self.source.ready,
+                    live=lambda: self.serving,
+                )
+            if text is not None:
+                return text
         await self._first_segment()
         return self._cutter.playlist()
 
     async def _first_segment(self) -> None:
-        """Wait for the stream to serve; a player waiting for it is watching.
+        """Wait for the stream to serve.
 
         The engine's start has bounds of its own; once it delivers, a stream in which no
         segment can be cut (no keyframe or time stamp to be found: scrambled, say) answers
         503 after a few target durations rather than holding players forever."""
+        with self._watched():
+            try:
+                await self.source.ready()
+                async with asyncio.timeout(FIRST_SEGMENT_TARGETS * self._options.target + 10):
+                    await self.ready()
+            except TimeoutError:
+                raise Unavailable("no segment could be cut from the stream yet", 2.0) from None
+
+    @contextlib.contextmanager
+    def _watched(self) -> Iterator[None]:
+        """A player waiting for the stream is watching it: no idle deadline meanwhile."""
         self._waiting += 1
         try:
-            await self.source.ready()
-            async with asyncio.timeout(FIRST_SEGMENT_TARGETS * self._options.target + 10):
-                await self.ready()
-        except TimeoutError:
-            raise Unavailable("no segment could be cut from the stream yet", 2.0) from None
+            yield
         finally:
             self._waiting -= 1
             self._last_used = self._clock()
@@ -160,13 +207,22 @@ class CutHlsStream(EngineStream):
         self.touch()
         return self._cutter.playlist()
 
-    async def resource(self, token: str) -> Cached:
+    async def resource(self, token: str) -> Cached | Flight:
         self.touch()
+        fetch = self._slate.fetch(token)
+        if fetch is not None:
+            found = await self._cache.get((self.key, token), fetch, self._cutter.window.retention())
+            self.lookups += 1
+            self.hits += isinstance(found, Cached)
+            return found
         await self._first_segment()
         return self._segment(token)
 
     def resource_now(self, token: str) -> Cached | None:
-        if not self.serving:
+        if self._slate.lists(token):
+            if self._cache.peek((self.key, token)) is None:
+                return None  # not made yet: `resource()` makes it
+        elif not self.serving:
             return None
         self.touch()
         return self._segment(token)
@@ -183,6 +239,10 @@ class CutHlsStream(EngineStream):
         """What the MPEG-TS clients get, as they get it: cut it."""
         if self._cutter.feed(chunk, breaks):
             self.last_data_at = self._clock()
+            before = self._slate.last
+            if before is not None and not self.serving:
+                # In the same step as going live: no slate playlist is served after it.
+                self._cutter.continuing(before)
             self._serving()
 
     async def _serve(self) -> None:
@@ -193,6 +253,8 @@ class CutHlsStream(EngineStream):
     async def _teardown(self) -> None:
         self.source.untap(self._on_packets)
         self._cutter.forget()
+        key, shown = self.key, self._slate
+        self._cache.drop(lambda k: isinstance(k, tuple) and k[0] == key and shown.lists(str(k[1])))
 
 
 class Cutter:
@@ -218,6 +280,7 @@ class Cutter:
         # every cache entry of this stream is found by it.
         self._prefix = secrets.token_hex(4)
         self._text: str | None = None
+        self._splice: Splice | None = None  # how the window continues the slate
 
     def __repr__(self) -> str:
         return f"<Cutter {self.key} {self.window!r} {self._segmenter!r}>"
@@ -232,8 +295,15 @@ class Cutter:
 
     def playlist(self) -> str:
         if self._text is None:
-            self._text = self.window.render()
+            text = self.window.render()
+            self._text = text if self._splice is None else mark_discontinuity(text, self._splice)
         return self._text
+
+    def continuing(self, before: str) -> None:
+        """From now on the playlist continues `before` (the last slate playlist players were
+        served): its numbers follow on, and one EXT-X-DISCONTINUITY stands at the break."""
+        self._splice = Splice.between(before, self.window.render())
+        self._text = None
 
     def forget(self) -> None:
         """Drop this content's segments from the cache."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from hlsproxy.content import ContentKey
+from hlsproxy.cut_stream import CutOptions, Cutter
+from hlsproxy.hls import slate
+from hlsproxy.hls.cache import SegmentCache
+from hlsproxy.sim.media import MediaLoop
 from hlsproxy.sim.orchestrator import SimOrchestrator
 from hlsproxy.web.keys import SEGMENTS, STREAMS
 
@@ -51,6 +57,66 @@ async def playlist_with(client: TestClient[Any, Any], segments: int) -> str:
         while len(uri_lines(text := await playlist(client))) < segments:  # noqa: ASYNC110
             await asyncio.sleep(TARGET / 2)  # a player's poll
     return text
+
+
+def numbered(text: str) -> dict[str, tuple[int, int]]:
+    """Each URI of a media playlist with its media and discontinuity sequence numbers, counted
+    as a player counts them (RFC 8216 6.3.1 and 6.3.3)."""
+    media = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text)[1])  # type: ignore[index]
+    found = re.search(r"#EXT-X-DISCONTINUITY-SEQUENCE:(\d+)", text)
+    discontinuity = int(found[1]) if found else 0
+    out = {}
+    for line in text.splitlines():
+        if line == "#EXT-X-DISCONTINUITY":
+            discontinuity += 1
+        elif line and not line.startswith("#"):
+            out[line] = (media, discontinuity)
+            media += 1
+    return out
+
+
+def test_the_cut_playlists_continue_the_slate_across_one_discontinuity() -> None:
+    """What a player polling the playlist sees from the slate to the channel and on, the
+    window sliding past the break and past a later break of the MPEG-TS read."""
+    seconds = 1.92  # the slate segment's duration
+    served = [slate.playlist(t, seconds, lambda n: f"/slate/{n}.ts") for t in (0.0, 2.0, 9.0)]
+    cutter = Cutter(
+        ContentKey("content_id", CID),
+        SegmentCache(max_bytes=64 << 20),
+        CutOptions(target=TARGET, window=3, stream_timeout=60.0, locate=lambda _, t: f"/cut/{t}"),
+    )
+    media = MediaLoop.load()
+    first = True
+    for n in range(3 * media.segment_count):
+        # The read breaks (a new engine session) two thirds of the way through.
+        if cutter.feed(media.segment(n), breaks=int(n >= 2 * media.segment_count)):
+            if first:
+                cutter.continuing(served[-1])
+                first = False
+            served.append(cutter.playlist())
+    assert len(served) > 12  # the window slid far past both breaks
+
+    seen: dict[str, tuple[int, int]] = {}
+    sequences = [sequence(text) for text in served]
+    assert sequences == sorted(sequences)  # never back
+    for text in served:
+        for uri, numbers in numbered(text).items():
+            assert seen.setdefault(uri, numbers) == numbers, (uri, text)
+    by_sequence = sorted(seen.items(), key=lambda item: item[1])
+    assert [n for _, (n, _) in by_sequence] == list(range(len(by_sequence)))  # no gap
+    breaks = [
+        (before, after)
+        for (before, (_, d0)), (after, (_, d1)) in itertools.pairwise(by_sequence)
+        if d1 != d0
+    ]
+    assert [(b.split("/")[1], a.split("/")[1]) for b, a in breaks] == [
+        ("slate", "cut"),
+        ("cut", "cut"),
+    ]
+    assert [seen[a][1] for _, a in breaks] == [1, 2]
+    last = served[-1]
+    assert "#EXT-X-DISCONTINUITY\n" not in last  # both breaks have left the window
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:2\n" in last
 
 
 async def test_hls_is_cut_from_one_mpegts_session(proxy: ProxyFactory, sim: RunningSim) -> None:

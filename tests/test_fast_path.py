@@ -146,14 +146,15 @@ async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: R
         raw.close()
 
 
+@pytest.mark.parametrize("source", ["engine", "proxy"], ids=["engine-hls", "cut-hls"])
 async def test_the_slate_is_answered_alike_on_both_paths(
-    proxy: ProxyFactory, sim: RunningSim
+    proxy: ProxyFactory, sim: RunningSim, source: str
 ) -> None:
     """While the engine prebuffers, the slate's segments are served as any other: from the
     segment cache, by the fast path or by aiohttp, the same bytes and headers."""
     sim.faults.prebuffer = 60.0
-    fast = await Raw.open(port_of(await proxy()))
-    general = await Raw.open(port_of(await proxy(access_log="true")))
+    fast = await Raw.open(port_of(await proxy(hls_source=source)))
+    general = await Raw.open(port_of(await proxy(access_log="true", hls_source=source)))
     # One content each: two proxies' sessions of one content would supersede each other.
     uris = [
         await first_segment(raw, f"/ace/manifest.m3u8?id={cid}")

@@ -23,6 +23,11 @@ PREBUFFER = 5.0
 # The no-response timeout is far shorter than the prebuffer: only the engine's word
 # (stat: prebuf, read once a second) keeps the wait going.
 FAST = {"no_response_timeout": "2s"}
+# Where HLS comes from: the engine's own playlists, or cut by the proxy from MPEG-TS.
+SOURCES = [
+    pytest.param({"hls_source": "engine"}, id="engine-hls"),
+    pytest.param({"hls_source": "proxy", "hls_segment_target": "2s"}, id="cut-hls"),
+]
 
 
 def pid_of(packet: bytes) -> int:
@@ -145,17 +150,18 @@ def _uris(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
+@pytest.mark.parametrize("source", SOURCES)
 async def test_hls_players_get_the_slate_then_the_channel_across_one_discontinuity(
-    proxy: ProxyFactory, sim: RunningSim
+    proxy: ProxyFactory, sim: RunningSim, source: dict[str, str]
 ) -> None:
     sim.faults.prebuffer = PREBUFFER
-    client = await proxy(**FAST)
+    client = await proxy(**FAST, **source)
     loop = MediaLoop.of(slate.FILE.read_bytes())
 
     async with client.get("/ace/manifest.m3u8", params={"id": CID}) as resp:
         assert resp.status == 200
         first = await resp.text()
-    assert "#EXT-X-DISCONTINUITY" not in first
+    assert "#EXT-X-DISCONTINUITY" not in first.splitlines()
     assert _sequence(first) == 0
     for n, uri in enumerate(_uris(first)):
         async with client.get(uri) as resp:
@@ -168,7 +174,7 @@ async def test_hls_players_get_the_slate_then_the_channel_across_one_discontinui
     async def channel() -> bool:
         async with client.get("/ace/manifest.m3u8", params={"id": CID}) as resp:
             texts.append(await resp.text())
-        return "#EXT-X-DISCONTINUITY" in texts[-1]
+        return "#EXT-X-DISCONTINUITY" in texts[-1].splitlines()
 
     async with asyncio.timeout(PREBUFFER + 10):
         while not await channel():  # noqa: ASYNC110 - players poll the playlist so
@@ -186,10 +192,17 @@ async def test_hls_players_get_the_slate_then_the_channel_across_one_discontinui
         assert resp.status == 200
         assert (await resp.read())[:1] == b"\x47"
     assert sim.counters["start"] == 1
+    assert len(sim.engine.sessions) == 1
 
 
-async def test_a_warm_channel_gets_no_slate(proxy: ProxyFactory, sim: RunningSim) -> None:
-    client = await proxy()
+@pytest.mark.parametrize("sim_options", [{"time_scale": 1.0}], ids=["real-time"])
+@pytest.mark.parametrize("source", SOURCES)
+async def test_a_warm_channel_gets_no_slate(
+    proxy: ProxyFactory, sim: RunningSim, source: dict[str, str], sim_options: dict[str, Any]
+) -> None:
+    # In real time: the cut stream's first segment takes its target duration to come, and
+    # a warm channel's wait for it is no prebuffer.
+    client = await proxy(**source)
     async with client.get("/ace/manifest.m3u8", params={"id": CID}) as resp:
         text = await resp.text()
     slate_tokens = {token_for("segment", slate.uri(n).url, None) for n in range(10)}
@@ -229,3 +242,36 @@ async def test_a_prebuffering_stream_is_shown_as_such(proxy: ProxyFactory, sim: 
     assert "prebuffering" in page
     assert re.search(r"waited \d+ s, \d+ peers, \d+ KB/s", page)
     reader.close()
+
+
+async def test_a_cut_hls_stream_shows_the_prebuffer_of_its_mpeg_ts_stream(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    sim.faults.prebuffer = 60.0
+    client = await proxy(**FAST, hls_source="proxy")
+    async with client.get("/ace/manifest.m3u8", params={"id": CID2}) as resp:
+        assert resp.status == 200  # the slate
+    metrics = ""
+
+    async def shown() -> bool:
+        nonlocal metrics
+        async with client.get("/metrics") as resp:
+            metrics = await resp.text()
+        return 'hlsproxy_streams_by_state{mode="hls",state="prebuffering"} 1.0' in metrics
+
+    async with asyncio.timeout(10):
+        while not await shown():  # noqa: ASYNC110 - the proxy reads the stat once a second
+            await asyncio.sleep(0.2)
+    assert 'hlsproxy_streams_by_state{mode="ts",state="prebuffering"} 1.0' in metrics
+    peers = re.search(r'hlsproxy_prebuffer_peers\{mode="hls"\} (\S+)', metrics)
+    assert peers and float(peers.group(1)) >= 1
+    async with client.get("/ace/status", params={"id": CID2}) as resp:
+        status = await resp.json()
+    assert status["state"] == "prebuffering"
+    assert status["prebuffer"]["engine_status"] == "prebuf"
+    async with client.get("/") as resp:
+        page = await resp.text()
+    # A row for each of the content's streams, the cut HLS one and the MPEG-TS one under it.
+    assert page.count(">prebuffering</span>") == 2, page
+    assert len(re.findall(r"waited \d+ s, \d+ peers, \d+ KB/s", page)) == 2
+    assert [s.fmt for s in sim.engine.sessions] == ["ts"]

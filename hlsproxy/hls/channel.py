@@ -32,11 +32,12 @@ from ..lifecycle import DEFAULT_WAIT, SESSION_OVER, EngineStream, Figures, Strea
 from ..sessions import Sessions
 from ..state import EndReason, Event, RetryPolicy, State, WaitBounds, Watch, may_make_room
 from . import slate
-from .cache import Cached, Flight, SegmentCache
+from .cache import Cached, Fetch, Flight, SegmentCache
 from .feed import concatenated
 from .playlist import looks_like_playlist, rewrite
 from .served import DEFAULT_TARGET, Served
 from .splice import Splice
+from .starting import StartingSlate
 from .tokens import token_for
 from .uri import Uri
 
@@ -44,9 +45,6 @@ log = logging.getLogger(__name__)
 
 
 MAX_PLAYLIST_BYTES = 4 << 20
-# A warm channel's first playlist comes within moments: only a wait longer than this, while
-# the engine has accepted the session, puts the slate before it.
-SLATE_AFTER = 1.5
 # Players poll about once per target duration: this many polls missed and nobody watches.
 QUIET_POLLS = 3
 
@@ -119,9 +117,13 @@ class HlsStream(EngineStream):
         self._continues: dict[str, Served] = {}
         self._generation = 0  # counts the engine sessions that served
         self._final: Served | None = None  # once the content is gone: the ended playlist
-        # While the engine prebuffers: when the slate was first served, and its last playlist.
-        self._slate_since: float | None = None
-        self._slate_text: str | None = None
+        # What players see while the engine holds the first playlist back.
+        self._slate = StartingSlate(
+            options.slate,
+            functools.partial(options.locate, request.key),
+            label=f"hls stream {request.key}",
+            clock=clock,
+        )
         loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[EngineError] = loop.create_future()
         self._attempted: asyncio.Future[None] = loop.create_future()
@@ -165,7 +167,9 @@ class HlsStream(EngineStream):
         slate's while the engine prebuffers."""
         self.touch()
         if token is None and not self.serving:
-            text = await self._slate_or_ready()
+            text = await self._slate.playlist(
+                accepted=self.ready_or_awaiting, media=self.ready, live=lambda: self.serving
+            )
             if text is not None:
                 return text
         await self.ready()
@@ -179,34 +183,6 @@ class HlsStream(EngineStream):
             refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._refreshes[url] = refresh
         return (await asyncio.shield(refresh)).text
-
-    async def _slate_or_ready(self) -> str | None:
-        """The slate playlist while the engine holds the first one back; None once the
-        stream serves. Raises the stream's failure."""
-        media = self._options.slate
-        if media is None:
-            return None
-        if self._slate_since is None:
-            if await self.ready_or_awaiting():
-                return None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SLATE_AFTER):
-                    await self.ready()
-            if self.serving:
-                return None
-            if self._slate_since is None:
-                self._slate_since = self._clock()
-                log.info(
-                    "hls stream %s: players get the slate while the engine prebuffers", self.key
-                )
-        elif self.serving:
-            return None
-        self._slate_text = slate.playlist(
-            self._clock() - self._slate_since,
-            media.duration(0),
-            lambda n: self._name(slate.uri(n)),
-        )
-        return self._slate_text
 
     def playlist_now(self, token: str | None = None) -> str | None:
         """`playlist()` when it needs no waiting (the stream is serving and the copy is
@@ -241,10 +217,11 @@ class HlsStream(EngineStream):
     async def resource(self, token: str) -> Cached | Flight:
         """A segment, key or init section that a playlist of this session named."""
         self.touch()
-        uri = self._resource_uri(token)
-        if slate.index(uri) is None:
+        fetch: Fetch | None = self._slate.fetch(token)
+        if fetch is None:
+            fetch = functools.partial(self._open, self._resource_uri(token))
             await self.ready()
-        found = await self._cache.get((self.key, token), lambda: self._open(uri), self._segment_ttl)
+        found = await self._cache.get((self.key, token), fetch, self._segment_ttl)
         self.lookups += 1
         self.hits += isinstance(found, Cached)
         return found
@@ -252,9 +229,10 @@ class HlsStream(EngineStream):
     def resource_now(self, token: str) -> Cached | None:
         """`resource()` when the body is cached and the stream serving, else None.
         Raises NotFound as `resource()` does."""
-        if not self.serving and slate.index(self._resource_uri(token)) is None:
-            return None
-        self._resource_uri(token)
+        if not self._slate.lists(token):
+            self._resource_uri(token)
+            if not self.serving:
+                return None
         found = self._cache.cached((self.key, token))
         if found is not None:
             self.touch()
@@ -288,10 +266,7 @@ class HlsStream(EngineStream):
         current = self._playlists.get(self._main_url)
         return current.target if current is not None else DEFAULT_TARGET
 
-    async def _open(self, uri: Uri) -> EngineResource | slate.Source:
-        n = slate.index(uri)
-        if n is not None and self._options.slate is not None:
-            return slate.Source(self._options.slate.segment(n))
+    async def _open(self, uri: Uri) -> EngineResource:
         session = self._session
         if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
@@ -392,8 +367,8 @@ class HlsStream(EngineStream):
         # The engine holds the first playlist back while it prebuffers; players meanwhile
         # get the slate, which the channel then follows.
         first = await self._await_media(session, self._load(url, None, bounded=False))
-        if self._slate_text is not None:
-            first = self._continue(url, self._slate_text, first)
+        if self._slate.last is not None:
+            first = self._continue(url, self._slate.last, first)
         self._playlists[url] = first
         self._after_refresh(first)
         self._serving()

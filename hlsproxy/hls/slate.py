@@ -6,7 +6,8 @@ before that (hls.js, mpv and ffmpeg after 10 s). So the proxy answers at once wi
 live playlist of a short slate segment that it ships (`slate.ts`, made by
 fixtures/make_slate.sh), looped as a live channel that gains one segment every segment
 duration; once the channel's first playlist comes, it follows the slate's across one
-EXT-X-DISCONTINUITY (`splice.Splice.between`), media sequence numbers only growing.
+EXT-X-DISCONTINUITY (`splice.Splice.between`), media sequence numbers only growing. When
+the slate goes up, and for which stream, is `starting.StartingSlate`'s to decide.
 
 The looping itself (timestamps and continuity counters carried on from one repetition to
 the next) is MPEG-TS work, done outside this package and handed in as `SlateMedia`.
@@ -16,7 +17,6 @@ Pure, but for `Source`, which serves bytes already in memory.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
@@ -25,9 +25,8 @@ from .uri import Uri
 
 FILE = Path(__file__).parent / "slate.ts"
 _HOST = "http://slate.invalid/"
-"""Where slate segments are, among the URIs of a stream's playlists: never fetched
-(`.invalid` cannot resolve), it marks the resources the proxy serves from itself."""
-_SEGMENT = re.compile(re.escape(_HOST) + r"(\d+)\.ts")
+"""Where slate segments are said to be: never fetched (`.invalid` cannot resolve), only
+named by tokens as any segment is (`tokens.token_for`)."""
 WINDOW = 3
 """Segments in each slate playlist: players start a few segments behind the live edge."""
 CONTENT_TYPE = "video/mp2t"
@@ -43,12 +42,6 @@ class SlateMedia(Protocol):
 
 def uri(n: int) -> Uri:
     return Uri("segment", f"{_HOST}{n}.ts")
-
-
-def index(named: Uri) -> int | None:
-    """Which slate segment a URI names, or None for anything else."""
-    match = _SEGMENT.fullmatch(named.url)
-    return int(match.group(1)) if match else None
 
 
 def playlist(elapsed: float, seconds: float, locate: Callable[[int], str]) -> str:

@@ -112,6 +112,8 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
 async def _streams(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     registry: Streams
+    # What HLS players see while the engine prebuffers, whichever source their HLS has.
+    starting = MediaLoop.of(slate.FILE.read_bytes())
     factory = StreamFactory(
         client=app[CLIENT],
         sessions=app[SESSIONS],
@@ -127,7 +129,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             stream_timeout=settings.m3u8_stream_timeout,
             prefetch=settings.hls_prefetch,
             locate=hls_urls.locator(app),
-            slate=MediaLoop.of(slate.FILE.read_bytes()),
+            slate=starting,
         ),
         wait_bounds=WaitBounds(
             silence=settings.no_response_timeout, prebuffer=settings.prebuffer_timeout
@@ -137,6 +139,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             window=settings.hls_window,
             stream_timeout=settings.m3u8_stream_timeout,
             locate=hls_urls.locator(app),
+            slate=starting,
         ),
         hls_source=settings.hls_source,
         # The registry is made from this factory: its methods are bound once it exists.

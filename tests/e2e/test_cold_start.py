@@ -72,11 +72,19 @@ async def test_mpeg_ts_players_wait_out_a_30_s_prebuffer_on_one_session(
     assert [s.content_id for s in sim.engine.sessions] == [CID]
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param({"hls_source": "engine"}, id="engine-hls"),
+        # The engine sees one MPEG-TS session; the proxy cuts the HLS from it.
+        pytest.param({"hls_source": "proxy", "hls_segment_target": "2s"}, id="cut-hls"),
+    ],
+)
 async def test_hls_players_see_the_slate_then_the_channel_on_one_session(
-    proxy: ProxyFactory, sim: RunningSim, player: Player
+    proxy: ProxyFactory, sim: RunningSim, player: Player, source: dict[str, str]
 ) -> None:
     sim.faults.prebuffer = PREBUFFER
-    client = await proxy()
+    client = await proxy(**source)
     base = f"http://127.0.0.1:{client.port}"
     url = f"{base}/ace/manifest.m3u8?id={CID2}"
 
