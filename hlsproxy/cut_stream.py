@@ -29,6 +29,7 @@ from .errors import NotFound, Unavailable
 from .hls.body import Body
 from .hls.cache import Cached, SegmentCache
 from .hls.channel import QUIET_POLLS, Locator
+from .hls.viewers import Viewers
 from .hls.window import Window
 from .lifecycle import EngineStream, Figures, UpstreamEnded
 from .sessions import Sessions
@@ -76,6 +77,7 @@ class CutHlsStream(EngineStream):
         )
         self.source = source
         self.requests = 0
+        self.viewers = Viewers()
         self.lookups = 0
         self.hits = 0
         self.bytes_out = 0
@@ -115,7 +117,9 @@ class CutHlsStream(EngineStream):
         # cache what was cut.
         return Figures(
             bytes_out=self.bytes_out,
-            clients=self.requests,
+            clients=self.viewers.count(
+                self._clock(), QUIET_POLLS * self._cutter.window.target_duration
+            ),
             last_data_at=self.last_data_at,
         )
 
@@ -125,6 +129,10 @@ class CutHlsStream(EngineStream):
     def touch(self) -> None:
         self._last_used = self._clock()
         self.requests += 1
+
+    def seen_by(self, viewer: bytes) -> None:
+        """A player asked for something of this stream (`web/hls_routes.viewer` names it)."""
+        self.viewers.saw(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:
         self.touch()
