@@ -685,3 +685,30 @@ def test_the_player_page_escapes_its_data_and_loads_nothing() -> None:
 def test_the_player_never_hands_a_script_url_to_the_video() -> None:
     doc = parse(render_player_page(title="x", hls_url="javascript:alert(1)", ts_url=TS_URL))
     assert doc.iter("video")[0].attr("data-hls") == ""
+
+
+def test_a_channel_shows_its_players_by_kind_and_what_its_engine_says() -> None:
+    row = stream(
+        source="HLS session; MPEG-TS from its segments",
+        players=(("HLS", 2), ("MPEG-TS", 1)),
+        stream_urls=(f"/ace/manifest.m3u8?id={CID}", f"/ace/getstream?id={CID}"),
+        engine_status="dl",
+        peers=1,
+        download=2_800_000.0,
+    )
+    (cells,) = stream_rows(parse(render_status_page(snapshot(streams=(row,)))))
+    assert words(cells["Players"].text) == "2 HLS 1 MPEG-TS HLS session; MPEG-TS from its segments"
+    assert words(cells["Engine"].text) == "engine-1 dl · 1 peer · 2.8 Mbit/s down"
+    assert [a.attr("href") for a in cells["Links"].iter("a")][1:] == list(row.stream_urls)
+
+
+def test_while_the_engine_prebuffers_its_wait_is_shown_once() -> None:
+    row = stream(
+        state="prebuffering",
+        waiting="waited 12 s, 5 peers, 340 KB/s",
+        engine_status="prebuf",
+        peers=5,
+    )
+    (cells,) = stream_rows(parse(render_status_page(snapshot(streams=(row,)))))
+    assert words(cells["Engine"].text) == "engine-1"
+    assert words(cells["State"].text) == "prebuffering waited 12 s, 5 peers, 340 KB/s"
