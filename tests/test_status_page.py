@@ -327,7 +327,7 @@ def test_the_header_sums_up_the_streams() -> None:
         "In": "4.0 Mbit/s",
         "Out": "14.5 Mbit/s",
     }
-    assert words(doc.iter("title")[0].text) == "hlsproxy · 3 streams"
+    assert words(doc.iter("title")[0].text) == "hlsproxy · 3 channels"
 
 
 def test_many_streams_each_get_a_row_in_the_given_order() -> None:
@@ -362,7 +362,7 @@ def test_no_streams_says_so_and_how_to_start_one() -> None:
         assert url in text
     assert summary(doc)["Channels"] == "0"
     assert summary(doc)["In"] == "0 bit/s"
-    assert words(doc.iter("title")[0].text) == "hlsproxy · 0 streams"
+    assert words(doc.iter("title")[0].text) == "hlsproxy · 0 channels"
 
 
 def test_none_values_show_as_a_dash_and_old_data_is_flagged() -> None:
