@@ -41,6 +41,7 @@ from .hls.cache import Cached, Flight, SegmentCache
 from .hls.channel import QUIET_POLLS, Locator
 from .hls.splice import Splice, mark_discontinuity
 from .hls.starting import StartingSlate
+from .hls.viewers import Viewers
 from .hls.window import Window
 from .lifecycle import EngineStream, Figures, Prebuffer, UpstreamEnded
 from .sessions import Sessions
@@ -90,6 +91,7 @@ class CutHlsStream(EngineStream):
         )
         self.source = source
         self.requests = 0
+        self.viewers = Viewers()
         self.lookups = 0
         self.hits = 0
         self.bytes_out = 0
@@ -146,7 +148,9 @@ class CutHlsStream(EngineStream):
         # cache what was cut.
         return Figures(
             bytes_out=self.bytes_out,
-            clients=self.requests,
+            clients=self.viewers.count(
+                self._clock(), QUIET_POLLS * self._cutter.window.target_duration
+            ),
             last_data_at=self.last_data_at,
         )
 
@@ -156,6 +160,10 @@ class CutHlsStream(EngineStream):
     def touch(self) -> None:
         self._last_used = self._clock()
         self.requests += 1
+
+    def seen_by(self, viewer: bytes) -> None:
+        """A player asked for something of this stream (`web/hls_routes.viewer` names it)."""
+        self.viewers.saw(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:
         self.touch()

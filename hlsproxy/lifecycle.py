@@ -181,6 +181,10 @@ class EngineStream(abc.ABC):
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running = False
+        # The engine's last word on the session, read while someone looks (`engine_word`).
+        self._heard: tuple[EngineSession, EngineWord] | None = None
+        self._looked_at = float("-inf")
+        self._look: asyncio.Task[None] | None = None
 
     @property
     @abc.abstractmethod
@@ -228,6 +232,43 @@ class EngineStream(abc.ABC):
             speed_down=word.speed_down if word else 0,
             progress=word.progress if word else 0,
         )
+
+    def engine_word(self) -> EngineWord | None:
+        """What the engine last said of this stream's own session (status, peers, download
+        speed); None when it holds no session or the engine has not said yet.
+
+        The stat is read only while someone looks (the status page, /metrics, /ace/status):
+        a look asks again, in the background, once the last ask is `STAT_INTERVAL` old, so
+        the engine hears at most one stat a second per stream, and the answer shows at the
+        next look. While the session's first media is awaited, the wait's own watch reads the
+        stat (`_watch_media`) and its word is the one given."""
+        wait = self.waiting
+        if wait is not None:
+            return wait.word
+        session = self._session
+        if session is None or self.closing:
+            return None
+        now = self._clock()
+        if self._look is None and now - self._looked_at >= STAT_INTERVAL:
+            self._looked_at = now
+            self._look = asyncio.create_task(self._read_stat(session), name=f"stat-{self.key}")
+        heard = self._heard
+        return heard[1] if heard is not None and heard[0] is session else None
+
+    async def _read_stat(self, session: EngineSession) -> None:
+        try:
+            # The client bounds the read; a failed one leaves the last word standing.
+            with contextlib.suppress(EngineError):
+                self._heard = (session, _word(await self._client.stat(session)))
+        finally:
+            self._look = None
+
+    async def _stop_looking(self) -> None:
+        look = self._look
+        if look is not None:
+            look.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await look
 
     def close(self, reason: EndReason) -> None:
         """End the stream. Synchronous: its engine session is on its way to being stopped
@@ -464,6 +505,7 @@ class EngineStream(abc.ABC):
                 else EngineError(self.problem or "the stream ended")
             )
             await self._teardown()
+            await self._stop_looking()
             self._advance(Event.TORN_DOWN)
             self._closed.set()
             duration = self._clock() - self.started_at

@@ -113,6 +113,10 @@ class Registry(Generic[T, H]):
         """The content's live stream; its MPEG-TS one when it plays in both formats."""
         return self.find_ts(key) or self.find_hls(key)
 
+    def streams_of(self, key: ContentKey) -> list[T | H]:
+        """The content's live streams: its MPEG-TS one and its HLS one, each if it plays."""
+        return [s for s in (self.find_ts(key), self.find_hls(key)) if s is not None]
+
     def find_ts(self, key: ContentKey) -> T | None:
         return _live(self._ts.get(key))
 

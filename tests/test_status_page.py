@@ -140,17 +140,17 @@ def stream(**overrides: object) -> StreamRow:
     fields: dict[str, object] = {
         "key": CID,
         "key_type": "content_id",
-        "mode": "hls",
+        "source": "HLS session",
         "state": "live",
         "engine": "engine-1",
-        "clients": 3,
+        "players": (("HLS", 3),),
         "uptime": 3725.0,
         "bitrate_in": 4_200_000.0,
         "bitrate_out": 12_600_000.0,
         "cache_hit_ratio": 0.87,
         "last_data_age": 0.4,
         "player_url": f"/player?id={CID}",
-        "stream_url": f"/ace/manifest.m3u8?id={CID}",
+        "stream_urls": (f"/ace/manifest.m3u8?id={CID}",),
     }
     fields.update(overrides)
     return StreamRow(**fields)  # type: ignore[arg-type]
@@ -288,10 +288,9 @@ def test_a_stream_shows_every_field_in_human_units() -> None:
     cells = {name: words(cell.text) for name, cell in row.items()}
     assert cells == {
         "Stream": f"{CID} content_id",
-        "Mode": "HLS",
+        "Players": "3 HLS HLS session",
         "State": "live",
         "Engine": "engine-1",
-        "Clients": "3",
         "Uptime": "1h 02m",
         "In": "4.2 Mbit/s",
         "Out": "12.6 Mbit/s",
@@ -309,36 +308,47 @@ def test_a_stream_shows_every_field_in_human_units() -> None:
 
 def test_the_header_sums_up_the_streams() -> None:
     rows = (
-        stream(clients=2, bitrate_in=1_000_000.0, bitrate_out=2_000_000.0),
-        stream(key="b" * 40, clients=0, bitrate_in=500_000.0, bitrate_out=0.0, mode="ts"),
-        stream(key="c" * 40, clients=5, bitrate_in=2_500_000.0, bitrate_out=12_500_000.0),
+        stream(players=(("HLS", 2),), bitrate_in=1_000_000.0, bitrate_out=2_000_000.0),
+        stream(key="b" * 40, players=(("MPEG-TS", 0),), bitrate_in=500_000.0, bitrate_out=0.0),
+        stream(
+            key="c" * 40,
+            players=(("HLS", 3), ("MPEG-TS", 2)),
+            bitrate_in=2_500_000.0,
+            bitrate_out=12_500_000.0,
+        ),
     )
     doc = parse(render_status_page(snapshot(streams=rows)))
 
     assert summary(doc) == {
         "Version": "1.2.3",
         "Uptime": "1d 01h",
-        "Streams": "3",
-        "Clients": "7",
+        "Channels": "3",
+        "Players": "7",
         "In": "4.0 Mbit/s",
         "Out": "14.5 Mbit/s",
     }
-    assert words(doc.iter("title")[0].text) == "hlsproxy · 3 streams"
+    assert words(doc.iter("title")[0].text) == "hlsproxy · 3 channels"
 
 
 def test_many_streams_each_get_a_row_in_the_given_order() -> None:
     rows = tuple(
-        stream(key=f"{i:040x}", mode="ts" if i % 2 else "hls", clients=i, uptime=i * 61.0)
+        stream(
+            key=f"{i:040x}",
+            players=(("MPEG-TS" if i % 2 else "HLS", i),),
+            source="MPEG-TS session" if i % 2 else "HLS session",
+            uptime=i * 61.0,
+        )
         for i in range(60)
     )
     doc = parse(render_status_page(snapshot(streams=rows)))
 
     parsed = stream_rows(doc)
     assert [words(r["Stream"].iter("a")[0].text) for r in parsed] == [r.key for r in rows]
-    assert [words(r["Mode"].text) for r in parsed] == ["HLS", "TS"] * 30
-    assert [words(r["Clients"].text) for r in parsed] == [str(i) for i in range(60)]
+    assert [words(r["Players"].text) for r in parsed] == [
+        f"{i} MPEG-TS MPEG-TS session" if i % 2 else f"{i} HLS HLS session" for i in range(60)
+    ]
     assert words(parsed[59]["Uptime"].text) == "59m 59s"
-    assert summary(doc)["Clients"] == str(sum(range(60)))
+    assert summary(doc)["Players"] == str(sum(range(60)))
 
 
 def test_no_streams_says_so_and_how_to_start_one() -> None:
@@ -350,14 +360,14 @@ def test_no_streams_says_so_and_how_to_start_one() -> None:
     assert "No streams playing" in text
     for url in ("/ace/getstream?id=", "/ace/manifest.m3u8?id=", "/player?id="):
         assert url in text
-    assert summary(doc)["Streams"] == "0"
+    assert summary(doc)["Channels"] == "0"
     assert summary(doc)["In"] == "0 bit/s"
-    assert words(doc.iter("title")[0].text) == "hlsproxy · 0 streams"
+    assert words(doc.iter("title")[0].text) == "hlsproxy · 0 channels"
 
 
 def test_none_values_show_as_a_dash_and_old_data_is_flagged() -> None:
     rows = (
-        stream(mode="ts", cache_hit_ratio=None, last_data_age=None),
+        stream(source="MPEG-TS session", cache_hit_ratio=None, last_data_age=None),
         stream(key="d" * 40, last_data_age=42.0),
     )
     parsed = stream_rows(parse(render_status_page(snapshot(streams=rows))))
@@ -383,11 +393,13 @@ def test_strings_from_data_are_text_never_markup() -> None:
     bad = stream(
         key=EVIL,
         key_type=EVIL_ATTR,
-        mode=EVIL,
+        source=EVIL,
+        players=((EVIL_ATTR, 1),),
         state=EVIL_ATTR,
         engine=EVIL,
+        engine_status=EVIL,
         player_url=f"/player?id={EVIL_ATTR}",
-        stream_url=f"/ace/getstream?id={EVIL}",
+        stream_urls=(f"/ace/getstream?id={EVIL}",),
     )
     snap = snapshot(
         version=EVIL,
@@ -405,7 +417,8 @@ def test_strings_from_data_are_text_never_markup() -> None:
     # Each value comes back whole, as text or as an attribute value.
     assert words(row["Stream"].iter("a")[0].text) == words(EVIL)
     assert EVIL_ATTR.strip() in row["Stream"].text
-    assert words(row["Engine"].text) == words(EVIL)
+    assert words(row["Engine"].text) == words(f"{EVIL} {EVIL} · 0 peers · 0 bit/s down")
+    assert words(row["Players"].text) == words(f"1 {EVIL_ATTR} {EVIL}")
     assert row["Stream"].iter("a")[0].attr("href") == f"/player?id={EVIL_ATTR}"
     stream_link = row["Links"].iter("a")[1]
     assert stream_link.attr("href") == f"/ace/getstream?id={EVIL}"
@@ -417,7 +430,7 @@ def test_strings_from_data_are_text_never_markup() -> None:
 @pytest.mark.parametrize("url", ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x"])
 def test_a_link_with_a_script_scheme_is_shown_but_not_linked(url: str) -> None:
     (row,) = stream_rows(
-        parse(render_status_page(snapshot(streams=(stream(player_url=url, stream_url=url),))))
+        parse(render_status_page(snapshot(streams=(stream(player_url=url, stream_urls=(url,)),))))
     )
     assert [a.attr("href") for a in row["Stream"].iter("a") + row["Links"].iter("a")] == []
     assert url.strip() in row["Links"].text
@@ -672,3 +685,30 @@ def test_the_player_page_escapes_its_data_and_loads_nothing() -> None:
 def test_the_player_never_hands_a_script_url_to_the_video() -> None:
     doc = parse(render_player_page(title="x", hls_url="javascript:alert(1)", ts_url=TS_URL))
     assert doc.iter("video")[0].attr("data-hls") == ""
+
+
+def test_a_channel_shows_its_players_by_kind_and_what_its_engine_says() -> None:
+    row = stream(
+        source="HLS session; MPEG-TS from its segments",
+        players=(("HLS", 2), ("MPEG-TS", 1)),
+        stream_urls=(f"/ace/manifest.m3u8?id={CID}", f"/ace/getstream?id={CID}"),
+        engine_status="dl",
+        peers=1,
+        download=2_800_000.0,
+    )
+    (cells,) = stream_rows(parse(render_status_page(snapshot(streams=(row,)))))
+    assert words(cells["Players"].text) == "2 HLS 1 MPEG-TS HLS session; MPEG-TS from its segments"
+    assert words(cells["Engine"].text) == "engine-1 dl · 1 peer · 2.8 Mbit/s down"
+    assert [a.attr("href") for a in cells["Links"].iter("a")][1:] == list(row.stream_urls)
+
+
+def test_while_the_engine_prebuffers_its_wait_is_shown_once() -> None:
+    row = stream(
+        state="prebuffering",
+        waiting="waited 12 s, 5 peers, 340 KB/s",
+        engine_status="prebuf",
+        peers=5,
+    )
+    (cells,) = stream_rows(parse(render_status_page(snapshot(streams=(row,)))))
+    assert words(cells["Engine"].text) == "engine-1"
+    assert words(cells["State"].text) == "prebuffering waited 12 s, 5 peers, 340 KB/s"

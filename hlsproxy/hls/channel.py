@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +40,7 @@ from .splice import Splice
 from .starting import StartingSlate
 from .tokens import token_for
 from .uri import Uri
+from .viewers import Viewers
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,33 @@ def _over(exc: EngineError) -> bool:
     return isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
 
 
+class _Counted:
+    """An engine resource whose bytes, as the cache reads them, count as the stream's in."""
+
+    def __init__(self, resource: EngineResource, stream: HlsStream) -> None:
+        self._resource = resource
+        self._stream = stream
+
+    def __repr__(self) -> str:
+        return f"<_Counted {self._resource!r}>"
+
+    @property
+    def content_type(self) -> str:
+        return self._resource.content_type
+
+    @property
+    def length(self) -> int | None:
+        return self._resource.length
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._resource.chunks():
+            self._stream.bytes_in += len(chunk)
+            yield chunk
+
+    async def close(self) -> None:
+        await self._resource.close()
+
+
 class HlsStream(EngineStream):
     def __init__(
         self,
@@ -93,9 +121,12 @@ class HlsStream(EngineStream):
             clock=clock,
         )
         self.requests = 0
+        self.viewers = Viewers()
         self.lookups = 0
         self.hits = 0
-        self.bytes_in = 0  # playlists; segments are counted by the shared cache
+        self.bytes_in = 0
+        """Every byte read from the engine: playlists, and segments as the cache reads them
+        (once, however many players get them)."""
         self.bytes_out = 0
         self.playlist_fetches = 0
         self.last_data_at: float | None = None
@@ -149,7 +180,7 @@ class HlsStream(EngineStream):
         return Figures(
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
-            clients=self.requests,
+            clients=self.viewers.count(self._clock(), QUIET_POLLS * self._target()),
             playlist_fetches=self.playlist_fetches,
             last_data_at=self.last_data_at,
         )
@@ -161,6 +192,10 @@ class HlsStream(EngineStream):
     def touch(self) -> None:
         self._last_used = self._clock()
         self.requests += 1
+
+    def seen_by(self, viewer: bytes) -> None:
+        """A player asked for something of this stream (`web/hls_routes.viewer` names it)."""
+        self.viewers.saw(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:
         """The rewritten playlist: the session's own (token None) or one it named; the
@@ -266,7 +301,7 @@ class HlsStream(EngineStream):
         current = self._playlists.get(self._main_url)
         return current.target if current is not None else DEFAULT_TARGET
 
-    async def _open(self, uri: Uri) -> EngineResource:
+    async def _open(self, uri: Uri) -> _Counted:
         session = self._session
         if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
@@ -274,7 +309,7 @@ class HlsStream(EngineStream):
         if uri.byterange is not None:
             byte_range = (uri.byterange.offset, uri.byterange.length)
         try:
-            return await self._client.fetch(session, uri.url, byte_range)
+            return _Counted(await self._client.fetch(session, uri.url, byte_range), self)
         except EngineStatus as exc:
             if exc.upstream_status == 404:
                 raise NotFound("the engine no longer has this segment") from exc

@@ -143,6 +143,11 @@ class EngineState(SimServer):
         self._flavours: FlavourMedia | None = None
         super().__init__()
 
+    def bytes_served(self) -> int:
+        """Media bytes this engine has sent, over every session it ever had: MPEG-TS bodies,
+        HLS segments, keys and init sections (playlists not)."""
+        return sum(live.served for live in self._by_token.values())
+
     def active(self) -> list[SimSession]:
         """Sessions that are not stopped, superseded or expired."""
         self._expire()

@@ -98,6 +98,9 @@ class TsStream(EngineStream):
         )
         self.clients = 0
         self.bytes_out = 0
+        self.bytes_in = 0
+        """Bytes read from the engine by this stream's own session: what it got riding
+        another stream's session, that one counts."""
         self._options = options
         self._partner = partner
         self._splicer = Splicer()
@@ -156,7 +159,7 @@ class TsStream(EngineStream):
 
     def figures(self) -> Figures:
         return Figures(
-            bytes_in=self.ring.bytes_in,
+            bytes_in=self.bytes_in,
             bytes_out=self.bytes_out + self.ring.sent_to_readers(),
             clients=self.clients,
             clients_cut=self.ring.lagged,
@@ -256,6 +259,7 @@ class TsStream(EngineStream):
                         ) from None
                     data = None
                 if data:
+                    self.bytes_in += len(data)
                     last_data = loop.time()
                     packets = aligner.feed(data)
                     if packets:

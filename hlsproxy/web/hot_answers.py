@@ -37,6 +37,7 @@ from .hls_routes import (
     TOKEN,
     find_stream,
     parse_range,
+    viewer,
 )
 from .hot_head import Head
 from .keys import METRICS, SETTINGS, STREAMS
@@ -110,20 +111,21 @@ class Answers:
         networks = self._settings.allow_networks
         return not networks or allowed(remote, networks)
 
-    def answer(self, head: Head) -> Reply | Later | None:
-        """The answer, now or later; None when aiohttp should answer. Raises the project's
-        errors (or aiohttp's HTTP exceptions) for a request that fails."""
+    def answer(self, head: Head, remote: str | None = None) -> Reply | Later | None:
+        """The answer, now or later, to a client at `remote`; None when aiohttp should
+        answer. Raises the project's errors (or aiohttp's HTTP exceptions) for a request
+        that fails."""
         if self._token and not self._authorised(head):
             return None  # aiohttp's access control refuses it, and says how to get in
         if head.path.startswith(_RESOURCES):
-            return self._resource(head)
+            return self._resource(head, remote)
         if head.path == MANIFEST and head.method == "GET":
-            return self._manifest(head)
+            return self._manifest(head, remote)
         return None
 
     # Manifests
 
-    def _manifest(self, head: Head) -> Reply | Later | None:
+    def _manifest(self, head: Head, remote: str | None) -> Reply | Later | None:
         # Every viewer of a channel sends the same query every few seconds.
         request = self._queries.get(head.query, _UNREAD)
         if request is _UNREAD:
@@ -136,6 +138,7 @@ class Answers:
         started = time.perf_counter()
         stream = self._streams.find_hls(request.key)
         if stream is not None:
+            stream.seen_by(viewer(remote, head.user_agent))
             text = stream.playlist_now()
             if text is not None:
                 self._playlist_seconds(time.perf_counter() - started)
@@ -143,6 +146,8 @@ class Answers:
 
         async def later() -> Reply:
             opened = self._streams.open_hls(request)
+            if opened is not stream:
+                opened.seen_by(viewer(remote, head.user_agent))
             text = await opened.playlist()
             self._playlist_seconds(time.perf_counter() - started)
             return self._playlist_reply(head, text)
@@ -178,7 +183,7 @@ class Answers:
 
     # Segments, keys, init sections and variant playlists
 
-    def _resource(self, head: Head) -> Reply | Later | None:
+    def _resource(self, head: Head, remote: str | None) -> Reply | Later | None:
         parts = head.path.split("/")
         if len(parts) != 6:
             return None
@@ -186,6 +191,7 @@ class Answers:
         if not TOKEN.fullmatch(token):
             raise NotFound("no such resource")
         stream = find_stream(self._streams, kind, value)
+        stream.seen_by(viewer(remote, head.user_agent))
         started = time.perf_counter()
         if token.endswith(".m3u8"):
             if head.method != "GET":

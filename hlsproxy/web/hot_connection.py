@@ -52,6 +52,7 @@ class HotConnection(asyncio.Protocol):
         self._hub = hub
         self._clock = clock
         self._transport: asyncio.Transport | None = None
+        self._remote: str | None = None
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
         self._write_paused = False
@@ -83,7 +84,8 @@ class HotConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         self._hub.joined(self)
         peer = transport.get_extra_info("peername")
-        if not self._hub.answers.admits(peer[0] if peer else None):
+        self._remote = peer[0] if peer else None
+        if not self._hub.answers.admits(self._remote):
             self._hand_over()  # aiohttp refuses the client, with the reason
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -155,7 +157,7 @@ class HotConnection(asyncio.Protocol):
     def _answer(self, head: Head) -> Reply | Later | None:
         answers = self._hub.answers
         try:
-            return answers.answer(head)
+            return answers.answer(head, self._remote)
         except (ProxyError, web.HTTPException) as exc:
             return answers.failure(head, exc)
         except Exception:

@@ -48,6 +48,7 @@ class Head:
     keep_alive: bool
     range: str | None
     authorization: str | None
+    user_agent: str | None = None
 
 
 def may_be_head(start: bytes | bytearray) -> bool:
@@ -76,7 +77,7 @@ def read_head(raw: bytes) -> Head | None:
     if not path.startswith("/") or "%" in path or "#" in target:
         return None
     http10 = version == "HTTP/1.0"
-    range_ = authorization = None
+    range_ = authorization = user_agent = None
     close = keep = host = False
     seen: set[str] = set()
     for line in lines[1:]:
@@ -101,6 +102,8 @@ def read_head(raw: bytes) -> Head | None:
             if range_ is not None:
                 return None
             range_ = value
+        elif name == "user-agent":
+            user_agent = value
         elif name == "authorization":
             if authorization is not None:
                 return None
@@ -110,4 +113,4 @@ def read_head(raw: bytes) -> Head | None:
     if not host and not http10:
         return None  # RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused
     keep_alive = keep if http10 else not close
-    return Head(method, path, query, http10, keep_alive, range_, authorization)
+    return Head(method, path, query, http10, keep_alive, range_, authorization, user_agent)

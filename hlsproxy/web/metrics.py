@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from ..hls.cache import SegmentCache
 from ..lifecycle import EngineStream, Figures, Prebuffer
-from ..state import EndReason
+from ..state import EndReason, EngineWord
 from ..streams import MODES
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -139,6 +139,33 @@ class _Live(Collector):
             peers.add_metric([mode], sum(p.peers for p in found))
             speed.add_metric([mode], sum(p.speed_down for p in found) * 1024)
         yield from (by_state, waited, peers, speed)
+        yield from self._engines()
+
+    def _engines(self) -> Iterator[Metric]:
+        """What the engines' stats say of the proxy's sessions, by mode. Read while someone
+        scrapes: each scrape asks each session's stat again, at most once a second
+        (`EngineStream.engine_word`), and shows the answers to the previous asks."""
+        peers = GaugeMetricFamily(
+            "hlsproxy_engine_peers",
+            "Peers the engines report for the proxy's sessions (their stat, read while "
+            "/metrics is scraped, at most once a second per session).",
+            labels=["mode"],
+        )
+        speed = GaugeMetricFamily(
+            "hlsproxy_engine_download_bytes_per_second",
+            "The engines' download speed for the proxy's sessions (their stat, read while "
+            "/metrics is scraped, at most once a second per session).",
+            labels=["mode"],
+        )
+        found: dict[str, list[EngineWord]] = {mode: [] for mode in MODES}
+        for stream in self._streams():
+            word = None if stream.closing else stream.engine_word()
+            if word is not None:
+                found[stream.mode].append(word)
+        for mode, words in found.items():
+            peers.add_metric([mode], sum(w.peers for w in words))
+            speed.add_metric([mode], sum(w.speed_down for w in words) * 1024)
+        yield from (peers, speed)
 
     def collect(self) -> Iterator[Metric]:
         live: dict[str, list[Figures]] = {mode: [] for mode in MODES}
@@ -150,11 +177,17 @@ class _Live(Collector):
         active = GaugeMetricFamily("hlsproxy_streams", "Streams playing.", labels=["mode"])
         clients = GaugeMetricFamily(
             "hlsproxy_clients",
-            "MPEG-TS clients connected (ts); HLS requests served by live streams (hls).",
+            "Players: MPEG-TS clients connected (ts); HLS players seen within the last three "
+            "target durations, one per address and User-Agent (hls).",
             labels=["mode"],
         )
         bytes_in = CounterMetricFamily(
-            "hlsproxy_upstream_bytes", "Bytes read from engines.", labels=["mode"]
+            "hlsproxy_upstream_bytes",
+            "Bytes read from engines, each once however many players get them: MPEG-TS "
+            "bodies (ts); HLS playlists and segments (hls). Under the mode of the engine "
+            "session that read them: HLS cut by the proxy counts under ts, MPEG-TS fed from "
+            "an HLS session under hls.",
+            labels=["mode"],
         )
         bytes_out = CounterMetricFamily(
             "hlsproxy_client_bytes", "Bytes sent to clients.", labels=["mode"]

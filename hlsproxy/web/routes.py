@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..content import ContentKey, parse_stream_request
 from ..errors import NotFound, ProxyError
-from ..formats import AnyStream
+from ..formats import AnyStream, Channel
 from ..ts.broadcast import ClientLagged
 from ..ts.stream import KEEPALIVE, KEEPALIVE_INTERVAL, TsStream
 from . import hls_routes
@@ -189,10 +189,10 @@ async def status(request: web.Request) -> web.Response:
     stream = registry.get(key)
     if stream is None:
         raise NotFound("Stream not found")
-    return web.json_response(_stream_status(key, stream))
+    return web.json_response(_stream_status(key, stream, Channel.of(registry.streams_of(key))))
 
 
-def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
+def _stream_status(key: ContentKey, stream: AnyStream, channel: Channel) -> dict[str, object]:
     figures = stream.figures()
     now = time.monotonic()
     status: dict[str, object] = {
@@ -213,12 +213,28 @@ def _stream_status(key: ContentKey, stream: AnyStream) -> dict[str, object]:
     prebuffer = stream.prebuffer()
     if prebuffer is not None:
         status["prebuffer"] = prebuffer.as_json()
+    # The channel as a whole: its players in each format, and the engine's view of the
+    # session that feeds them all.
+    status["players"] = {
+        mode: member.figures().clients
+        for mode, member in (("hls", channel.hls), ("ts", channel.ts))
+        if member is not None
+    }
+    status["source"] = channel.source
+    word = channel.owner.engine_word()
+    if word is not None and word.status:
+        status["engine_stat"] = {
+            "status": word.status,
+            "peers": word.peers,
+            "speed_down_kbps": word.speed_down,
+        }
     if isinstance(stream, TsStream):
         status["clients"] = figures.clients
         status["clients_cut"] = figures.clients_cut
         status["clients_moved_forward"] = stream.ring.skipped
     else:
-        status["requests"] = figures.clients
+        status["viewers"] = figures.clients
+        status["requests"] = stream.requests
         status["playlist_fetches"] = figures.playlist_fetches
     return status
 

@@ -12,11 +12,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from ..content import parse_stream_request
+from ..content import ContentKey, parse_stream_request
 from ..engine.client import Engine
 from ..engine.pool import EnginePool
 from ..errors import ClientError
-from ..formats import AnyHls
+from ..formats import Channel
 from ..lifecycle import EngineStream, Prebuffer
 from ..throughput import RateMeter, Throughput
 from . import assets
@@ -89,51 +89,61 @@ class StatusBoard:
         now = self._clock()
         pool = self._pool.engines()
         labels = {engine.address: engine.label for engine in pool}
-        rows = []
+        channels: dict[ContentKey, list[EngineStream]] = {}
         for stream in sorted(self._streams(), key=lambda s: s.started_at):
-            if stream.closing:
-                continue
-            figures = stream.figures()
-            meter = self._meters.get(id(stream))
-            rate_in, rate_out = meter.rate(now) if meter else (0.0, 0.0)
-            query = urlencode(
-                {"id" if stream.key.kind == "content_id" else stream.key.kind: str(stream.key)}
-            )
-            hit_ratio = None
-            if isinstance(stream, AnyHls) and stream.lookups:
-                hit_ratio = stream.hits / stream.lookups
-            rows.append(
-                StreamRow(
-                    key=stream.key.value,
-                    key_type=stream.key.kind,
-                    mode=stream.mode,
-                    state=stream.shown_state,
-                    waiting=_waiting(stream.prebuffer()),
-                    engine=_label(stream.engine, labels),
-                    clients=figures.clients,
-                    uptime=now - stream.started_at,
-                    bitrate_in=rate_in,
-                    bitrate_out=rate_out,
-                    cache_hit_ratio=hit_ratio,
-                    last_data_age=None
-                    if figures.last_data_at is None
-                    else max(0.0, now - figures.last_data_at),
-                    player_url=f"/player?{query}",
-                    stream_url=(
-                        f"/ace/manifest.m3u8?{query}"
-                        if stream.mode == "hls"
-                        else f"/ace/getstream?{query}"
-                    ),
-                )
-            )
+            if not stream.closing:
+                channels.setdefault(stream.key, []).append(stream)
+        rows = tuple(self._row(members, now, labels) for members in channels.values())
         engines = tuple(EngineRow(e.label, e.health, e.sessions, e.capacity) for e in pool)
         return StatusSnapshot(
             version=self.version,
             uptime=now - self._started,
             refresh_seconds=REFRESH_SECONDS,
-            streams=tuple(rows),
+            streams=rows,
             engines=engines,
             history=tuple(self._throughput.samples()),
+        )
+
+    def _row(self, members: list[EngineStream], now: float, labels: dict[str, str]) -> StreamRow:
+        """One channel: its MPEG-TS stream and its HLS stream, when it plays in both."""
+        channel = Channel.of(members)
+        owner = channel.owner
+        key = owner.key
+        query = urlencode({"id" if key.kind == "content_id" else key.kind: str(key)})
+        rate_in = rate_out = 0.0
+        ages = []
+        for stream in members:
+            meter = self._meters.get(id(stream))
+            if meter is not None:
+                stream_in, stream_out = meter.rate(now)
+                rate_in += stream_in
+                rate_out += stream_out
+            last = stream.figures().last_data_at
+            if last is not None:
+                ages.append(max(0.0, now - last))
+        hls = channel.hls
+        word = owner.engine_word()
+        return StreamRow(
+            key=key.value,
+            key_type=key.kind,
+            source=channel.source,
+            state=owner.shown_state,
+            waiting=_waiting(owner.prebuffer()),
+            engine=_label(owner.engine, labels),
+            players=channel.players(),
+            uptime=now - min(s.started_at for s in members),
+            bitrate_in=rate_in,
+            bitrate_out=rate_out,
+            cache_hit_ratio=hls.hits / hls.lookups if hls is not None and hls.lookups else None,
+            last_data_age=min(ages, default=None),
+            player_url=f"/player?{query}",
+            stream_urls=tuple(
+                f"/ace/manifest.m3u8?{query}" if kind == "HLS" else f"/ace/getstream?{query}"
+                for kind, _ in channel.players()
+            ),
+            engine_status=word.status or None if word is not None else None,
+            peers=word.peers if word is not None else 0,
+            download=word.speed_down * 1024 * 8 if word is not None else 0.0,
         )
 
 

@@ -26,22 +26,26 @@ from .assets import asset_url
 
 @dataclass(frozen=True, slots=True)
 class StreamRow:
+    """One channel, however many formats it is played in."""
+
     key: str
     """The content id or infohash, or a short hash for url= content."""
     key_type: str
     """content_id, infohash, url, ..."""
-    mode: str
-    """"ts" or "hls"."""
+    source: str
+    """Where its players' media comes from: "MPEG-TS session", "HLS session; MPEG-TS from
+    its segments", ..."""
     state: str
     """starting, prebuffering, live, recovering or closing."""
     engine: str
     """A label such as "engine 127.0.0.1:6878"."""
-    clients: int
-    """TS clients, or HLS viewers seen recently."""
+    players: tuple[tuple[str, int], ...]
+    """Players by kind, such as (("HLS", 2), ("MPEG-TS", 1)): MPEG-TS clients connected,
+    HLS players seen recently."""
     uptime: float
     """Seconds."""
     bitrate_in: float
-    """Bits per second from the engine."""
+    """Bits per second read from the engine (playlists and segments included)."""
     bitrate_out: float
     """Bits per second to clients."""
     cache_hit_ratio: float | None
@@ -50,10 +54,19 @@ class StreamRow:
     """Seconds since the last upstream data."""
     player_url: str
     """The player page for this stream, such as "/player?id=<key>"."""
-    stream_url: str
-    """The URL a player would open (/ace/getstream?id=... or the manifest)."""
+    stream_urls: tuple[str, ...]
+    """The URLs a player would open (/ace/manifest.m3u8?id=..., /ace/getstream?id=...)."""
     waiting: str | None = None
     """While the engine's first media is awaited: for how long, and what the engine says."""
+    engine_status: str | None = None
+    """What the engine's stat says of the session ("dl", "prebuf", ...), once it said."""
+    peers: int = 0
+    download: float = 0.0
+    """The engine's download speed for the session, in bits per second."""
+
+    @property
+    def clients(self) -> int:
+        return sum(n for _, n in self.players)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +212,8 @@ def render_status_page(snapshot: StatusSnapshot, *, token: str = "") -> str:
     summary = (
         ("Version", snapshot.version),
         ("Uptime", format_duration(snapshot.uptime)),
-        ("Streams", str(len(streams))),
-        ("Clients", str(sum(row.clients for row in streams))),
+        ("Channels", str(len(streams))),
+        ("Players", str(sum(row.clients for row in streams))),
         # The header adds up the table below it, so the two always agree.
         ("In", format_bitrate(sum(row.bitrate_in for row in streams))),
         ("Out", format_bitrate(sum(row.bitrate_out for row in streams))),

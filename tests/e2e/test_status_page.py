@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext
 
 from ..conftest import CID, CID2, ProxyFactory, RunningSim
+from .conftest import Player
+from .players import play
 
 pytestmark = pytest.mark.e2e
 
@@ -44,3 +47,95 @@ async def test_the_player_page_plays_the_stream(
     assert state["playing"] and not state["error"]
     assert [s.fmt for s in sim.engine.sessions] == ["hls"]
     await page.close()
+
+
+# HLS from the engine's session with MPEG-TS fed from its segments, or cut by the proxy from
+# the channel's MPEG-TS session: either way one channel, one row.
+SOURCES = {
+    "engine-hls": ({}, "HLS session; MPEG-TS from its segments", ["hls"]),
+    "cut-hls": (
+        {"hls_source": "proxy", "hls_segment_target": "2s"},
+        "MPEG-TS session; HLS cut by the proxy",
+        ["ts"],
+    ),
+}
+
+
+async def _players_by_kind(client: Any) -> dict[str, int]:
+    resp = await client.get("/ace/status", params={"id": CID})
+    assert resp.status == 200
+    players: dict[str, int] = (await resp.json())["players"]
+    return players
+
+
+async def _until_players(client: Any, expected: dict[str, int], timeout: float) -> None:
+    """Until the channel's players by kind are `expected` (a kind no longer played may be
+    left out); fails with the last count seen."""
+    seen: list[dict[str, int]] = []
+
+    async def poll() -> None:
+        while True:
+            seen.append(await _players_by_kind(client))
+            if {kind: n for kind, n in seen[-1].items() if n or kind in expected} == expected:
+                return
+            await asyncio.sleep(0.25)
+
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        pytest.fail(f"players by kind not {expected} within {timeout}s: {seen[-3:]}")
+
+
+@pytest.mark.parametrize("sim_options", [{"time_scale": 1.0}], ids=["real-time"])
+@pytest.mark.parametrize("source", list(SOURCES))
+async def test_real_players_show_as_people_in_one_row_at_desktop_and_phone_widths(
+    proxy: ProxyFactory,
+    sim: RunningSim,
+    player: Player,
+    sim_options: dict[str, Any],
+    source: str,
+) -> None:
+    options, said, sessions = SOURCES[source]
+    client = await proxy(**options)
+    base = f"http://127.0.0.1:{client.port}"
+    await player.play(f"{base}/ace/manifest.m3u8?id={CID}")
+    await player.until("s.currentTime > 2", timeout=30)
+    watching = [
+        asyncio.create_task(play("ffmpeg", f"{base}/ace/manifest.m3u8?id={CID}", 90, deadline=90)),
+        asyncio.create_task(play("ffmpeg", f"{base}/ace/getstream?id={CID}", 90, deadline=90)),
+    ]
+    try:
+        # hls.js and ffmpeg asked for hundreds of playlists and segments: two people.
+        await _until_players(client, {"hls": 2, "ts": 1}, timeout=30)
+        status = await (await client.get("/ace/status", params={"id": CID})).json()
+        assert status["source"] == said
+        for width, height in ((1280, 800), (390, 844)):
+            page = await player.page.context.new_page()
+            await page.set_viewport_size({"width": width, "height": height})
+            rows = page.locator("section:has(h2#streams) tbody tr")
+            engine = rows.first.locator("td[data-label=Engine]")
+            async with asyncio.timeout(20):
+                # The engine's stat is read while the page is looked at: reload until it says.
+                while True:
+                    await page.goto(f"{base}/")
+                    if "dl · 4 peers" in await engine.inner_text():
+                        break
+                    await page.wait_for_timeout(500)
+            assert await rows.count() == 1
+            players = await rows.first.locator("td[data-label=Players]").inner_text()
+            assert players.split("\n")[:3] == ["2 HLS", "1 MPEG-TS", said]
+            assert await rows.first.locator("td[data-label=Players]").is_visible()
+            # Nothing runs off the side of a phone: the page scrolls down, not across.
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{overflow}px wider than a {width}px screen"
+            await page.close()
+    finally:
+        for task in watching:
+            task.cancel()
+        await asyncio.gather(*watching, return_exceptions=True)
+    await player.page.close()
+    # Gone from the count within three target durations, while the stream still lingers.
+    await _until_players(client, {"hls": 0}, timeout=40)
+    assert [s.fmt for s in sim.engine.sessions] == sessions
