@@ -112,7 +112,7 @@ async def test_real_players_show_as_people_in_one_row_at_desktop_and_phone_width
         for width, height in ((1280, 800), (390, 844)):
             page = await player.page.context.new_page()
             await page.set_viewport_size({"width": width, "height": height})
-            rows = page.locator("section:has(h2#streams) tbody tr")
+            rows = page.locator("section:has(h2#channels) tbody tr")
             engine = rows.first.locator("td[data-label=Engine]")
             async with asyncio.timeout(20):
                 # The engine's stat is read while the page is looked at: reload until it says.
