@@ -500,3 +500,12 @@ class DemoOptions:
             return cls(parse_size(bitrate))
         except ValueError:
             raise ConfigError(source, bitrate, expected) from None
+
+
+@dataclass(frozen=True, slots=True)
+class DemoChannel:
+    """A channel of the demo engine, listed on the status page before anyone plays it."""
+
+    content_id: str
+    prebuffer: float = 0.0
+    """Seconds the demo engine prebuffers it when it is first opened; 0 for a warm channel."""

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from .config import DemoOptions, Settings
+from .config import DemoChannel, DemoOptions, Settings
 from .web.app import create_app
 from .web.hot_site import HotSite, ProxyRunner
 
@@ -28,6 +28,11 @@ DEMO_IDS = (
 # as a real engine does a channel nobody near it watches, so the waiting state shows.
 DEMO_COLD_ID = "c01dc01dc01dc01dc01dc01dc01dc01dc01dc01d"
 DEMO_COLD_SECONDS = 15.0
+# What the status page lists while nobody plays them, and the demo engine's cold channels.
+DEMO_CHANNELS = (
+    *(DemoChannel(content_id) for content_id in DEMO_IDS),
+    DemoChannel(DEMO_COLD_ID, prebuffer=DEMO_COLD_SECONDS),
+)
 # Live streams are ended on shutdown, so handlers finish fast; this only bounds stragglers.
 SHUTDOWN_TIMEOUT = 3.0
 
@@ -83,7 +88,7 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
 
             engine_options: dict[str, Any] = {
                 "bitrate": demo.bitrate,
-                "cold_channels": {DEMO_COLD_ID: DEMO_COLD_SECONDS},
+                "cold_channels": {c.content_id: c.prebuffer for c in DEMO_CHANNELS if c.prebuffer},
             }
             _, sim_runner, sim_port = await start_engine(**engine_options)
             stack.push_async_callback(sim_runner.cleanup)
@@ -99,7 +104,7 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
                 log.info("demo: simulated orchestrator with %d engines", demo.engines)
             settings = settings.model_copy(update=update)
         runner = ProxyRunner(
-            create_app(settings),
+            create_app(settings, demo_channels=DEMO_CHANNELS if demo is not None else ()),
             handler_cancellation=True,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             access_log=None,

@@ -10,14 +10,14 @@ import asyncio
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from hlsproxy.config import load_settings
+from hlsproxy.config import DemoChannel, load_settings
 from hlsproxy.sim.engine import SimEngine
 from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
 from hlsproxy.web.app import create_app
@@ -106,11 +106,13 @@ class ProxyServer(TestServer):
 async def proxy(sim: RunningSim) -> AsyncIterator[ProxyFactory]:
     clients: list[TestClient[Any, Any]] = []
 
-    async def make(**overrides: str) -> TestClient[Any, Any]:
+    async def make(
+        *, demo_channels: Sequence[DemoChannel] = (), **overrides: str
+    ) -> TestClient[Any, Any]:
         raw = {"host": "127.0.0.1", "port": str(sim.port), **overrides}
         settings = load_settings(raw, env={})
         client: TestClient[Any, Any] = TestClient(
-            ProxyServer(create_app(settings), host="127.0.0.1")
+            ProxyServer(create_app(settings, demo_channels=demo_channels), host="127.0.0.1")
         )
         await client.start_server()
         clients.append(client)

@@ -11,10 +11,12 @@ from importlib.resources import files
 
 import pytest
 
+from hlsproxy.runner import DEMO_CHANNELS, DEMO_COLD_ID, DEMO_IDS
 from hlsproxy.throughput import Sample
 from hlsproxy.web.assets import PREFIX
 from hlsproxy.web.status_page import (
     EngineRow,
+    ListedChannel,
     StatusSnapshot,
     StreamRow,
     format_age,
@@ -25,6 +27,8 @@ from hlsproxy.web.status_page import (
     render_status_page,
     render_throughput_graph,
 )
+
+from .conftest import ProxyFactory, RunningSim
 
 CID = "0123456789abcdef0123456789abcdef01234567"
 EVIL = '<script>alert("x")</script>'
@@ -198,8 +202,8 @@ def summary(doc: Node) -> dict[str, str]:
 
 
 def stream_rows(doc: Node) -> list[dict[str, Node]]:
-    """Each stream row's cells by column name."""
-    (section,) = [s for s in doc.iter("section") if s.iter("h2")[0].text == "Streams"]
+    """Each channel row's cells by column name."""
+    (section,) = [s for s in doc.iter("section") if s.iter("h2")[0].text == "Channels"]
     tables = section.iter("table")
     if not tables:
         return []
@@ -211,6 +215,51 @@ def stream_rows(doc: Node) -> list[dict[str, Node]]:
         assert [c.attr("data-label") for c in cells] == head
         result.append(dict(zip(head, cells, strict=True)))
     return result
+
+
+def listed_channels(doc: Node) -> list[dict[str, object]]:
+    """The channels listed as not playing: key, badge, note and links (text to href)."""
+    (section,) = [s for s in doc.iter("section") if s.iter("h2")[0].text == "Channels"]
+    cards = [n for n in section.iter("div") if "listed" in n.classes()]
+    if not cards:
+        return []
+    (card,) = cards
+    result: list[dict[str, object]] = []
+    for item in card.iter("li"):
+        (key,) = [n for n in item.iter("code") if "key" in n.classes()]
+        (badge,) = [n for n in item.iter("span") if "badge" in n.classes()]
+        notes = [words(n.text) for n in item.iter("span") if "cold" in n.classes()]
+        result.append(
+            {
+                "key": words(key.text),
+                "badge": words(badge.text),
+                "note": notes[0] if notes else None,
+                "links": {words(a.text): a.attr("href") for a in item.iter("a")},
+                "text": words(item.text),
+            }
+        )
+    return result
+
+
+def links_of(content_id: str) -> dict[str, str]:
+    """The links a listed channel offers, text to href."""
+    return {
+        "Play": f"/player?id={content_id}",
+        f"/ace/getstream?id={content_id}": f"/ace/getstream?id={content_id}",
+        f"/ace/manifest.m3u8?id={content_id}": f"/ace/manifest.m3u8?id={content_id}",
+    }
+
+
+def listed(content_id: str, prebuffer: float = 0.0) -> ListedChannel:
+    return ListedChannel(
+        key=content_id,
+        player_url=f"/player?id={content_id}",
+        stream_urls=(
+            ("MPEG-TS", f"/ace/getstream?id={content_id}"),
+            ("HLS", f"/ace/manifest.m3u8?id={content_id}"),
+        ),
+        prebuffer=prebuffer,
+    )
 
 
 # --- human units ---------------------------------------------------------------------------------
@@ -287,7 +336,7 @@ def test_a_stream_shows_every_field_in_human_units() -> None:
     (row,) = stream_rows(doc)
     cells = {name: words(cell.text) for name, cell in row.items()}
     assert cells == {
-        "Stream": f"{CID} content_id",
+        "Channel": f"{CID} content_id",
         "Players": "3 HLS HLS session",
         "State": "live",
         "Engine": "engine-1",
@@ -303,7 +352,7 @@ def test_a_stream_shows_every_field_in_human_units() -> None:
         "Play": f"/player?id={CID}",
         f"/ace/manifest.m3u8?id={CID}": f"/ace/manifest.m3u8?id={CID}",
     }
-    assert row["Stream"].iter("a")[0].attr("href") == f"/player?id={CID}"
+    assert row["Channel"].iter("a")[0].attr("href") == f"/player?id={CID}"
 
 
 def test_the_header_sums_up_the_streams() -> None:
@@ -343,7 +392,7 @@ def test_many_streams_each_get_a_row_in_the_given_order() -> None:
     doc = parse(render_status_page(snapshot(streams=rows)))
 
     parsed = stream_rows(doc)
-    assert [words(r["Stream"].iter("a")[0].text) for r in parsed] == [r.key for r in rows]
+    assert [words(r["Channel"].iter("a")[0].text) for r in parsed] == [r.key for r in rows]
     assert [words(r["Players"].text) for r in parsed] == [
         f"{i} MPEG-TS MPEG-TS session" if i % 2 else f"{i} HLS HLS session" for i in range(60)
     ]
@@ -357,12 +406,69 @@ def test_no_streams_says_so_and_how_to_start_one() -> None:
 
     assert stream_rows(doc) == []
     text = words(doc.text)
-    assert "No streams playing" in text
+    assert "No channels playing" in text
     for url in ("/ace/getstream?id=", "/ace/manifest.m3u8?id=", "/player?id="):
         assert url in text
     assert summary(doc)["Channels"] == "0"
     assert summary(doc)["In"] == "0 bit/s"
     assert words(doc.iter("title")[0].text) == "hlsproxy · 0 channels"
+
+
+def test_channels_nobody_plays_are_listed_with_their_links_and_the_cold_one_says_so() -> None:
+    doc = parse(
+        render_status_page(snapshot(streams=(), listed=(listed(CID), listed("c" * 40, 15))))
+    )
+
+    assert stream_rows(doc) == []
+    assert listed_channels(doc) == [
+        {
+            "key": CID,
+            "badge": "not playing",
+            "note": None,
+            "links": links_of(CID),
+            "text": f"{CID} not playing Play MPEG-TS /ace/getstream?id={CID} "
+            f"HLS /ace/manifest.m3u8?id={CID}",
+        },
+        {
+            "key": "c" * 40,
+            "badge": "not playing",
+            "note": "cold: the engine prebuffers it about 15 s first",
+            "links": links_of("c" * 40),
+            "text": f"{'c' * 40} not playing cold: the engine prebuffers it about 15 s first "
+            f"Play MPEG-TS /ace/getstream?id={'c' * 40} HLS /ace/manifest.m3u8?id={'c' * 40}",
+        },
+    ]
+    text = words(doc.text)
+    assert "No channels playing." in text
+    # The list replaces the general hint: its links are the way to start.
+    assert "<content id>" not in text
+    assert summary(doc)["Channels"] == "0"
+
+
+def test_listed_channels_follow_the_channels_that_play() -> None:
+    doc = parse(render_status_page(snapshot(listed=(listed("c" * 40),))))
+
+    (row,) = stream_rows(doc)
+    assert words(row["Channel"].iter("a")[0].text) == CID
+    assert [channel["key"] for channel in listed_channels(doc)] == ["c" * 40]
+    assert "No channels playing" not in words(doc.text)
+    assert summary(doc)["Channels"] == "1"
+
+
+def test_a_listed_channel_is_text_never_markup() -> None:
+    evil = ListedChannel(
+        key=EVIL,
+        player_url="javascript:alert(1)",
+        stream_urls=((EVIL_ATTR, f"/ace/getstream?id={EVIL_ATTR}"),),
+    )
+    page = render_status_page(snapshot(listed=(evil,)))
+    doc = parse(page)
+
+    assert doc.iter("script") == [] and doc.iter("img") == []
+    (channel,) = listed_channels(doc)
+    assert channel["key"] == words(EVIL)
+    assert channel["links"] == {f"/ace/getstream?id={EVIL_ATTR}": f"/ace/getstream?id={EVIL_ATTR}"}
+    assert "Play" in str(channel["text"])
 
 
 def test_none_values_show_as_a_dash_and_old_data_is_flagged() -> None:
@@ -415,11 +521,11 @@ def test_strings_from_data_are_text_never_markup() -> None:
     assert "<img" not in page
     (row,) = stream_rows(doc)
     # Each value comes back whole, as text or as an attribute value.
-    assert words(row["Stream"].iter("a")[0].text) == words(EVIL)
-    assert EVIL_ATTR.strip() in row["Stream"].text
+    assert words(row["Channel"].iter("a")[0].text) == words(EVIL)
+    assert EVIL_ATTR.strip() in row["Channel"].text
     assert words(row["Engine"].text) == words(f"{EVIL} {EVIL} · 0 peers · 0 bit/s down")
     assert words(row["Players"].text) == words(f"1 {EVIL_ATTR} {EVIL}")
-    assert row["Stream"].iter("a")[0].attr("href") == f"/player?id={EVIL_ATTR}"
+    assert row["Channel"].iter("a")[0].attr("href") == f"/player?id={EVIL_ATTR}"
     stream_link = row["Links"].iter("a")[1]
     assert stream_link.attr("href") == f"/ace/getstream?id={EVIL}"
     assert summary(doc)["Version"] == words(EVIL)
@@ -432,7 +538,7 @@ def test_a_link_with_a_script_scheme_is_shown_but_not_linked(url: str) -> None:
     (row,) = stream_rows(
         parse(render_status_page(snapshot(streams=(stream(player_url=url, stream_urls=(url,)),))))
     )
-    assert [a.attr("href") for a in row["Stream"].iter("a") + row["Links"].iter("a")] == []
+    assert [a.attr("href") for a in row["Channel"].iter("a") + row["Links"].iter("a")] == []
     assert url.strip() in row["Links"].text
 
 
@@ -712,3 +818,54 @@ def test_while_the_engine_prebuffers_its_wait_is_shown_once() -> None:
     (cells,) = stream_rows(parse(render_status_page(snapshot(streams=(row,)))))
     assert words(cells["Engine"].text) == "engine-1"
     assert words(cells["State"].text) == "prebuffering waited 12 s, 5 peers, 340 KB/s"
+
+
+# --- the demo's channels, through the app --------------------------------------------------------
+
+
+async def test_the_demo_channels_are_listed_before_anyone_plays_them(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy(demo_channels=DEMO_CHANNELS)
+
+    doc = parse(await (await client.get("/")).text())
+    channels = listed_channels(doc)
+    assert [c["key"] for c in channels] == [*DEMO_IDS, DEMO_COLD_ID]
+    assert [c["links"] for c in channels] == [links_of(c.content_id) for c in DEMO_CHANNELS]
+    assert {c["badge"] for c in channels} == {"not playing"}
+    notes = {c["key"]: c["note"] for c in channels if c["note"]}
+    assert notes == {DEMO_COLD_ID: "cold: the engine prebuffers it about 15 s first"}
+    assert stream_rows(doc) == []
+    # Listing a channel starts nothing.
+    assert sim.counters["start"] == 0
+    assert await (await client.get("/ace/status")).json() == {"streams": 0}
+
+    # The links are the ones that play: the first channel's MPEG-TS URL, as a player opens it.
+    first = channels[0]["links"]
+    assert isinstance(first, dict)
+    player = await client.get(first["Play"])
+    assert player.status == 200 and "text/html" in player.headers["Content-Type"]
+    async with client.get(first[f"/ace/getstream?id={DEMO_IDS[0]}"]) as ts:
+        assert ts.status == 200
+        assert (await ts.content.readexactly(188 * 50))[::188] == b"\x47" * 50
+        doc = parse(await (await client.get("/")).text())
+        (row,) = stream_rows(doc)
+        assert words(row["Channel"].iter("a")[0].text) == DEMO_IDS[0]
+        assert words(row["Players"].text).startswith("1 MPEG-TS")
+        assert [c["key"] for c in listed_channels(doc)] == [*DEMO_IDS[1:], DEMO_COLD_ID]
+        assert summary(doc)["Channels"] == "1"
+    assert sim.counters["start"] == 1
+
+
+async def test_without_the_demo_the_page_lists_only_what_plays(
+    proxy: ProxyFactory, sim: RunningSim
+) -> None:
+    client = await proxy()
+
+    doc = parse(await (await client.get("/")).text())
+    assert listed_channels(doc) == []
+    assert stream_rows(doc) == []
+    text = words(doc.text)
+    assert "No channels playing" in text
+    assert "/ace/getstream?id=<content id>" in text
+    assert not any(content_id in text for content_id in (*DEMO_IDS, DEMO_COLD_ID))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
 
-from ..config import Settings
+from ..config import DemoChannel, Settings
 from ..cut_stream import CutOptions
 from ..engine.client import Engine, EngineClient
 from ..engine.orchestrator import OrchestratorPool, own_container_id
@@ -23,12 +23,28 @@ from ..ts.loop import MediaLoop
 from ..ts.stream import TsOptions
 from . import hls_routes, hls_urls, middleware, routes, status, unmatched
 from .access import access_control
-from .keys import CLIENT, HTTP, METRICS, POOL, SEGMENTS, SESSIONS, SETTINGS, STALLS, STREAMS
+from .keys import (
+    CLIENT,
+    DEMO_CHANNELS,
+    HTTP,
+    METRICS,
+    POOL,
+    SEGMENTS,
+    SESSIONS,
+    SETTINGS,
+    STALLS,
+    STREAMS,
+)
 from .metrics import Metrics
 from .stalls import SEND_TIMEOUT, Stalls
 
 
-def create_app(settings: Settings, *, send_timeout: float = SEND_TIMEOUT) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    send_timeout: float = SEND_TIMEOUT,
+    demo_channels: Iterable[DemoChannel] = (),
+) -> web.Application:
     guard = access_control(settings)
     app = web.Application(
         middlewares=[
@@ -38,6 +54,7 @@ def create_app(settings: Settings, *, send_timeout: float = SEND_TIMEOUT) -> web
         ]
     )
     app[SETTINGS] = settings
+    app[DEMO_CHANNELS] = tuple(demo_channels)
     app[METRICS] = Metrics()
     app[STALLS] = Stalls(app[METRICS].stalled_clients.inc, timeout=send_timeout)
     app.on_cleanup.append(_stop_stalls)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from ..config import Settings
+from ..config import DemoChannel, Settings
 from ..engine.client import EngineClient
 from ..engine.pool import EnginePool
 from ..formats import Streams
@@ -24,3 +24,5 @@ SEGMENTS = web.AppKey("segments", SegmentCache)
 METRICS = web.AppKey("metrics", Metrics)
 POOL = web.AppKey("pool", EnginePool)
 STALLS = web.AppKey("stalls", Stalls)
+# The demo's channels, for the status page to list before anyone plays them; empty otherwise.
+DEMO_CHANNELS = web.AppKey("demo_channels", tuple[DemoChannel, ...])

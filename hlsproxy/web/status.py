@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from ..config import DemoChannel
 from ..content import ContentKey, parse_stream_request
 from ..engine.client import Engine
 from ..engine.pool import EnginePool
@@ -21,9 +22,10 @@ from ..lifecycle import EngineStream, Prebuffer
 from ..throughput import RateMeter, Throughput
 from . import assets
 from .access import TOKEN_PARAM
-from .keys import SETTINGS, STREAMS
+from .keys import DEMO_CHANNELS, SETTINGS, STREAMS
 from .status_page import (
     EngineRow,
+    ListedChannel,
     StatusSnapshot,
     StreamRow,
     render_player_page,
@@ -33,6 +35,8 @@ from .unmatched import expect
 
 SAMPLE_EVERY = 2.0
 REFRESH_SECONDS = 5
+# Where a player opens a channel, by the kinds of player the page names.
+STREAM_PATHS = {"MPEG-TS": "/ace/getstream", "HLS": "/ace/manifest.m3u8"}
 
 
 def _version() -> str:
@@ -43,16 +47,19 @@ def _version() -> str:
 
 
 class StatusBoard:
-    """Samples the streams' byte counters, so the page can show rates and a graph."""
+    """Samples the streams' byte counters, so the page can show rates and a graph; lists
+    the `demo` channels nobody plays, so that a new user sees what to open."""
 
     def __init__(
         self,
         streams: Callable[[], Iterable[EngineStream]],
         pool: EnginePool,
         clock: Callable[[], float] = time.monotonic,
+        demo: Iterable[DemoChannel] = (),
     ) -> None:
         self._streams = streams
         self._pool = pool
+        self._demo = tuple(demo)
         self._clock = clock
         self._started = clock()
         self._throughput = Throughput(interval=5.0, keep=600.0)
@@ -102,6 +109,11 @@ class StatusBoard:
             streams=rows,
             engines=engines,
             history=tuple(self._throughput.samples()),
+            listed=tuple(
+                _listed(key, channel.prebuffer)
+                for channel in self._demo
+                if (key := ContentKey("content_id", channel.content_id)) not in channels
+            ),
         )
 
     def _row(self, members: list[EngineStream], now: float, labels: dict[str, str]) -> StreamRow:
@@ -109,7 +121,7 @@ class StatusBoard:
         channel = Channel.of(members)
         owner = channel.owner
         key = owner.key
-        query = urlencode({"id" if key.kind == "content_id" else key.kind: str(key)})
+        query = urlencode([key.engine_param])
         rate_in = rate_out = 0.0
         ages = []
         for stream in members:
@@ -137,14 +149,21 @@ class StatusBoard:
             cache_hit_ratio=hls.hits / hls.lookups if hls is not None and hls.lookups else None,
             last_data_age=min(ages, default=None),
             player_url=f"/player?{query}",
-            stream_urls=tuple(
-                f"/ace/manifest.m3u8?{query}" if kind == "HLS" else f"/ace/getstream?{query}"
-                for kind, _ in channel.players()
-            ),
+            stream_urls=tuple(f"{STREAM_PATHS[kind]}?{query}" for kind, _ in channel.players()),
             engine_status=word.status or None if word is not None else None,
             peers=word.peers if word is not None else 0,
             download=word.speed_down * 1024 * 8 if word is not None else 0.0,
         )
+
+
+def _listed(key: ContentKey, prebuffer: float) -> ListedChannel:
+    query = urlencode([key.engine_param])
+    return ListedChannel(
+        key=key.value,
+        player_url=f"/player?{query}",
+        stream_urls=tuple((kind, f"{path}?{query}") for kind, path in STREAM_PATHS.items()),
+        prebuffer=prebuffer,
+    )
 
 
 def _waiting(prebuffer: Prebuffer | None) -> str | None:
@@ -169,7 +188,8 @@ BOARD = web.AppKey("status_board", StatusBoard)
 
 def setup(app: web.Application, pool_of: Callable[[web.Application], EnginePool]) -> None:
     async def board(app: web.Application) -> AsyncIterator[None]:
-        app[BOARD] = StatusBoard(app[STREAMS].streams, pool_of(app))
+        demo = app[DEMO_CHANNELS]
+        app[BOARD] = StatusBoard(app[STREAMS].streams, pool_of(app), demo=demo)
         sampler = asyncio.create_task(app[BOARD].run(), name="hlsproxy-status-sampler")
         try:
             yield

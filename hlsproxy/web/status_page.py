@@ -70,6 +70,18 @@ class StreamRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedChannel:
+    """A channel listed before anyone plays it (the demo's), with the links that start it."""
+
+    key: str
+    player_url: str
+    stream_urls: tuple[tuple[str, str], ...]
+    """The URLs a player would open, by kind: (("MPEG-TS", "/ace/getstream?id=..."), ...)."""
+    prebuffer: float = 0.0
+    """Seconds its engine prebuffers it when it is first opened, when that is known; else 0."""
+
+
+@dataclass(frozen=True, slots=True)
 class EngineRow:
     label: str
     """The engine's name; never its address, which is no business of the page's readers."""
@@ -91,6 +103,8 @@ class StatusSnapshot:
     engines: tuple[EngineRow, ...]
     history: tuple[Sample, ...]
     """The proxy's throughput, oldest first."""
+    listed: tuple[ListedChannel, ...] = ()
+    """Channels offered to play that nobody plays now: each is in `streams` or here."""
 
 
 # --- human units ---------------------------------------------------------------------------------
@@ -224,6 +238,7 @@ def render_status_page(snapshot: StatusSnapshot, *, token: str = "") -> str:
         snapshot=snapshot,
         summary=summary,
         streams=streams,
+        listed=snapshot.listed,
         engines=snapshot.engines,
         states=("starting", "prebuffering", "live", "closing"),
         healths=("healthy", "unhealthy", "unknown"),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext
 
+from hlsproxy.runner import DEMO_CHANNELS, DEMO_COLD_ID
+
 from ..conftest import CID, CID2, ProxyFactory, RunningSim
+from ..test_runner import free_port, start_demo
 from .conftest import Player
 from .players import play
 
@@ -31,6 +35,62 @@ async def test_the_status_page_lists_the_streams_that_are_playing(
     assert f"/player?id={CID}" in links and f"/player?id={CID2}" in links
     ts.close()
     await page.close()
+
+
+async def test_the_demo_lists_its_channels_to_play_at_phone_and_desktop_widths(
+    browser: BrowserContext,
+) -> None:
+    port = free_port()
+    process = await start_demo(port)
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(20):
+            while not (line := await process.stdout.readline()).startswith(b"status page:"):
+                assert line, "the demo ended before it printed its status page"
+        base = f"http://127.0.0.1:{port}"
+        for width, height in ((390, 844), (1280, 800)):
+            page = await browser.new_page()
+            await page.set_viewport_size({"width": width, "height": height})
+            await page.goto(f"{base}/")
+            items = page.locator("section:has(h2#channels) .listed li")
+            assert await items.count() == len(DEMO_CHANNELS)
+            for item, channel in zip(await items.all(), DEMO_CHANNELS, strict=True):
+                query = f"id={channel.content_id}"
+                links = item.locator("a")
+                hrefs = await links.evaluate_all("els => els.map(e => e.getAttribute('href'))")
+                assert hrefs == [
+                    f"/player?{query}",
+                    f"/ace/getstream?{query}",
+                    f"/ace/manifest.m3u8?{query}",
+                ]
+                assert "not playing" in await item.inner_text()
+                for link in await links.all():
+                    box = await link.bounding_box()
+                    assert box is not None and await link.is_visible()
+                    assert box["x"] >= 0 and box["x"] + box["width"] <= width, (width, box)
+            cold = page.locator(".listed li", has_text=DEMO_COLD_ID).locator(".cold")
+            assert await cold.inner_text() == "cold: the engine prebuffers it about 15 s first"
+            # Nothing runs off the side of a phone: the page scrolls down, not across.
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{overflow}px wider than a {width}px screen"
+            await page.close()
+        # What a new user clicks first opens the channel's player page.
+        page = await browser.new_page()
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.goto(f"{base}/")
+        first = DEMO_CHANNELS[0].content_id
+        await page.locator(".listed li", has_text=first).get_by_role("link", name="Play").click()
+        await page.wait_for_url(f"{base}/player?id={first}")
+        assert await page.locator("h1").inner_text() == f"hlsproxy: {first}"
+        await page.close()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 @pytest.mark.parametrize("sim_options", [{"time_scale": 1.0}], ids=["real-time"])
@@ -112,7 +172,7 @@ async def test_real_players_show_as_people_in_one_row_at_desktop_and_phone_width
         for width, height in ((1280, 800), (390, 844)):
             page = await player.page.context.new_page()
             await page.set_viewport_size({"width": width, "height": height})
-            rows = page.locator("section:has(h2#streams) tbody tr")
+            rows = page.locator("section:has(h2#channels) tbody tr")
             engine = rows.first.locator("td[data-label=Engine]")
             async with asyncio.timeout(20):
                 # The engine's stat is read while the page is looked at: reload until it says.
