@@ -39,6 +39,10 @@ _DECODE_ERROR = re.compile(
 )
 
 
+# mpv clears the line before each status line, as on a terminal.
+_TERMINAL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def available(player: Player) -> bool:
     return shutil.which(EXECUTABLES[player]) is not None
 
@@ -133,7 +137,7 @@ class _Reader:
 
 
 class _Ffmpeg(_Reader):
-    _KEY = re.compile(r"^\w+=\S*$")
+    _KEY = re.compile(r"^\w+=")  # "frame=25", "speed=   1x", "progress=continue"
     _FRAME = re.compile(r"^frame=(\d+)$")
     _TIME = re.compile(r"^out_time_us=(\d+)$")
 
@@ -246,7 +250,7 @@ async def play(
                 at = time.monotonic() - began
                 *lines, pending = re.split(rb"[\r\n]", pending + data)
                 for raw in lines:
-                    if line := raw.decode(errors="replace").strip():
+                    if line := _TERMINAL.sub("", raw.decode(errors="replace")).strip():
                         _saw(seen, reader, at, line)
                 if until(seen) or (stop_at is not None and seen.played >= stop_at):
                     break

@@ -9,6 +9,7 @@ that stops reading is still cut.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
@@ -81,6 +82,8 @@ async def test_a_player_joining_after_the_burst_plays_too(
         assert late.decode_errors == seen.decode_errors == []
     finally:
         first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first  # the player is stopped
     assert (await status(client.port))["clients_cut"] == 0
     assert len(sim.engine.sessions) == 1
 
@@ -111,4 +114,6 @@ async def test_behind_a_ring_shorter_than_the_burst_readers_move_on_and_a_stalle
         assert len(sim.engine.sessions) == 1
     finally:
         first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first  # the player is stopped
         stalled.close()
