@@ -24,7 +24,7 @@ from harness import HOST, REPO, Child, free_ports, http_get, parse_rate, wait_an
 sys.path.insert(0, str(REPO))
 
 from hlsproxy.sim import start_engine
-from tests.e2e.ts_players import PLAYERS, Playback, Player, available, play
+from tests.e2e.players import PLAYERS, Playback, Player, available, play
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 
@@ -52,9 +52,9 @@ async def run(args: argparse.Namespace) -> None:
 
         async def late(player: Player) -> Playback:
             await asyncio.sleep(args.late)
-            return await play(player, url, args.seconds)
+            return await play(player, url, deadline=args.seconds)
 
-        runs = [play(p, url, args.seconds + args.late) for p in players]
+        runs = [play(p, url, deadline=args.seconds + args.late) for p in players]
         runs += [late(p) for p in players if p != "ffmpeg"]
         names = [*players, *(f"{p} (joins at {args.late:g}s)" for p in players if p != "ffmpeg")]
         results = await asyncio.gather(*runs)

@@ -36,11 +36,10 @@ from harness import HOST, Child, free_ports, wait_answering  # noqa: E402
 
 from hlsproxy.sim.engine import SimEngine  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, HLS_JS, PLAYER_PAGE, Player  # noqa: E402
-from tests.e2e.players import Playback, Positions, play  # noqa: E402
+from tests.e2e.players import PLAYERS, Playback, play  # noqa: E402
 
 TS_CONTENT = "0d" * 20
 HLS_CONTENT = "0e" * 20
-PLAYERS = ("ffmpeg", "mpv", "gstreamer")
 # Playback from this long after the prebuffer on is the channel's: an HLS player may still
 # show slate segments it fetched just before.
 SETTLE = 6.0
@@ -82,7 +81,6 @@ async def hls_js(url: str, seconds: float) -> Playback:
                     started = time.monotonic()
                     await player.play(url)
                     playback = Playback("hls.js")
-                    positions = Positions()
                     while (now := time.monotonic() - started) < seconds:
                         stats = await player.stats()
                         if stats.fatal:
@@ -92,7 +90,7 @@ async def hls_js(url: str, seconds: float) -> Playback:
                             playback.log.append(f"fatal {fatal.details} {fatal.status}")
                             break
                         if stats.playing_for > 0:
-                            positions.add(now, stats.current_time, playback)
+                            playback.advance(now, stats.current_time)
                         await asyncio.sleep(0.25)
                     return playback
                 finally:
@@ -119,8 +117,8 @@ async def main(a: argparse.Namespace) -> None:
         ts_url = f"{base}/ace/getstream?id={TS_CONTENT}"
         hls_url = f"{base}/ace/manifest.m3u8?id={HLS_CONTENT}"
         runs = [
-            *(play(p, ts_url, 600, deadline=a.seconds) for p in PLAYERS),
-            *(play(p, hls_url, 600, deadline=a.seconds) for p in PLAYERS),
+            *(play(p, ts_url, length=600, deadline=a.seconds) for p in PLAYERS),
+            *(play(p, hls_url, length=600, deadline=a.seconds) for p in PLAYERS),
             hls_js(hls_url, a.seconds),
         ]
         results = await asyncio.gather(*runs)

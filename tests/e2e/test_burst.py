@@ -9,6 +9,7 @@ that stops reading is still cut.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
@@ -16,7 +17,7 @@ import aiohttp
 import pytest
 
 from ..conftest import CID, ProxyFactory, RunningSim, eventually
-from .ts_players import PLAYERS, Playback, Player, available, play
+from .players import PLAYERS, Playback, Player, available, play
 
 BURST = {"bitrate": 4_000_000}
 PLAY_SECONDS = 30.0
@@ -40,9 +41,9 @@ async def status(port: int | None) -> dict[str, Any]:
 
 
 def played_through(seen: Playback) -> None:
-    assert seen.ended_at is None, f"the stream ended under it: {seen.summary()}\n{seen.tail}"
-    assert seen.first_picture is not None, seen.tail
-    assert seen.played >= PLAYED_AT_LEAST, seen.summary()
+    assert seen.ended_at is None, f"the stream ended under it: {seen!r}"
+    assert seen.first_picture is not None, seen
+    assert seen.played >= PLAYED_AT_LEAST, seen
 
 
 @pytest.mark.parametrize("sim_options", [BURST], ids=["4Mbps"])
@@ -53,7 +54,7 @@ async def test_a_player_plays_through_a_30s_burst(
     sim.faults.burst_seconds = 30.0
     client = await proxy()
     url = f"http://127.0.0.1:{client.port}/ace/getstream?id={CID}"
-    seen = await play(player, url, PLAY_SECONDS)
+    seen = await play(player, url, deadline=PLAY_SECONDS)
     played_through(seen)
     assert seen.decode_errors == []
     assert (await status(client.port))["clients_cut"] == 0
@@ -71,16 +72,18 @@ async def test_a_player_joining_after_the_burst_plays_too(
     client = await proxy()
     url = f"http://127.0.0.1:{client.port}/ace/getstream?id={CID}"
     seen = Playback("mpv")
-    first = asyncio.create_task(play("mpv", url, PLAY_SECONDS + 10, seen=seen))
+    first = asyncio.create_task(play("mpv", url, deadline=PLAY_SECONDS + 10, seen=seen))
     try:
         # the burst has landed; the first player is well into it
         await eventually(lambda: seen.played >= 6.0, timeout=30.0)
-        late = await play("gstreamer", url, PLAY_SECONDS)
+        late = await play("gstreamer", url, deadline=PLAY_SECONDS)
         played_through(late)
         played_through(await first)
         assert late.decode_errors == seen.decode_errors == []
     finally:
         first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first  # the player is stopped
     assert (await status(client.port))["clients_cut"] == 0
     assert len(sim.engine.sessions) == 1
 
@@ -94,7 +97,7 @@ async def test_behind_a_ring_shorter_than_the_burst_readers_move_on_and_a_stalle
     client = await proxy(buffer_time="10s")
     url = f"http://127.0.0.1:{client.port}/ace/getstream?id={CID}"
     seen = Playback("mpv")
-    first = asyncio.create_task(play("mpv", url, PLAY_SECONDS + 10, seen=seen))
+    first = asyncio.create_task(play("mpv", url, deadline=PLAY_SECONDS + 10, seen=seen))
     await eventually(lambda: sim.engine.counters["content_read"] == 1)
     # A client that reads its head and a little, then nothing more.
     stalled = socket.socket()
@@ -103,7 +106,7 @@ async def test_behind_a_ring_shorter_than_the_burst_readers_move_on_and_a_stalle
     stalled.sendall(f"GET /ace/getstream?id={CID} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
         await eventually(lambda: seen.played >= 6.0, timeout=30.0)
-        played_through(await play("ffmpeg", url, PLAY_SECONDS))
+        played_through(await play("ffmpeg", url, deadline=PLAY_SECONDS))
         played_through(await first)
         figures = await status(client.port)
         assert figures["clients_cut"] == 1, figures  # the stalled one, and only it
@@ -111,4 +114,6 @@ async def test_behind_a_ring_shorter_than_the_burst_readers_move_on_and_a_stalle
         assert len(sim.engine.sessions) == 1
     finally:
         first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first  # the player is stopped
         stalled.close()

@@ -20,7 +20,7 @@ from hlsproxy.hls.tokens import token_for
 
 from ..conftest import CID, CID2, ProxyFactory, RunningSim
 from .conftest import Player
-from .players import Playback, play
+from .players import PLAYERS, Playback, play
 
 pytestmark = pytest.mark.e2e
 
@@ -41,9 +41,7 @@ def _channel_only(playback: Playback) -> float:
 async def _players(url: str) -> list[Playback]:
     # Told to play far longer than they run: a player that ends by itself gave up.
     return list(
-        await asyncio.gather(
-            *(play(name, url, 600, deadline=RUN) for name in ("ffmpeg", "mpv", "gstreamer"))
-        )
+        await asyncio.gather(*(play(name, url, length=600, deadline=RUN) for name in PLAYERS))
     )
 
 
