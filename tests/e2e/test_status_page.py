@@ -161,8 +161,12 @@ async def test_real_players_show_as_people_in_one_row_at_desktop_and_phone_width
     await player.play(f"{base}/ace/manifest.m3u8?id={CID}")
     await player.until("s.currentTime > 2", timeout=30)
     watching = [
-        asyncio.create_task(play("ffmpeg", f"{base}/ace/manifest.m3u8?id={CID}", 90, deadline=90)),
-        asyncio.create_task(play("ffmpeg", f"{base}/ace/getstream?id={CID}", 90, deadline=90)),
+        asyncio.create_task(
+            play("ffmpeg", f"{base}/ace/manifest.m3u8?id={CID}", deadline=90, length=90)
+        ),
+        asyncio.create_task(
+            play("ffmpeg", f"{base}/ace/getstream?id={CID}", deadline=90, length=90)
+        ),
     ]
     try:
         # hls.js and ffmpeg asked for hundreds of playlists and segments: two people.
