@@ -127,6 +127,27 @@ async def test_an_expectation_is_refused_with_json(
     assert sim.counters["start"] == 0
 
 
+@pytest.mark.parametrize(
+    "line",
+    [b"CONNECT 127.0.0.1:443 HTTP/1.1", b"CONNECT /ace/getstream HTTP/1.1", b"OPTIONS * HTTP/1.1"],
+    ids=["connect", "connect-to-a-path", "asterisk"],
+)
+@pytest.mark.parametrize(
+    "expectation", [b"a-miracle", b"\xff\xfe not utf-8"], ids=["text", "bytes"]
+)
+async def test_an_expectation_of_a_target_no_route_matches_is_refused_with_json(
+    proxy: ProxyFactory, sim: RunningSim, line: bytes, expectation: bytes
+) -> None:
+    """No route can match a target that is not a path, so aiohttp would ask its own expect
+    handler, whose 417 cannot echo bytes that are not UTF-8 and becomes a 500."""
+    client = await Raw.open(port_of(await proxy()))
+    client.send(line + b"\r\nHost: 127.0.0.1\r\nExpect: " + expectation + b"\r\n\r\n")
+    status, _, body = await client.response()
+    assert status == "HTTP/1.1 417 Expectation Failed"
+    assert json.loads(body)["error"] == "expectation_failed"
+    client.close()
+
+
 async def test_aiohttp_keeps_an_idle_connection_as_long_as_the_fast_path() -> None:
     """aiohttp's own default (3,630 s since 3.10.6) would keep every connection that left
     the fast path for an hour."""

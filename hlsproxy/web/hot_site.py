@@ -24,6 +24,7 @@ from ..config import Settings
 from .hot_answers import Answers
 from .hot_connection import HotConnection
 from .keys import SETTINGS, STALLS
+from .unmatched import answer_expectations
 
 # How long a connection may wait for its next request, on both paths. aiohttp's default
 # (3,630 s in web_protocol.RequestHandler of aiohttp 3.14; older releases had 75 s) would
@@ -41,6 +42,11 @@ class ProxyRunner(web.AppRunner):
     ) -> None:
         super().__init__(app, keepalive_timeout=keepalive_timeout, **options)
         self.keepalive_timeout = keepalive_timeout
+
+    async def setup(self) -> None:
+        await super().setup()
+        assert self.server is not None
+        self.server.request_handler = answer_expectations(self.server.request_handler)
 
 
 def fast_path_allowed(settings: Settings) -> bool:

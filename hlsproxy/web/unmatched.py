@@ -4,16 +4,22 @@ aiohttp answers these before any middleware runs, and turns an Expect header tha
 UTF-8 into a 500 (its 417 echoes the value, which then cannot be encoded). So every route is
 given `expect`, and a last route catches whatever the others do not match, so that these
 answers are ours: a 404, 405 or 417 with a short JSON body like every other error.
+
+A request whose target is not a path (`CONNECT host:port`, `OPTIONS *`) matches no route,
+not even the last one, so aiohttp asks its own expect handler; `answer_expectations` puts
+ours in front of the application for those.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
 from .middleware import error_body
 
 
-async def expect(request: web.Request) -> web.Response | None:
+async def expect(request: web.BaseRequest) -> web.Response | None:
     """No route takes a request body, so a client that waits for 100 Continue simply gets
     the final answer; any other expectation is refused without repeating it. The refusal
     is returned, not raised: aiohttp runs this before the middlewares, so a raised one
@@ -21,6 +27,23 @@ async def expect(request: web.Request) -> web.Response | None:
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
         return error_body(417, "expectation_failed", "only Expect: 100-continue is understood")
     return None
+
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def answer_expectations(handler: Handler) -> Handler:
+    """`handler`, with a request whose target is no path refused by `expect` first."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        # What the router matches: empty for CONNECT, whatever its target says.
+        if hdrs.EXPECT in request.headers and not request.rel_url.raw_path.startswith("/"):
+            refusal = await expect(request)
+            if refusal is not None:
+                return refusal
+        return await handler(request)
+
+    return handle
 
 
 def setup(app: web.Application) -> None:
