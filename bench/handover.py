@@ -23,8 +23,6 @@ import asyncio
 import itertools
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,12 +31,13 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from harness import HOST, BenchError, Child, free_ports, time_budget, wait_answering
+from harness import HOST, REPO, BenchError, Child, free_ports, time_budget, wait_answering
+
+sys.path.insert(0, str(REPO))
 
 from hlsproxy.sim.engine import SimEngine
-from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
+from tests.conftest import decode_warnings
 
-NULL_OUT = ("-f", "null", "-")
 CONTENT = "0a4848271c91ce2d8965ce416267c25047dc8141"
 
 
@@ -85,33 +84,8 @@ def longest_gap(arrivals: list[float], start: float, end: float) -> float:
 
 
 def ffmpeg_warnings(data: bytes) -> list[str]:
-    """What ffmpeg says decoding `data`, cut at its last keyframe (the capture's own end cuts
-    a frame short)."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise BenchError("ffmpeg is missing")
-    joins = TsScanner().scan(data[: len(data) - len(data) % PACKET_SIZE])
-    if joins:
-        data = data[: joins[-1].offset]
-    done = subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "warning",
-            "-f",
-            "mpegts",
-            "-i",
-            "pipe:0",
-            *NULL_OUT,
-        ],
-        input=data,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    return done.stderr.decode(errors="replace").splitlines()
+    """What ffmpeg says decoding `data`, as the tests judge a capture."""
+    return decode_warnings(data).splitlines()
 
 
 async def serve_engine(engine: SimEngine, port: int) -> web.AppRunner:
