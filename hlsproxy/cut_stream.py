@@ -38,9 +38,9 @@ from .errors import NotFound, Unavailable
 from .hls import slate
 from .hls.body import Body
 from .hls.cache import Cached, Flight, SegmentCache
-from .hls.channel import QUIET_POLLS, Locator
 from .hls.splice import Splice, mark_discontinuity
 from .hls.starting import StartingSlate
+from .hls.stream import QUIET_POLLS, Locator
 from .hls.viewers import Viewers
 from .hls.window import Window
 from .lifecycle import EngineStream, Figures, Prebuffer, UpstreamEnded

@@ -22,7 +22,7 @@ from .content import StreamRequest
 from .cut_stream import CutHlsStream, CutOptions
 from .engine.client import EngineClient
 from .hls.cache import SegmentCache
-from .hls.channel import HlsOptions, HlsStream
+from .hls.stream import HlsOptions, HlsStream
 from .lifecycle import EngineStream
 from .sessions import Sessions
 from .state import WaitBounds

@@ -12,7 +12,7 @@ from hlsproxy.engine.client import Engine, EngineClient
 from hlsproxy.engine.pool import FixedEngine
 from hlsproxy.errors import NotFound
 from hlsproxy.hls.cache import SegmentCache
-from hlsproxy.hls.channel import HlsOptions, HlsStream
+from hlsproxy.hls.stream import HlsOptions, HlsStream
 from hlsproxy.sessions import Sessions
 from hlsproxy.state import EndReason
 

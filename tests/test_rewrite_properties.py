@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from hlsproxy.config import load_settings
 from hlsproxy.content import ContentKey
-from hlsproxy.hls.channel import Locator
 from hlsproxy.hls.playlist import looks_like_playlist, rewrite_playlist
+from hlsproxy.hls.stream import Locator
 from hlsproxy.hls.uri import Uri
 from hlsproxy.web import hls_urls
 from hlsproxy.web.app import create_app

@@ -1,6 +1,6 @@
 """What an HLS stream's playlist shows while the engine prebuffers: the starting slate.
 
-One owner for both HLS streams, the engine's (`channel.HlsStream`) and the one the proxy
+One owner for both HLS streams, the engine's (`stream.HlsStream`) and the one the proxy
 cuts from MPEG-TS (`cut_stream.CutHlsStream`), so that players see the same either way:
 - when the slate goes up: once the engine has accepted the session and then held its first
   media back `SLATE_AFTER` seconds (a warm channel's media comes sooner, and gets none);

@@ -15,7 +15,7 @@ from ..engine.pool import FixedEngine
 from ..formats import StreamFactory, Streams
 from ..hls import slate
 from ..hls.cache import SegmentCache
-from ..hls.channel import HlsOptions
+from ..hls.stream import HlsOptions
 from ..sessions import Sessions
 from ..state import WaitBounds
 from ..streams import Registry

@@ -11,7 +11,7 @@ import hashlib
 from aiohttp import web
 
 from ..content import ContentKey, KeyType
-from ..hls.channel import Locator
+from ..hls.stream import Locator
 from .access import TOKEN_PARAM
 from .keys import SETTINGS
 
