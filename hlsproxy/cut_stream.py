@@ -37,7 +37,8 @@ from .engine.client import Engine, EngineClient
 from .errors import NotFound, Unavailable
 from .hls import slate
 from .hls.body import Body
-from .hls.cache import Cached, Flight, SegmentCache
+from .hls.cache import SegmentCache
+from .hls.flight import Cached, Flight
 from .hls.splice import Splice, mark_discontinuity
 from .hls.starting import StartingSlate
 from .hls.stream import QUIET_POLLS, Locator

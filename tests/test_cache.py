@@ -19,7 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from hlsproxy.errors import EngineError, EngineProtocolError, NotFound, ShuttingDown, Unavailable
-from hlsproxy.hls.cache import Cached, Fetch, Flight, SegmentCache, Source
+from hlsproxy.hls.cache import SegmentCache
+from hlsproxy.hls.flight import Cached, Fetch, Flight, Source
 
 from .conftest import Clock
 

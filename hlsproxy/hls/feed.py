@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from ..errors import EngineStalled, NotFound, Unavailable
-from .cache import Cached, Flight
+from .flight import Cached, Flight
 
 log = logging.getLogger(__name__)
 

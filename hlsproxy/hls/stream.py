@@ -32,8 +32,9 @@ from ..lifecycle import DEFAULT_WAIT, SESSION_OVER, EngineStream, Figures, Strea
 from ..sessions import Sessions
 from ..state import EndReason, Event, RetryPolicy, State, WaitBounds, Watch, may_make_room
 from . import slate
-from .cache import Cached, Fetch, Flight, SegmentCache
+from .cache import SegmentCache
 from .feed import concatenated
+from .flight import Cached, Fetch, Flight
 from .playlist import looks_like_playlist, rewrite
 from .served import DEFAULT_TARGET, Served
 from .splice import Splice

@@ -12,7 +12,7 @@ from ..content import parse_stream_request
 from ..errors import BadRequest, NotFound
 from ..formats import AnyHls, Streams
 from ..hls.body import Body
-from ..hls.cache import Cached, Flight
+from ..hls.flight import Cached, Flight
 from ..hls.media_types import MEDIA_TYPES
 from . import hls_urls, sendfile
 from .keys import METRICS, SETTINGS, STALLS, STREAMS

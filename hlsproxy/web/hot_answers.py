@@ -27,7 +27,7 @@ from ..content import StreamRequest, parse_stream_request
 from ..errors import NotFound, ProxyError
 from ..formats import AnyHls
 from ..hls.body import Body
-from ..hls.cache import Cached, Flight
+from ..hls.flight import Cached, Flight
 from ..hls.media_types import MEDIA_TYPES
 from .access import TOKEN_PARAM, allowed, token_in, token_matches
 from .hls_routes import (
