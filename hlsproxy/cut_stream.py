@@ -36,17 +36,17 @@ from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient
 from .errors import NotFound, Unavailable
 from .hls import slate
+from .hls.audience import Audience
 from .hls.body import Body
 from .hls.cache import SegmentCache
 from .hls.flight import Cached, Flight
 from .hls.splice import Splice, mark_discontinuity
 from .hls.starting import StartingSlate
-from .hls.stream import QUIET_POLLS, Locator
-from .hls.viewers import Viewers
+from .hls.stream import Locator
 from .hls.window import Window
 from .lifecycle import EngineStream, Figures, Prebuffer, UpstreamEnded
 from .sessions import Sessions
-from .state import RetryPolicy, Watch, may_make_room
+from .state import RetryPolicy
 from .ts.segmenter import Segment, Segmenter
 from .ts.stream import TsStream
 
@@ -91,11 +91,7 @@ class CutHlsStream(EngineStream):
             clock=clock,
         )
         self.source = source
-        self.requests = 0
-        self.viewers = Viewers()
-        self.lookups = 0
-        self.hits = 0
-        self.bytes_out = 0
+        self.audience = Audience(self.started_at, options.stream_timeout)
         self.last_data_at: float | None = None
         self._cache = cache
         self._options = options
@@ -106,7 +102,6 @@ class CutHlsStream(EngineStream):
             label=f"cut hls stream {request.key}",
             clock=clock,
         )
-        self._last_used = self.started_at
         self._waiting = 0  # requests waiting for the first segment
         self._on_idle = on_idle
         # At once: an MPEG-TS stream nobody watches would end before this stream's task runs.
@@ -135,36 +130,48 @@ class CutHlsStream(EngineStream):
     def prebuffer(self) -> Prebuffer | None:
         return None if self.closing else self.source.prebuffer()
 
+    @property
+    def requests(self) -> int:
+        return self.audience.requests
+
+    @property
+    def lookups(self) -> int:
+        return self.audience.lookups
+
+    @property
+    def hits(self) -> int:
+        return self.audience.hits
+
+    @property
+    def bytes_out(self) -> int:
+        return self.audience.bytes_out
+
     def idle_deadline(self) -> float | None:
         if self.closing or self._waiting:
             return None
-        return self._last_used + self._options.stream_timeout
+        return self.audience.idle_deadline()
 
     def may_make_room(self, now: float) -> bool:
-        quiet = QUIET_POLLS * self._cutter.window.target_duration
-        return may_make_room(Watch(0, self._last_used, quiet), now)
+        return self.audience.may_make_room(now, self._cutter.window.target_duration)
 
     def figures(self) -> Figures:
         # Nothing comes in from an engine: the MPEG-TS stream counts what it reads, and the
         # cache what was cut.
         return Figures(
             bytes_out=self.bytes_out,
-            clients=self.viewers.count(
-                self._clock(), QUIET_POLLS * self._cutter.window.target_duration
-            ),
+            clients=self.audience.clients(self._clock(), self._cutter.window.target_duration),
             last_data_at=self.last_data_at,
         )
 
     def served(self, size: int) -> None:
-        self.bytes_out += size
+        self.audience.served(size)
 
     def touch(self) -> None:
-        self._last_used = self._clock()
-        self.requests += 1
+        self.audience.touch(self._clock())
 
     def seen_by(self, viewer: bytes) -> None:
         """A player asked for something of this stream (`web/hls_routes.viewer` names it)."""
-        self.viewers.saw(viewer, self._clock())
+        self.audience.seen_by(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:
         self.touch()
@@ -204,7 +211,7 @@ class CutHlsStream(EngineStream):
             yield
         finally:
             self._waiting -= 1
-            self._last_used = self._clock()
+            self.audience.used(self._clock())
             if not self._waiting:
                 self._on_idle()  # it has a deadline again
 
@@ -221,8 +228,7 @@ class CutHlsStream(EngineStream):
         fetch = self._slate.fetch(token)
         if fetch is not None:
             found = await self._cache.get((self.key, token), fetch, self._cutter.window.retention())
-            self.lookups += 1
-            self.hits += isinstance(found, Cached)
+            self.audience.looked_up(isinstance(found, Cached))
             return found
         await self._first_segment()
         return self._segment(token)
@@ -237,11 +243,10 @@ class CutHlsStream(EngineStream):
         return self._segment(token)
 
     def _segment(self, token: str) -> Cached:
-        self.lookups += 1
         found = self._cache.cached((self.key, token))
+        self.audience.looked_up(found is not None)
         if found is None:
             raise NotFound("this segment is no longer held; reload the playlist")
-        self.hits += 1
         return found
 
     def _on_packets(self, chunk: bytes, breaks: int) -> None:

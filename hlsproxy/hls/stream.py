@@ -30,8 +30,9 @@ from ..errors import (
 )
 from ..lifecycle import DEFAULT_WAIT, SESSION_OVER, EngineStream, Figures, StreamGaveUp
 from ..sessions import Sessions
-from ..state import EndReason, Event, RetryPolicy, State, WaitBounds, Watch, may_make_room
+from ..state import EndReason, Event, RetryPolicy, State, WaitBounds
 from . import slate
+from .audience import Audience
 from .cache import SegmentCache
 from .feed import concatenated
 from .flight import Cached, Fetch, Flight
@@ -41,14 +42,11 @@ from .splice import Splice
 from .starting import StartingSlate
 from .tokens import token_for
 from .uri import Uri
-from .viewers import Viewers
 
 log = logging.getLogger(__name__)
 
 
 MAX_PLAYLIST_BYTES = 4 << 20
-# Players poll about once per target duration: this many polls missed and nobody watches.
-QUIET_POLLS = 3
 
 
 Locator = Callable[[ContentKey, str], str]
@@ -121,19 +119,14 @@ class HlsStream(EngineStream):
             on_closed=on_closed,
             clock=clock,
         )
-        self.requests = 0
-        self.viewers = Viewers()
-        self.lookups = 0
-        self.hits = 0
+        self.audience = Audience(self.started_at, options.stream_timeout)
         self.bytes_in = 0
         """Every byte read from the engine: playlists, and segments as the cache reads them
         (once, however many players get them)."""
-        self.bytes_out = 0
         self.playlist_fetches = 0
         self.last_data_at: float | None = None
         self._cache = cache
         self._options = options
-        self._last_used = self.started_at
         # token -> what it names and when a playlist named it or a client asked for it last;
         # only these can be fetched
         self._names: dict[str, tuple[Uri, float]] = {}
@@ -168,35 +161,47 @@ class HlsStream(EngineStream):
     def mode(self) -> Literal["hls"]:
         return "hls"
 
+    @property
+    def requests(self) -> int:
+        return self.audience.requests
+
+    @property
+    def lookups(self) -> int:
+        return self.audience.lookups
+
+    @property
+    def hits(self) -> int:
+        return self.audience.hits
+
+    @property
+    def bytes_out(self) -> int:
+        return self.audience.bytes_out
+
     def idle_deadline(self) -> float | None:
-        if self.closing:
-            return None
-        return self._last_used + self._options.stream_timeout
+        return None if self.closing else self.audience.idle_deadline()
 
     def may_make_room(self, now: float) -> bool:
-        quiet = QUIET_POLLS * self._target()
-        return may_make_room(Watch(0, self._last_used, quiet), now)
+        return self.audience.may_make_room(now, self._target())
 
     def figures(self) -> Figures:
         return Figures(
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
-            clients=self.viewers.count(self._clock(), QUIET_POLLS * self._target()),
+            clients=self.audience.clients(self._clock(), self._target()),
             playlist_fetches=self.playlist_fetches,
             last_data_at=self.last_data_at,
         )
 
     def served(self, size: int) -> None:
         """A segment, key or init section of `size` bytes went to a client."""
-        self.bytes_out += size
+        self.audience.served(size)
 
     def touch(self) -> None:
-        self._last_used = self._clock()
-        self.requests += 1
+        self.audience.touch(self._clock())
 
     def seen_by(self, viewer: bytes) -> None:
         """A player asked for something of this stream (`web/hls_routes.viewer` names it)."""
-        self.viewers.saw(viewer, self._clock())
+        self.audience.seen_by(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:
         """The rewritten playlist: the session's own (token None) or one it named; the
@@ -258,8 +263,7 @@ class HlsStream(EngineStream):
             fetch = functools.partial(self._open, self._resource_uri(token))
             await self.ready()
         found = await self._cache.get((self.key, token), fetch, self._segment_ttl)
-        self.lookups += 1
-        self.hits += isinstance(found, Cached)
+        self.audience.looked_up(isinstance(found, Cached))
         return found
 
     def resource_now(self, token: str) -> Cached | None:
@@ -272,8 +276,7 @@ class HlsStream(EngineStream):
         found = self._cache.cached((self.key, token))
         if found is not None:
             self.touch()
-            self.lookups += 1
-            self.hits += 1
+            self.audience.looked_up(True)
         return found
 
     def _resource_uri(self, token: str) -> Uri:
