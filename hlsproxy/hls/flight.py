@@ -158,3 +158,30 @@ class Flight:
         if not self.settled:
             self._error = error
             self._notify()
+
+
+class Counted:
+    """A source whose bytes are counted (`count`) as the cache reads them."""
+
+    def __init__(self, source: Source, count: Callable[[int], None]) -> None:
+        self._source = source
+        self._count = count
+
+    def __repr__(self) -> str:
+        return f"<Counted {self._source!r}>"
+
+    @property
+    def content_type(self) -> str:
+        return self._source.content_type
+
+    @property
+    def length(self) -> int | None:
+        return self._source.length
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._source.chunks():
+            self._count(len(chunk))
+            yield chunk
+
+    async def close(self) -> None:
+        await self._source.close()

@@ -1,7 +1,9 @@
 """One content as HLS: its engine session, its rewritten playlists, and the resources they name.
 
 Only resources that a playlist of this session named can be fetched: a client names a
-resource by an opaque token, never by a URL, so it cannot make the proxy fetch anything else.
+resource by an opaque token, never by a URL, so it cannot make the proxy fetch anything else
+(`names`). What players are served across engine sessions is decided in `continuity`; this
+fetches the playlists and carries the decisions out.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from ..content import ContentKey, StreamRequest
-from ..engine.client import EngineClient, EngineResource, EngineSession
+from ..engine.client import EngineClient, EngineSession
 from ..errors import (
     ContentGone,
     EngineError,
@@ -34,8 +36,10 @@ from ..state import EndReason, Event, RetryPolicy, State, WaitBounds
 from . import slate
 from .audience import Audience
 from .cache import SegmentCache
+from .continuity import Continuity, upkeep
 from .feed import concatenated
-from .flight import Cached, Fetch, Flight
+from .flight import Cached, Counted, Fetch, Flight
+from .names import Names
 from .playlist import looks_like_playlist, rewrite
 from .served import DEFAULT_TARGET, Served
 from .splice import Splice
@@ -44,7 +48,6 @@ from .tokens import token_for
 from .uri import Uri
 
 log = logging.getLogger(__name__)
-
 
 MAX_PLAYLIST_BYTES = 4 << 20
 
@@ -66,33 +69,6 @@ class HlsOptions:
 def _over(exc: EngineError) -> bool:
     """The engine answered that the session is over (stopped, superseded, expired)."""
     return isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
-
-
-class _Counted:
-    """An engine resource whose bytes, as the cache reads them, count as the stream's in."""
-
-    def __init__(self, resource: EngineResource, stream: HlsStream) -> None:
-        self._resource = resource
-        self._stream = stream
-
-    def __repr__(self) -> str:
-        return f"<_Counted {self._resource!r}>"
-
-    @property
-    def content_type(self) -> str:
-        return self._resource.content_type
-
-    @property
-    def length(self) -> int | None:
-        return self._resource.length
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._resource.chunks():
-            self._stream.bytes_in += len(chunk)
-            yield chunk
-
-    async def close(self) -> None:
-        await self._resource.close()
 
 
 class HlsStream(EngineStream):
@@ -127,21 +103,10 @@ class HlsStream(EngineStream):
         self.last_data_at: float | None = None
         self._cache = cache
         self._options = options
-        # token -> what it names and when a playlist named it or a client asked for it last;
-        # only these can be fetched
-        self._names: dict[str, tuple[Uri, float]] = {}
-        self._playlists: dict[str, Served] = {}  # upstream URL -> last good copy
+        self._names = Names()  # only these can be fetched
+        self._continuity = Continuity()
         self._refreshes: dict[str, asyncio.Task[Served]] = {}
         self._segment_ttl = 60.0
-        self._main_url = ""  # the session's own playlist, as the engine named it
-        # After a new session: how each playlist of it continues the one served before it;
-        # for a multivariant stream also each old variant URL's new one, and the last
-        # playlist served of each, to splice its first new one onto.
-        self._splices: dict[str, Splice] = {}
-        self._moved: dict[str, str] = {}
-        self._continues: dict[str, Served] = {}
-        self._generation = 0  # counts the engine sessions that served
-        self._final: Served | None = None  # once the content is gone: the ended playlist
         # What players see while the engine holds the first playlist back.
         self._slate = StartingSlate(
             options.slate,
@@ -237,23 +202,20 @@ class HlsStream(EngineStream):
 
     def _known_playlist(self, token: str | None) -> tuple[str, str | None]:
         """The playlist's engine URL, and its text when what we hold may be served."""
-        if self._final is not None:
-            return "", self._final.text
+        continuity = self._continuity
+        if continuity.final is not None:
+            return "", continuity.final.text
         if token is None:
-            url = self._main_url
+            url = continuity.main_url
         else:
-            uri = self._lookup(token)
+            uri = self._names.lookup(token, self._clock())
             if uri.kind != "playlist":
                 raise NotFound("no such playlist")
-            # Players keep polling the variant they picked: after a new session it is the
-            # new session's variant in the same place.
-            url = self._moved.get(uri.url, uri.url)
-        current = self._playlists.get(url)
-        if current is not None and self._clock() - current.fetched_at < current.ttl:
-            return url, current.text
-        if self.state is State.RECOVERING and current is not None:
-            return url, current.text  # the last good one, until a new session has its own
-        return url, None
+            # Players keep polling the variant they picked.
+            url = continuity.polled(uri.url)
+        recovering = self.state is State.RECOVERING
+        current = continuity.to_serve(url, self._clock(), recovering=recovering)
+        return url, None if current is None else current.text
 
     async def resource(self, token: str) -> Cached | Flight:
         """A segment, key or init section that a playlist of this session named."""
@@ -280,7 +242,7 @@ class HlsStream(EngineStream):
         return found
 
     def _resource_uri(self, token: str) -> Uri:
-        uri = self._lookup(token)
+        uri = self._names.lookup(token, self._clock())
         if uri.kind == "playlist":
             raise NotFound("that is a playlist")
         return uri
@@ -289,23 +251,11 @@ class HlsStream(EngineStream):
         """The session's segments in order, as one MPEG-TS stream."""
         return concatenated(self, empty_timeout=empty_timeout)
 
-    def _lookup(self, token: str) -> Uri:
-        named = self._names.get(token)
-        if named is None:
-            raise NotFound("no such resource in this stream's playlists")
-        uri = named[0]
-        if uri.kind == "playlist":
-            # In use: a variant playlist is named once, by a multivariant playlist that
-            # players do not fetch again, and must live as long as players ask for it.
-            # Segments need no touch: every playlist refresh names them anew.
-            self._names[token] = (uri, self._clock())
-        return uri
-
     def _target(self) -> float:
-        current = self._playlists.get(self._main_url)
+        current = self._continuity.main
         return current.target if current is not None else DEFAULT_TARGET
 
-    async def _open(self, uri: Uri) -> _Counted:
+    async def _open(self, uri: Uri) -> Counted:
         session = self._session
         if session is None:
             raise Unavailable("the stream is changing engines; retry", retry_after=1)
@@ -313,27 +263,29 @@ class HlsStream(EngineStream):
         if uri.byterange is not None:
             byte_range = (uri.byterange.offset, uri.byterange.length)
         try:
-            return _Counted(await self._client.fetch(session, uri.url, byte_range), self)
+            resource = await self._client.fetch(session, uri.url, byte_range)
         except EngineStatus as exc:
             if exc.upstream_status == 404:
                 raise NotFound("the engine no longer has this segment") from exc
             raise
+        # Each byte counts once, as the cache reads it, however many players get it.
+        return Counted(resource, self._read)
+
+    def _read(self, size: int) -> None:
+        self.bytes_in += size
 
     async def _refresh(self, url: str) -> Served:
-        last = self._playlists.get(url)
-        splice = self._splices.get(url)
+        last = self._continuity.last(url)
+        splice = self._continuity.splice(url)
         try:
-            playlist = await self._load(url, splice)
-            before = self._continues.pop(url, None)
-            if splice is None and before is not None:
-                playlist = self._continue(url, before.text, playlist)
+            playlist = self._continuity.loaded(url, await self._load(url, splice), splice)
         except EngineError as exc:
             if last is None:
                 raise
             # A slow or dropped answer may be a blip; a refused connection is a dead engine:
             # move now.
             blip = isinstance(exc, EngineLost) and not isinstance(exc, EngineRefused)
-            if blip and self._clock() - last.fetched_at <= 2 * last.target:
+            if blip and self._continuity.bridges(last, self._clock()):
                 log.info("stream %s: the last playlist bridges a blip (%s)", self.key, exc.message)
                 return last
             if not (isinstance(exc, EngineLost) or _over(exc)):
@@ -341,14 +293,7 @@ class HlsStream(EngineStream):
             return await self._after_loss(url, last, exc)
         finally:
             self._refreshes.pop(url, None)
-        self._playlists[url] = playlist
         self._after_refresh(playlist)
-        return playlist
-
-    def _continue(self, url: str, before: str, first: Served) -> Served:
-        """The first playlist of a new session's variant, continuing the old one's (or the
-        slate's): `before` is the text last served."""
-        playlist, self._splices[url] = first.continuing(before)
         return playlist
 
     async def _after_loss(self, url: str, last: Served, exc: EngineError) -> Served:
@@ -360,12 +305,7 @@ class HlsStream(EngineStream):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(last.target):
                 await asyncio.shield(attempt)
-        if self._final is not None:
-            return self._final
-        current = self._playlists.get(self._main_url)
-        if url != self._main_url and current is not None and not current.info.multivariant:
-            return current
-        return self._playlists.get(url, last)
+        return self._continuity.after_loss(url, last)
 
     async def _load(self, url: str, splice: Splice | None, *, bounded: bool = True) -> Served:
         """A playlist, rewritten; `bounded=False`: its wait is the caller's to bound (a
@@ -402,13 +342,11 @@ class HlsStream(EngineStream):
 
     async def _serve(self) -> None:
         session = await self._start_session()
-        url = self._main_url = session.info.playback_url
+        url = self._continuity.main_url = session.info.playback_url
         # The engine holds the first playlist back while it prebuffers; players meanwhile
         # get the slate, which the channel then follows.
         first = await self._await_media(session, self._load(url, None, bounded=False))
-        if self._slate.last is not None:
-            first = self._continue(url, self._slate.last, first)
-        self._playlists[url] = first
+        first = self._continuity.started(url, first, self._slate.last)
         self._after_refresh(first)
         self._serving()
         loop = asyncio.get_running_loop()
@@ -422,7 +360,7 @@ class HlsStream(EngineStream):
         playlist that players follow across one discontinuity; meanwhile they get the last
         good playlist. Gives up, with an ended playlist, only when the content is gone."""
         log.warning("hls stream %s: %s; starting a new engine session", self.key, failure)
-        last = self._playlists.get(self._main_url)
+        last = self._continuity.main
         while True:
             try:
                 await self._recover(failure)
@@ -451,30 +389,12 @@ class HlsStream(EngineStream):
     async def _spliced(self, session: EngineSession, last: Served | None) -> Served:
         url = session.info.playback_url
         first = await self._await_media(session, self._load(url, None, bounded=False))
-        if last is None or first.info.multivariant:
-            return first  # a multivariant playlist has no segments: its variants splice
-        return self._continue(url, last.text, first)
+        return self._continuity.spliced(url, first, last)
 
     def _install(self, session: EngineSession, playlist: Served) -> None:
-        old = self._playlists.get(self._main_url)
-        if old is not None and len(old.variants) == len(playlist.variants):
-            for before, after in zip(old.variants, playlist.variants, strict=True):
-                self._move(before, after)
-        self._playlists.pop(self._main_url, None)
-        self._main_url = session.info.playback_url
-        self._playlists[self._main_url] = playlist
-        self._generation += 1
+        self._continuity.install(session.info.playback_url, playlist)
         self._after_refresh(playlist)
         self._serving()
-
-    def _move(self, before: str, after: str) -> None:
-        for first, current in list(self._moved.items()):
-            if current == before:
-                self._moved[first] = after
-        self._moved[before] = after
-        last = self._playlists.pop(before, None)
-        if last is not None:
-            self._continues[after] = last
 
     def _attempt_done(self) -> None:
         attempt, self._attempted = self._attempted, asyncio.get_running_loop().create_future()
@@ -482,25 +402,20 @@ class HlsStream(EngineStream):
 
     def _finish(self, last: Served) -> None:
         """The content is gone: tell players the stream ended, not a loop of errors."""
-        self._final = last.ended()
+        self._continuity.finish(last)
         self._advance(Event.FINISH)
         log.warning("hls stream %s: the engine cannot load the content; playlist ended", self.key)
 
     def _after_refresh(self, playlist: Served) -> None:
-        info = playlist.info
-        if info.multivariant:
+        kept = upkeep(playlist, self._options.prefetch)
+        if kept is None:
             return
-        # A segment that left the playlist stays fetchable for its duration plus the
-        # playlist's (RFC 8216 6.2.2); slow clients get slack on top.
-        self._segment_ttl = max(30.0, info.duration + 3 * playlist.target)
-        horizon = playlist.fetched_at - 2 * self._segment_ttl
-        for token in [t for t, (_, seen) in self._names.items() if seen < horizon]:
-            del self._names[token]
-        for segment in info.segments[len(info.segments) - self._options.prefetch :]:
-            token = token_for("segment", segment.url, segment.byterange)
-            named = self._names.get(token)
-            if named is not None:
-                fetch = functools.partial(self._open, named[0])
+        self._segment_ttl = kept.segment_ttl
+        self._names.forget_before(kept.forget_before)
+        for token in kept.prefetch:
+            uri = self._names.get(token)
+            if uri is not None:
+                fetch = functools.partial(self._open, uri)
                 self._cache.prefetch((self.key, token), fetch, self._segment_ttl)
 
     async def segments(self) -> tuple[float, int, list[tuple[int, str]]]:
@@ -508,12 +423,14 @@ class HlsStream(EngineStream):
         sequence, token), for feeding MPEG-TS clients from this session."""
         await self.ready()  # the channel's own playlist: never the slate
         await self.playlist()
-        current = self._final or self._playlists[self._main_url]
+        continuity = self._continuity
+        current = continuity.final or continuity.main
+        assert current is not None  # the playlist above was served
         if current.info.multivariant:
             raise EngineProtocolError("the engine's playlist has variants; pick one to play")
         return (
             current.target,
-            self._generation,
+            continuity.generation,
             [
                 (
                     segment.sequence + current.offset,
@@ -524,9 +441,7 @@ class HlsStream(EngineStream):
         )
 
     def _name(self, uri: Uri) -> str:
-        token = token_for(uri.kind, uri.url, uri.byterange)
-        self._names[token] = (uri, self._clock())
-        return self._options.locate(self.key, token)
+        return self._options.locate(self.key, self._names.name(uri, self._clock()))
 
     async def _teardown(self) -> None:
         if not self._attempted.done():
