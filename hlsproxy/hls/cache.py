@@ -1,7 +1,7 @@
 """The segment cache: one upstream fetch per key, however many clients ask at once.
 
 A body is either complete (`Cached`, kept for its own TTL within a byte budget) or still
-arriving (`Flight`). The first `get()` for a key registers a flight before it awaits
+arriving (`flight.Flight`). The first `get()` for a key registers a flight before it awaits
 anything, so every later `get()` for that key joins it rather than fetching again.
 
 The fetch runs as a task the cache owns, never inside a client's request. Clients only
