@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
-
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient, EngineSession, Format, unreachable_cause
 from .errors import (
@@ -136,7 +134,7 @@ def classify(exc: BaseException) -> Failure:
         return Failure.GONE
     if isinstance(exc, EngineStalled):
         return Failure.STALLED
-    if isinstance(exc, EngineLost | aiohttp.ClientError | OSError):
+    if isinstance(exc, EngineLost):
         return Failure.LOST
     if isinstance(exc, UpstreamEnded) or (
         isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
