@@ -43,8 +43,9 @@ from .hls.splice import Splice, mark_discontinuity
 from .hls.starting import StartingSlate
 from .hls.viewers import Viewers
 from .hls.window import Window
-from .lifecycle import EngineStream, Figures, Prebuffer, UpstreamEnded
+from .lifecycle import EngineStream, Figures, UpstreamEnded
 from .sessions import Sessions
+from .stat_watch import Prebuffer
 from .state import RetryPolicy, Watch, may_make_room
 from .ts.segmenter import Segment, Segmenter
 from .ts.stream import TsStream

@@ -2,9 +2,9 @@
 idle. It makes the streams itself, each knowing the live stream of the other format, if any.
 
 Deciding is synchronous and separate from doing (docs/ARCHITECTURE.md, principle 2): `open`
-picks or creates a
-stream with no await in between, and the sweeper decides which streams are due under no
-await, then lets each one end itself (the engine I/O happens in the stream's own task).
+picks or creates a stream with no await in between, and the sweeper decides which streams
+are due under no await, then lets each one end itself (the engine I/O happens in the
+stream's own task).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class EngineClient:
 
         Not bounded in time: the engine holds the head back while it prebuffers, which may
         take minutes, and only its stat tells a working engine from a dead one. The caller
-        bounds the wait (`lifecycle.EngineStream._await_media`), and each read.
+        bounds the wait (`stat_watch.StatWatch.await_media`), and each read.
         """
         async with contextlib.AsyncExitStack() as stack:
             async with self._errors("opening the stream"):

@@ -64,7 +64,7 @@ async def status(request: web.Request) -> web.Response:
 def _stream_status(key: ContentKey, stream: AnyStream, channel: Channel) -> dict[str, object]:
     figures = stream.figures()
     now = time.monotonic()
-    status: dict[str, object] = {
+    answer: dict[str, object] = {
         "stream_id": key.value,
         "key_type": key.kind,
         "mode": stream.mode,
@@ -81,31 +81,31 @@ def _stream_status(key: ContentKey, stream: AnyStream, channel: Channel) -> dict
     }
     prebuffer = stream.prebuffer()
     if prebuffer is not None:
-        status["prebuffer"] = prebuffer.as_json()
+        answer["prebuffer"] = prebuffer.as_json()
     # The channel as a whole: its players in each format, and the engine's view of the
     # session that feeds them all.
-    status["players"] = {
+    answer["players"] = {
         mode: member.figures().clients
         for mode, member in (("hls", channel.hls), ("ts", channel.ts))
         if member is not None
     }
-    status["source"] = channel.source
+    answer["source"] = channel.source
     word = channel.owner.engine_word()
     if word is not None and word.status:
-        status["engine_stat"] = {
+        answer["engine_stat"] = {
             "status": word.status,
             "peers": word.peers,
             "speed_down_kbps": word.speed_down,
         }
     if isinstance(stream, TsStream):
-        status["clients"] = figures.clients
-        status["clients_cut"] = figures.clients_cut
-        status["clients_moved_forward"] = stream.ring.skipped
+        answer["clients"] = figures.clients
+        answer["clients_cut"] = figures.clients_cut
+        answer["clients_moved_forward"] = stream.ring.skipped
     else:
-        status["viewers"] = figures.clients
-        status["requests"] = stream.requests
-        status["playlist_fetches"] = figures.playlist_fetches
-    return status
+        answer["viewers"] = figures.clients
+        answer["requests"] = stream.requests
+        answer["playlist_fetches"] = figures.playlist_fetches
+    return answer
 
 
 async def metrics(request: web.Request) -> web.Response:
