@@ -1,7 +1,8 @@
 """What the engine says of one stream's session, read from its stat: while the session's first
 media is awaited, where it moves the wait's deadline, and while someone looks.
 
-Here "status" is only ever what a stat answer says ("prebuf", "dl", ...).
+Here "status" is only ever what a stat answer says ("prebuf", "dl", ...); the pages that show
+it are "the status page", "/ace/status".
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ STAT_INTERVAL = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Prebuffer:
-    """A wait for an engine session's first media, for status and metrics."""
+    """A wait for an engine session's first media, as the status page, /ace/status and /metrics
+    show it."""
 
     waited: float
     """Seconds so far."""
@@ -156,7 +158,7 @@ class StatWatch:
         lose it).
         """
         loop = asyncio.get_running_loop()
-        # On the loop's clock, which the timeout keeps; `self.waiting` is what status shows.
+        # On the loop's clock, which the timeout keeps; `self.waiting` is what the pages show.
         wait = [MediaWait(loop.time())]
         self.waiting = MediaWait(self._clock())
         self.awaiting.set()
