@@ -44,8 +44,9 @@ from .hls.splice import Splice, mark_discontinuity
 from .hls.starting import StartingSlate
 from .hls.stream import Locator
 from .hls.window import Window
-from .lifecycle import EngineStream, Figures, Prebuffer, UpstreamEnded
+from .lifecycle import EngineStream, Figures, UpstreamEnded
 from .sessions import Sessions
+from .stat_watch import Prebuffer
 from .state import RetryPolicy
 from .ts.segmenter import Segment, Segmenter
 from .ts.stream import TsStream

@@ -9,86 +9,23 @@ The engine allows one session per content. Where HLS comes from is an option:
   instead: handing its session over to an engine HLS session would leave its MPEG-TS clients
   a gap and time stamps that go back.
 
-`ts/` and `hls/` never import each other: this is where they meet.
+The registry (`registry.Registry`) makes each stream by these rules; this module holds what
+the two formats of one content share. `ts/` and `hls/` never import each other: this is
+where they meet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
-from .content import StreamRequest
-from .cut_stream import CutHlsStream, CutOptions
-from .engine.client import EngineClient
-from .hls.cache import SegmentCache
-from .hls.stream import HlsOptions, HlsStream
+from .cut_stream import CutHlsStream
+from .hls.stream import HlsStream
 from .lifecycle import EngineStream
-from .sessions import Sessions
-from .state import WaitBounds
-from .streams import Registry
-from .ts.stream import TsOptions, TsStream
+from .ts.stream import TsStream
 
 AnyHls = HlsStream | CutHlsStream
 AnyStream = TsStream | AnyHls
-
-
-@dataclass(frozen=True, slots=True)
-class StreamFactory:
-    client: EngineClient
-    sessions: Sessions
-    segments: SegmentCache
-    ts_options: TsOptions
-    hls_options: HlsOptions
-    wait_bounds: WaitBounds
-    cut_options: CutOptions
-    hls_source: Literal["engine", "proxy"]
-    on_idle: Callable[[], None]
-    on_closed: Callable[[EngineStream], None]
-    open_ts: Callable[[StreamRequest], TsStream]
-    """The registry's: the content's live MPEG-TS stream, opened if there is none."""
-
-    def ts(self, request: StreamRequest, partner: AnyHls | None) -> TsStream:
-        """An MPEG-TS stream: it rides the content's engine HLS session when there is one."""
-        if isinstance(partner, CutHlsStream):
-            partner = None  # that one rides this stream, not the other way round
-        return TsStream(
-            request,
-            client=self.client,
-            sessions=self.sessions,
-            options=self.ts_options,
-            wait_bounds=self.wait_bounds,
-            partner=partner,
-            on_idle=self.on_idle,
-            on_closed=self.on_closed,
-        )
-
-    def hls(self, request: StreamRequest, partner: TsStream | None) -> AnyHls:
-        """An HLS stream: cut from the content's MPEG-TS stream with the `proxy` source, or
-        when one plays already; otherwise the engine's HLS session."""
-        if self.hls_source == "proxy" or partner is not None:
-            return CutHlsStream(
-                request,
-                source=partner if partner is not None else self.open_ts(request),
-                client=self.client,
-                sessions=self.sessions,
-                cache=self.segments,
-                options=self.cut_options,
-                on_idle=self.on_idle,
-                on_closed=self.on_closed,
-            )
-        return HlsStream(
-            request,
-            client=self.client,
-            sessions=self.sessions,
-            cache=self.segments,
-            options=self.hls_options,
-            wait_bounds=self.wait_bounds,
-            on_closed=self.on_closed,
-        )
-
-
-Streams = Registry[TsStream, AnyHls]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-
-import aiohttp
 
 from .content import ContentKey, StreamRequest
 from .engine.client import Engine, EngineClient, EngineSession, Format, unreachable_cause
@@ -25,14 +22,13 @@ from .errors import (
     ContentGone,
     EngineError,
     EngineLost,
-    EnginePrebuffering,
     EngineStalled,
     EngineStatus,
-    EngineTimeout,
     ProxyError,
     ShuttingDown,
 )
 from .sessions import Sessions
+from .stat_watch import Prebuffer, StatWatch
 from .state import (
     EndReason,
     EngineWord,
@@ -54,16 +50,15 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Statuses with which the engine says a session is over: stopped (500), superseded (403).
+# HTTP statuses with which the engine says a session is over: stopped (500), superseded
+# (403).
 SESSION_OVER = frozenset({403, 404, 410, 500})
-# A session whose media is awaited has its stat read this often, and never more often.
-STAT_INTERVAL = 1.0
 DEFAULT_WAIT = WaitBounds(silence=10.0, prebuffer=120.0)
 
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """What a stream has done so far, for status and metrics."""
+    """What a stream has done so far, as the status page, /ace/status and /metrics show it."""
 
     bytes_in: int = 0
     bytes_out: int = 0
@@ -71,30 +66,6 @@ class Figures:
     clients_cut: int = 0
     playlist_fetches: int = 0
     last_data_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Prebuffer:
-    """A wait for an engine session's first media, for status and metrics."""
-
-    waited: float
-    """Seconds so far."""
-    engine_status: str | None
-    """What the engine's stat last said ("prebuf", ...); None before it said anything."""
-    peers: int
-    speed_down: int
-    """KB/s, as the engine counts."""
-    progress: int
-    """Percent, when the engine reports it."""
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "waited": round(self.waited, 1),
-            "engine_status": self.engine_status,
-            "peers": self.peers,
-            "speed_down_kbps": self.speed_down,
-            "progress": self.progress,
-        }
 
 
 class UpstreamEnded(EngineError):
@@ -111,32 +82,13 @@ class StreamGaveUp(EngineError):
         self.reason = reason
 
 
-def _word(answer: dict[str, Any]) -> EngineWord:
-    """What a stat answer says, as far as waiting for media goes."""
-    return EngineWord(
-        status=str(answer.get("status", "")),
-        peers=_count(answer.get("peers")),
-        speed_down=_count(answer.get("speed_down")),
-        progress=_count(answer.get("progress", answer.get("total_progress"))),
-    )
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int | float | str):
-        try:
-            return max(0, int(value))
-        except ValueError:
-            return 0
-    return 0
-
-
 def classify(exc: BaseException) -> Failure:
     """What kind of failure an upstream error is, for the retry policy."""
     if isinstance(exc, ContentGone):
         return Failure.GONE
     if isinstance(exc, EngineStalled):
         return Failure.STALLED
-    if isinstance(exc, EngineLost | aiohttp.ClientError | OSError):
+    if isinstance(exc, EngineLost):
         return Failure.LOST
     if isinstance(exc, UpstreamEnded) or (
         isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
@@ -173,18 +125,12 @@ class EngineStream(abc.ABC):
         self._session: EngineSession | None = None
         self._session_since = self.started_at
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wait_bounds = wait_bounds
-        self.waiting: MediaWait | None = None
-        """While an engine session's first media is awaited: since when, what the engine says."""
-        self._awaiting = asyncio.Event()
+        self._stat = StatWatch(client, wait_bounds, mode=self.mode, key=self.key, clock=clock)
+        self._awaiting = self._stat.awaiting
         """Set once the stream first waits for an engine session's media."""
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running = False
-        # The engine's last word on the session, read while someone looks (`engine_word`).
-        self._heard: tuple[EngineSession, EngineWord] | None = None
-        self._looked_at = float("-inf")
-        self._look: asyncio.Task[None] | None = None
 
     @property
     @abc.abstractmethod
@@ -216,59 +162,24 @@ class EngineStream(abc.ABC):
 
     @property
     def shown_state(self) -> str:
-        """The state as status pages show it ("prebuffering" while the engine says so)."""
+        """The state as the status page and /ace/status show it ("prebuffering" while the
+        engine says so)."""
         return shown_state(self.state, self.waiting)
+
+    @property
+    def waiting(self) -> MediaWait | None:
+        """While an engine session's first media is awaited: since when, what the engine says."""
+        return self._stat.waiting
 
     def prebuffer(self) -> Prebuffer | None:
         """While a session's first media is awaited: how long, and what the engine says."""
-        wait = self.waiting
-        if wait is None:
-            return None
-        word = wait.word
-        return Prebuffer(
-            waited=max(0.0, self._clock() - wait.since),
-            engine_status=word.status if word else None,
-            peers=word.peers if word else 0,
-            speed_down=word.speed_down if word else 0,
-            progress=word.progress if word else 0,
-        )
+        return self._stat.prebuffer()
 
     def engine_word(self) -> EngineWord | None:
-        """What the engine last said of this stream's own session (status, peers, download
-        speed); None when it holds no session or the engine has not said yet.
-
-        The stat is read only while someone looks (the status page, /metrics, /ace/status):
-        a look asks again, in the background, once the last ask is `STAT_INTERVAL` old, so
-        the engine hears at most one stat a second per stream, and the answer shows at the
-        next look. While the session's first media is awaited, the wait's own watch reads the
-        stat (`_watch_media`) and its word is the one given."""
-        wait = self.waiting
-        if wait is not None:
-            return wait.word
-        session = self._session
-        if session is None or self.closing:
-            return None
-        now = self._clock()
-        if self._look is None and now - self._looked_at >= STAT_INTERVAL:
-            self._looked_at = now
-            self._look = asyncio.create_task(self._read_stat(session), name=f"stat-{self.key}")
-        heard = self._heard
-        return heard[1] if heard is not None and heard[0] is session else None
-
-    async def _read_stat(self, session: EngineSession) -> None:
-        try:
-            # The client bounds the read; a failed one leaves the last word standing.
-            with contextlib.suppress(EngineError):
-                self._heard = (session, _word(await self._client.stat(session)))
-        finally:
-            self._look = None
-
-    async def _stop_looking(self) -> None:
-        look = self._look
-        if look is not None:
-            look.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await look
+        """What the engine's stat last said of this stream's own session (peers, download
+        speed, ...); None when it holds no session or the engine has not said yet. Read only
+        while someone looks (`StatWatch.engine_word`)."""
+        return self._stat.engine_word(None if self.closing else self._session)
 
     def close(self, reason: EndReason) -> None:
         """End the stream. Synchronous: its engine session is on its way to being stopped
@@ -352,85 +263,9 @@ class EngineStream(abc.ABC):
         return session
 
     async def _await_media(self, session: EngineSession, opening: Awaitable[T]) -> T:
-        """The first media of `session` (what `opening` waits for), waited for while the
-        engine says it is prebuffering (see `state.MediaWait`). Raises EngineTimeout after
-        the no-response timeout of silence, EnginePrebuffering past the prebuffer bound.
-
-        `opening` is awaited in the caller's task, under a timeout that the engine's stat,
-        read beside it, moves: the caller reads the media the moment it comes (aiohttp drops
-        what a response had buffered once its connection fails, so a late first read may
-        lose it).
-        """
-        loop = asyncio.get_running_loop()
-        # On the loop's clock, which the timeout keeps; `self.waiting` is what status shows.
-        wait = [MediaWait(loop.time())]
-        self.waiting = MediaWait(self._clock())
-        self._awaiting.set()
-        deadline, _ = wait[0].deadline(self._wait_bounds)
-        try:
-            async with asyncio.timeout_at(deadline) as timeout:
-                watch = asyncio.create_task(
-                    self._watch_media(session, wait, timeout), name=f"wait-{self.key}"
-                )
-                try:
-                    result = await opening
-                finally:
-                    # Cancelled, not awaited: the caller must read the media at once (see
-                    # above), and a stat read still under way has nobody to tell.
-                    watch.cancel()
-        except TimeoutError:
-            if not timeout.expired():
-                raise
-            raise self._wait_failure(wait[0].deadline(self._wait_bounds)[1]) from None
-        finally:
-            shown, self.waiting = self.waiting, None
-        if shown is not None and shown.prebuffering:
-            log.info(
-                "%s stream %s: waited %.0f s for the engine to prebuffer, %d peers",
-                self.mode,
-                self.key,
-                self._clock() - shown.since,
-                shown.word.peers if shown.word else 0,
-            )
-        return result
-
-    async def _watch_media(
-        self, session: EngineSession, wait: list[MediaWait], timeout: asyncio.Timeout
-    ) -> None:
-        """Read the engine's stat once a second while the media is awaited, and move the
-        wait's deadline by what it says. `wait[0]` holds the wait as last heard."""
-        loop = asyncio.get_running_loop()
-        while not timeout.expired():
-            asked = loop.time()
-            word: EngineWord | None = None
-            with contextlib.suppress(EngineError):
-                word = _word(await self._client.stat(session))
-            if word is not None and not timeout.expired():
-                if word.prebuffering and not wait[0].prebuffering:
-                    log.info(
-                        "%s stream %s: the engine is prebuffering (%d peers); waiting",
-                        self.mode,
-                        self.key,
-                        word.peers,
-                    )
-                wait[0] = wait[0].heard(word, loop.time())
-                timeout.reschedule(wait[0].deadline(self._wait_bounds)[0])
-                shown = self.waiting
-                if shown is not None:
-                    self.waiting = shown.heard(word, self._clock())
-            # At most one stat a second: the engine is busy enough.
-            await asyncio.sleep(max(0.0, asked + STAT_INTERVAL - loop.time()))
-
-    def _wait_failure(self, prebuffer_bound: bool) -> EngineError:
-        if prebuffer_bound:
-            return EnginePrebuffering(
-                "the engine was still prebuffering after "
-                f"{self._wait_bounds.prebuffer:g}s (ACEXY_PREBUFFER_TIMEOUT)"
-            )
-        return EngineTimeout(
-            f"the engine did not answer within {self._wait_bounds.silence:g}s "
-            "while opening the stream"
-        )
+        """The first media of `session`, waited for while the engine prebuffers
+        (`StatWatch.await_media`)."""
+        return await self._stat.await_media(session, opening)
 
     def _release(self, reason: EndReason) -> None:
         """Give up the current engine session, if any; `Sessions` stops it."""
@@ -505,7 +340,7 @@ class EngineStream(abc.ABC):
                 else EngineError(self.problem or "the stream ended")
             )
             await self._teardown()
-            await self._stop_looking()
+            await self._stat.stop_looking()
             self._advance(Event.TORN_DOWN)
             self._closed.set()
             duration = self._clock() - self.started_at

@@ -36,6 +36,7 @@ from ..errors import (
     EngineUnreachable,
     NotAnEngine,
 )
+from .reader import EngineReader
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # pause-and-resume steps, each a turn of a busy event loop, while every viewer that asked
 # for it waits; the cache keeps the whole body anyway, so letting it flow costs no memory.
 FETCH_READ_BUFFER = 4 * 1024 * 1024
+# What a stream's problem reads when its MPEG-TS body breaks off.
+_TS_DROPPED = "the engine dropped the stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +170,12 @@ class EngineClient:
         return self._response_timeout
 
     @contextlib.asynccontextmanager
-    async def open_stream(self, session: EngineSession) -> AsyncIterator[aiohttp.StreamReader]:
+    async def open_stream(self, session: EngineSession) -> AsyncIterator[EngineReader]:
         """The MPEG-TS body of a session; the engine allows one such read at a time.
 
         Not bounded in time: the engine holds the head back while it prebuffers, which may
         take minutes, and only its stat tells a working engine from a dead one. The caller
-        bounds the wait (`lifecycle.EngineStream._await_media`).
+        bounds the wait (`stat_watch.StatWatch.await_media`), and each read.
         """
         async with contextlib.AsyncExitStack() as stack:
             async with self._errors("opening the stream"):
@@ -180,7 +183,7 @@ class EngineClient:
                     await self._get(session.engine, session.url(session.info.playback_url))
                 )
                 _check_media(resp)
-            yield resp.content
+            yield EngineReader(resp.content, read_timeout=None, dropped=_TS_DROPPED)
 
     async def fetch(
         self,
@@ -302,7 +305,11 @@ class EngineResource:
 
     def __init__(self, response: aiohttp.ClientResponse, read_timeout: float) -> None:
         self._response = response
-        self._read_timeout = read_timeout
+        self._body = EngineReader(
+            response.content,
+            read_timeout=read_timeout,
+            dropped="the engine dropped the connection mid-answer",
+        )
 
     def __repr__(self) -> str:
         return f"<EngineResource {self._response.status} {self.content_type} {self.length}>"
@@ -320,22 +327,9 @@ class EngineResource:
         """Where the resource was found, after redirects: the base for its relative URIs."""
         return str(self._response.url)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body in the pieces it was read in. (`readany` would join every piece waiting
-        into one: a copy of a whole segment when it arrives at once.)"""
-        content = self._response.content
-        while True:
-            try:
-                async with asyncio.timeout(self._read_timeout):
-                    chunk, chunk_ended = await content.readchunk()
-            except TimeoutError as exc:
-                raise EngineTimeout("the engine stopped sending mid-answer") from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise EngineUnreachable("the engine dropped the connection mid-answer") from exc
-            if chunk:
-                yield chunk
-            elif not chunk_ended:  # nothing, and not at an HTTP chunk's end: the body's end
-                return
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it was read in (`EngineReader.chunks`)."""
+        return self._body.chunks()
 
     async def read(self, limit: int) -> bytes:
         body = bytearray()

@@ -16,8 +16,6 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-import aiohttp
-
 from ..content import StreamRequest
 from ..engine.client import EngineClient, EngineSession
 from ..errors import EngineStalled, ProxyError
@@ -182,8 +180,8 @@ class TsStream(EngineStream):
                 session = self._session or await self._start_session()
                 await self._pump(session)
                 raise UpstreamEnded("the engine ended the stream")
-            except (ProxyError, aiohttp.ClientError, OSError) as exc:
-                if isinstance(exc, ProxyError) and not self._ready.done():
+            except ProxyError as exc:
+                if not self._ready.done():
                     raise  # the first start failed: its clients hear why
                 if partner is not None and partner.closing:
                     continue

@@ -12,13 +12,12 @@ from ..cut_stream import CutOptions
 from ..engine.client import Engine, EngineClient
 from ..engine.orchestrator import OrchestratorPool, own_container_id
 from ..engine.pool import FixedEngine
-from ..formats import StreamFactory, Streams
 from ..hls import slate
 from ..hls.cache import SegmentCache
 from ..hls.stream import HlsOptions
+from ..registry import Registry
 from ..sessions import Sessions
 from ..state import WaitBounds
-from ..streams import Registry
 from ..ts.loop import MediaLoop
 from ..ts.stream import TsOptions
 from . import hls_routes, hls_urls, middleware, routes, status, unmatched
@@ -128,10 +127,9 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
 
 async def _streams(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    registry: Streams
     # What HLS players see while the engine prebuffers, whichever source their HLS has.
     starting = MediaLoop.of(slate.FILE.read_bytes())
-    factory = StreamFactory(
+    registry = Registry(
         client=app[CLIENT],
         sessions=app[SESSIONS],
         segments=app[SEGMENTS],
@@ -159,16 +157,10 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
             slate=starting,
         ),
         hls_source=settings.hls_source,
-        # The registry is made from this factory: its methods are bound once it exists.
-        on_idle=lambda: registry.poke(),  # noqa: PLW0108
-        on_closed=lambda stream: registry.discard(stream),  # noqa: PLW0108
-        open_ts=lambda request: registry.open_ts(request),  # noqa: PLW0108
+        max_streams=settings.max_streams,
+        on_ended=app[METRICS].stream_ended,
     )
-    metrics = app[METRICS]
-    registry = Registry(
-        factory.ts, factory.hls, max_streams=settings.max_streams, on_ended=metrics.stream_ended
-    )
-    metrics.watch(registry.streams, app[SEGMENTS])
+    app[METRICS].watch(registry.streams, app[SEGMENTS])
     registry.start()
     app[STREAMS] = registry
     try:

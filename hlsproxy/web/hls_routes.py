@@ -10,10 +10,11 @@ from aiohttp import web
 
 from ..content import parse_stream_request
 from ..errors import BadRequest, NotFound
-from ..formats import AnyHls, Streams
+from ..formats import AnyHls
 from ..hls.body import Body
 from ..hls.flight import Cached, Flight
 from ..hls.media_types import MEDIA_TYPES
+from ..registry import Registry as Streams
 from . import hls_urls, sendfile
 from .keys import METRICS, SETTINGS, STALLS, STREAMS
 from .unmatched import expect

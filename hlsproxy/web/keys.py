@@ -9,8 +9,8 @@ from aiohttp import web
 from ..config import DemoChannel, Settings
 from ..engine.client import EngineClient
 from ..engine.pool import EnginePool
-from ..formats import Streams
 from ..hls.cache import SegmentCache
+from ..registry import Registry
 from ..sessions import Sessions
 from .metrics import Metrics
 from .stalls import Stalls
@@ -18,7 +18,7 @@ from .stalls import Stalls
 SETTINGS = web.AppKey("settings", Settings)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 CLIENT = web.AppKey("client", EngineClient)
-STREAMS = web.AppKey("streams", Streams)
+STREAMS = web.AppKey("streams", Registry)
 SESSIONS = web.AppKey("sessions", Sessions)
 SEGMENTS = web.AppKey("segments", SegmentCache)
 METRICS = web.AppKey("metrics", Metrics)

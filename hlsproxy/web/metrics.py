@@ -23,9 +23,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..hls.cache import SegmentCache
-from ..lifecycle import EngineStream, Figures, Prebuffer
+from ..lifecycle import EngineStream, Figures
+from ..registry import MODES
+from ..stat_watch import Prebuffer
 from ..state import EndReason, EngineWord
-from ..streams import MODES
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 

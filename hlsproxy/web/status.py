@@ -18,7 +18,8 @@ from ..engine.client import Engine
 from ..engine.pool import EnginePool
 from ..errors import ClientError
 from ..formats import Channel
-from ..lifecycle import EngineStream, Prebuffer
+from ..lifecycle import EngineStream
+from ..stat_watch import Prebuffer
 from ..throughput import RateMeter, Throughput
 from . import assets
 from .access import TOKEN_PARAM

@@ -1,9 +1,10 @@
-"""The registry of live streams: one per content, created once, shared, ended when idle.
+"""The registry of live streams: one per content and format, created once, shared, ended when
+idle. It makes the streams itself, each knowing the live stream of the other format, if any.
 
 Deciding is synchronous and separate from doing (docs/ARCHITECTURE.md, principle 2): `open`
-picks or creates a
-stream with no await in between, and the sweeper decides which streams are due under no
-await, then lets each one end itself (the engine I/O happens in the stream's own task).
+picks or creates a stream with no await in between, and the sweeper decides which streams
+are due under no await, then lets each one end itself (the engine I/O happens in the
+stream's own task).
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Generic, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from .content import ContentKey, StreamRequest
-from .engine.client import Format
+from .cut_stream import CutHlsStream, CutOptions
+from .engine.client import EngineClient, Format
 from .errors import ShuttingDown, Unavailable
-from .state import EndReason
+from .formats import AnyHls, AnyStream
+from .hls.cache import SegmentCache
+from .hls.stream import HlsOptions, HlsStream
+from .sessions import Sessions
+from .state import EndReason, WaitBounds
+from .ts.stream import TsOptions, TsStream
 
 log = logging.getLogger(__name__)
 
@@ -63,33 +70,38 @@ def next_deadline(streams: Iterable[Stream]) -> float | None:
     return min(deadlines, default=None)
 
 
-T = TypeVar("T", bound=Stream)
-"""The MPEG-TS stream type."""
-H = TypeVar("H", bound=Stream)
-"""The HLS stream type."""
-K = TypeVar("K", bound=Stream)
-
-
-class Registry(Generic[T, H]):
+class Registry:
     """Owns every stream, at most one per content and format, and the task that ends idle
-    ones. A stream of one format is made knowing the live stream of the other, if any."""
+    ones."""
 
     def __init__(
         self,
-        make_ts: Callable[[StreamRequest, H | None], T],
-        make_hls: Callable[[StreamRequest, T | None], H],
         *,
+        client: EngineClient,
+        sessions: Sessions,
+        segments: SegmentCache,
+        ts_options: TsOptions,
+        hls_options: HlsOptions,
+        wait_bounds: WaitBounds,
+        cut_options: CutOptions,
+        hls_source: Literal["engine", "proxy"],
         max_streams: int = 0,
+        on_ended: Callable[[AnyStream], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
-        on_ended: Callable[[T | H], None] = lambda _: None,
     ) -> None:
-        self._make_ts = make_ts
-        self._make_hls = make_hls
+        self._client = client
+        self._sessions = sessions
+        self._segments = segments
+        self._ts_options = ts_options
+        self._hls_options = hls_options
+        self._wait_bounds = wait_bounds
+        self._cut_options = cut_options
+        self._hls_source = hls_source
         self._max_streams = max_streams
         self._clock = clock
-        self._ts: dict[ContentKey, T] = {}
-        self._hls: dict[ContentKey, H] = {}
-        self._closing: set[T | H] = set()
+        self._ts: dict[ContentKey, TsStream] = {}
+        self._hls: dict[ContentKey, AnyHls] = {}
+        self._closing: set[AnyStream] = set()
         self._poked = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._shut = False
@@ -102,62 +114,110 @@ class Registry(Generic[T, H]):
         """How many contents are playing."""
         return len({s.key for s in self.streams() if not s.closing})
 
-    def streams(self) -> list[T | H]:
+    def streams(self) -> list[AnyStream]:
         return [*self._ts.values(), *self._hls.values()]
 
-    def hls_streams(self) -> list[H]:
+    def hls_streams(self) -> list[AnyHls]:
         """The live HLS streams."""
         return [s for s in self._hls.values() if not s.closing]
 
-    def get(self, key: ContentKey) -> T | H | None:
+    def get(self, key: ContentKey) -> AnyStream | None:
         """The content's live stream; its MPEG-TS one when it plays in both formats."""
         return self.find_ts(key) or self.find_hls(key)
 
-    def streams_of(self, key: ContentKey) -> list[T | H]:
+    def streams_of(self, key: ContentKey) -> list[AnyStream]:
         """The content's live streams: its MPEG-TS one and its HLS one, each if it plays."""
         return [s for s in (self.find_ts(key), self.find_hls(key)) if s is not None]
 
-    def find_ts(self, key: ContentKey) -> T | None:
-        return _live(self._ts.get(key))
+    def find_ts(self, key: ContentKey) -> TsStream | None:
+        stream = self._ts.get(key)
+        return None if stream is None or stream.closing else stream
 
-    def find_hls(self, key: ContentKey) -> H | None:
-        return _live(self._hls.get(key))
+    def find_hls(self, key: ContentKey) -> AnyHls | None:
+        stream = self._hls.get(key)
+        return None if stream is None or stream.closing else stream
 
-    def open_ts(self, request: StreamRequest) -> T:
+    def open_ts(self, request: StreamRequest) -> TsStream:
         """The content's live MPEG-TS stream, created if there is none. Never awaits, so two
         concurrent first requests cannot both create one."""
-        current = self._opening(request, self._ts)
+        self._check_open()
+        current = self.find_ts(request.key)
         if current is not None:
             return current
         self._retire(self._ts.get(request.key))
-        stream = self._make_ts(request, self._partner(self.find_hls(request.key)))
-        return self._add(self._ts, request.key, stream)
+        partner = self.find_hls(request.key)
+        self._room_unless(partner)
+        stream = self._ts[request.key] = self._make_ts(request, partner)
+        self._added(stream)
+        return stream
 
-    def open_hls(self, request: StreamRequest) -> H:
+    def open_hls(self, request: StreamRequest) -> AnyHls:
         """The content's live HLS stream, created if there is none; never awaits."""
-        current = self._opening(request, self._hls)
+        self._check_open()
+        current = self.find_hls(request.key)
         if current is not None:
             return current
         self._retire(self._hls.get(request.key))
-        stream = self._make_hls(request, self._partner(self.find_ts(request.key)))
-        return self._add(self._hls, request.key, stream)
+        partner = self.find_ts(request.key)
+        self._room_unless(partner)
+        stream = self._hls[request.key] = self._make_hls(request, partner)
+        self._added(stream)
+        return stream
 
-    def _opening(self, request: StreamRequest, table: dict[ContentKey, K]) -> K | None:
+    def _make_ts(self, request: StreamRequest, partner: AnyHls | None) -> TsStream:
+        """An MPEG-TS stream: it rides the content's engine HLS session when there is one."""
+        if isinstance(partner, CutHlsStream):
+            partner = None  # that one rides this stream, not the other way round
+        return TsStream(
+            request,
+            client=self._client,
+            sessions=self._sessions,
+            options=self._ts_options,
+            wait_bounds=self._wait_bounds,
+            partner=partner,
+            on_idle=self.poke,
+            on_closed=self.discard,
+        )
+
+    def _make_hls(self, request: StreamRequest, partner: TsStream | None) -> AnyHls:
+        """An HLS stream: cut from the content's MPEG-TS stream with the `proxy` source, or
+        when one plays already; otherwise the engine's HLS session."""
+        if self._hls_source == "proxy" or partner is not None:
+            return CutHlsStream(
+                request,
+                source=partner if partner is not None else self.open_ts(request),
+                client=self._client,
+                sessions=self._sessions,
+                cache=self._segments,
+                options=self._cut_options,
+                on_idle=self.poke,
+                on_closed=self.discard,
+            )
+        return HlsStream(
+            request,
+            client=self._client,
+            sessions=self._sessions,
+            cache=self._segments,
+            options=self._hls_options,
+            wait_bounds=self._wait_bounds,
+            on_closed=self.discard,
+        )
+
+    def _check_open(self) -> None:
         if self._shut:
             raise ShuttingDown
-        return _live(table.get(request.key))
 
-    def _retire(self, ending: T | H | None) -> None:
+    def _retire(self, ending: AnyStream | None) -> None:
         if ending is not None:
             self._closing.add(ending)  # still winding down; its session's stop is queued
 
-    def _partner(self, partner: K | None) -> K | None:
+    def _room_unless(self, partner: AnyStream | None) -> None:
+        """A content that plays already in the other format takes no more room."""
         if partner is None:
             self._make_room()
-        return partner
 
-    def _add(self, table: dict[ContentKey, K], key: ContentKey, stream: K) -> K:
-        table[key] = stream
+    def _added(self, stream: AnyStream) -> None:
+        key = stream.key
         self.poke()  # its deadline is new to the sweeper
         log.info(
             "%s stream %s started (%d playing)",
@@ -166,7 +226,6 @@ class Registry(Generic[T, H]):
             len(self),
             extra={"event": "stream_started", "stream": key.value, "mode": stream.mode},
         )
-        return stream
 
     def poke(self) -> None:
         """Something changed a deadline: let the sweeper look again."""
@@ -224,7 +283,7 @@ class Registry(Generic[T, H]):
         oldest = min(unwatched, key=lambda s: s.idle_deadline() or 0.0)
         self._end(oldest, EndReason.MAKE_ROOM)
 
-    def _end(self, stream: T | H, reason: EndReason) -> None:
+    def _end(self, stream: AnyStream, reason: EndReason) -> None:
         self._closing.add(stream)
         stream.close(reason)
 
@@ -239,7 +298,3 @@ class Registry(Generic[T, H]):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._poked.wait()
-
-
-def _live(stream: K | None) -> K | None:
-    return None if stream is None or stream.closing else stream
