@@ -38,7 +38,7 @@ from ..content import ContentKey
 from ..errors import Unavailable
 from .client import Engine, EngineSession
 from .dialects import DIALECTS, V1, Call, Dialect
-from .pool import EndReason, PoolEngine
+from .pool import OrchestratorEndReason, PoolEngine
 from .selection import Candidate, choose
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class OrchestratorPool:
             return
         self._send_start(session, self._dialect)
 
-    def session_ended(self, session: EngineSession, reason: EndReason) -> None:
+    def session_ended(self, session: EngineSession, reason: OrchestratorEndReason) -> None:
         playback = session.info.playback_session_id
         stream_id = self._stream_ids.pop(playback, None)
         if stream_id is None:
