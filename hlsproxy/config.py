@@ -5,19 +5,8 @@ acexy keeps working. A bad value stops the program with a :class:`ConfigError` t
 the variable or flag, the value, and what was expected; it never quietly becomes 0 or the
 default, which is what acexy does.
 
-An option's variable is ``ACEXY_`` and its field name in capitals, which pydantic-settings
-reads; its flag is the field name with dashes (``-m3u8-stream-timeout``), except the few
-that acexy spells otherwise.
-
-acexy-orchestrator, the acexy fork that talks to the acestream-orchestrator (its
-``proxy.go`` and ``docker-compose.yml``), spells a few options its own way; where the
-option means what ours means, its name is an alias: ``ACEXY_ADDR`` (listen address),
-``ACEXY_TIMEOUT`` and ``-timeout`` (the M3U8 stream timeout), ``ACEXY_BUFFER`` and
-``-buffer``, ``ACEXY_STREAM_GRACE_PERIOD`` (in its compose file, though its code does not
-read it: the session's grace after the last client, our linger), ``-emptyTimeout``,
-``-noResponseTimeout`` and ``-maxStreamsPerEngine``. Our own name wins when both are set.
-Any other ``ACEXY_*`` variable is no option of ours: :func:`unknown_variables` names them,
-so that a setup written for another proxy does not run quietly on defaults.
+An option's names (its variable, its flag, acexy-orchestrator's aliases) and the warning
+about ``ACEXY_*`` variables that are no option are in :mod:`hlsproxy.option_names`.
 """
 
 from __future__ import annotations
@@ -29,9 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic.config import JsonDict
-from pydantic.fields import FieldInfo
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -45,6 +32,16 @@ from .gosyntax import (
     parse_duration,
     parse_listen_address,
     parse_size,
+)
+from .option_names import (
+    ENV_PREFIX,
+    Option,
+    alias_sources,
+    declare,
+    described,
+    flag,
+    unknown_names,
+    variable,
 )
 from .option_types import (
     BaseUrl,
@@ -64,7 +61,6 @@ from .option_types import (
     PositiveCount,
     Scheme,
     SegmentDuration,
-    Syntax,
     Timeout,
     WindowCount,
     parse_log_level,
@@ -88,8 +84,6 @@ __all__ = [
     "unknown_variables",
 ]
 
-ENV_PREFIX = "ACEXY_"
-
 # The variables load_settings was given in place of os.environ, for the duration of one call.
 _ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("environment", default=None)
 
@@ -107,25 +101,9 @@ class _Environment(EnvSettingsSource):
             for name, value in environment.items()
             if name.startswith(ENV_PREFIX) and name == name.upper()
         }
-        for field, alias in _alias_sources(environment).items():
-            found[_variable(field).lower()] = environment[alias]
+        for field, alias in alias_sources(options(), environment).items():
+            found[variable(field).lower()] = environment[alias]
         return found
-
-
-def _option(
-    default: Any,
-    *,
-    help: str,
-    flag: str | None = None,
-    env_aliases: tuple[str, ...] = (),
-    flag_aliases: tuple[str, ...] = (),
-) -> Any:
-    extra: JsonDict = {
-        "flag": flag,
-        "env_aliases": list(env_aliases),
-        "flag_aliases": list(flag_aliases),
-    }
-    return Field(default=default, description=help, json_schema_extra=extra)
 
 
 class Settings(BaseSettings):
@@ -152,36 +130,36 @@ class Settings(BaseSettings):
         # Values given in code (the flags) win over the variables; there is no .env file.
         return (init_settings, _Environment(settings_cls))
 
-    listen_addr: ListenAddr = _option(
+    listen_addr: ListenAddr = declare(
         ":8080",
         flag="-addr",
         help='Address to listen on for players; ":8080" is every interface.',
         env_aliases=("ACEXY_ADDR",),
     )
-    scheme: Scheme = _option(
+    scheme: Scheme = declare(
         "http", help="Scheme of the AceStream engine's HTTP API: http or https."
     )
-    host: HostName = _option(
+    host: HostName = declare(
         "localhost", flag="-acestream-host", help="Host name or IP address of the AceStream engine."
     )
-    port: Port = _option(6878, flag="-acestream-port", help="HTTP port of the AceStream engine.")
-    m3u8: GoBool = _option(
+    port: Port = declare(6878, flag="-acestream-port", help="HTTP port of the AceStream engine.")
+    m3u8: GoBool = declare(
         False, help="Answer /ace/getstream with an HLS playlist instead of an MPEG-TS stream."
     )
-    m3u8_stream_timeout: Timeout = _option(
+    m3u8_stream_timeout: Timeout = declare(
         "60s",
         help="An HLS stream is stopped once no player has asked for its playlist or segments "
         "for this long.",
         env_aliases=("ACEXY_TIMEOUT",),
         flag_aliases=("-timeout",),
     )
-    empty_timeout: Timeout = _option(
+    empty_timeout: Timeout = declare(
         "1m",
         help="A stream whose engine sends no data for this long is stalled: it is reopened, "
         "or ended once the retries are used up.",
         flag_aliases=("-emptyTimeout",),
     )
-    buffer_size: BufferSize = _option(
+    buffer_size: BufferSize = declare(
         "64MiB",
         help="The most one stream's ring buffer holds for MPEG-TS clients behind the live "
         "edge, whatever `ACEXY_BUFFER_TIME` says (64KiB to 1GiB); the ring holds it only "
@@ -189,117 +167,117 @@ class Settings(BaseSettings):
         env_aliases=("ACEXY_BUFFER",),
         flag_aliases=("-buffer",),
     )
-    buffer_time: Timeout = _option(
+    buffer_time: Timeout = declare(
         "1m",
         help="How far behind the live edge an MPEG-TS client may be, in the stream's own "
         "media time (the engine sends its cache faster than real time at first). A client "
         "further behind that still reads is moved forward to a keyframe near the live edge; "
         "one that has read nothing for 10s is cut off.",
     )
-    no_response_timeout: Timeout = _option(
+    no_response_timeout: Timeout = declare(
         "10s",
         help="How long to wait for the AceStream engine to answer a request (start, stat, "
         "stop), or to say anything at all about a stream it is opening.",
         flag_aliases=("-noResponseTimeout",),
     )
-    prebuffer_timeout: Timeout = _option(
+    prebuffer_timeout: Timeout = declare(
         "2m",
         help="How long a new stream's first media is waited for while the engine says it is "
         "prebuffering (gathering peers); players are kept on the line meanwhile.",
     )
-    log_level: LogLevel = _option(
+    log_level: LogLevel = declare(
         "INFO", help="Log level: DEBUG, INFO, WARN (or WARNING) or ERROR; any case."
     )
-    linger: Delay = _option(
+    linger: Delay = declare(
         "5s",
         help="A stream's engine session outlives its last MPEG-TS client by this long, so a "
         "probe followed by play, or zapping back, reuses it; 0 stops it at once.",
         env_aliases=("ACEXY_STREAM_GRACE_PERIOD",),
     )
-    max_streams: Count = _option(
+    max_streams: Count = declare(
         0,
         help="Most streams played at once (0 = no limit); beyond it, new streams get 503 "
         "with Retry-After.",
     )
-    upstream_retries: Count = _option(
+    upstream_retries: Count = declare(
         3,
         help="How many times a live stream whose engine connection ends or fails is "
         "reopened before its clients get the end of the stream.",
     )
-    allow_remote_content: GoBool = _option(
+    allow_remote_content: GoBool = declare(
         False,
         help="Accept url=, magnet= and direct_url= content; off by default because it makes "
         "the engine fetch whatever a client names.",
     )
-    public_url: BaseUrl = _option(
+    public_url: BaseUrl = declare(
         "",
         help="Base URL for the URIs in rewritten HLS playlists, for a reverse proxy that "
         "serves hlsproxy under a path; empty means root-relative URIs.",
     )
-    hls_cache_size: CacheSize = _option(
+    hls_cache_size: CacheSize = declare(
         "256MiB", help="Memory for cached HLS segments, shared by every stream (1MiB or more)."
     )
-    hls_prefetch: Count = _option(
+    hls_prefetch: Count = declare(
         2, help="How many of the newest HLS segments are fetched before any player asks."
     )
-    hls_source: HlsSource = _option(
+    hls_source: HlsSource = declare(
         "engine",
         help="Where HLS comes from: engine (the engine's own playlists, rewritten) or proxy "
         "(segments the proxy cuts from the channel's one MPEG-TS session; see HLS sources).",
     )
     # 6 s: Apple's "HLS Authoring Specification for Apple Devices" (media segmentation) says
     # target durations SHOULD be 6 seconds.
-    hls_segment_target: SegmentDuration = _option(
+    hls_segment_target: SegmentDuration = declare(
         "6s",
         help="With hls-source proxy: the duration each segment is cut near, at a keyframe "
         "(1s to 60s).",
     )
-    hls_window: WindowCount = _option(
+    hls_window: WindowCount = declare(
         6,
         help="With hls-source proxy: how many segments the live playlist lists (6 or more); "
         "the window is how far back a player can pause or seek, and it must fit the cache.",
     )
-    orch_url: HttpUrl = _option(
+    orch_url: HttpUrl = declare(
         "",
         help="URL of an orchestrator that picks an engine for each stream; empty means "
         "always use the engine above.",
     )
-    orch_apikey: SecretStr = _option(
+    orch_apikey: SecretStr = declare(
         SecretStr(""), help="API key for the orchestrator (kept secret)."
     )
-    container_id: str = _option(
+    container_id: str = declare(
         "", help="This proxy's container ID, reported to the orchestrator with stream events."
     )
-    max_streams_per_engine: PositiveCount = _option(
+    max_streams_per_engine: PositiveCount = declare(
         1,
         help="Most streams the orchestrator may place on one engine (1 or more).",
         flag_aliases=("-maxStreamsPerEngine",),
     )
-    orch_provision_timeout: Timeout = _option(
+    orch_provision_timeout: Timeout = declare(
         "30s",
         help="How long a new stream may wait for the orchestrator to bring up an engine when "
         "every engine is full; past it the client gets 503 with Retry-After.",
     )
-    access_token: SecretStr = _option(
+    access_token: SecretStr = declare(
         SecretStr(""),
         help="When set, every request must carry it: ?token=... in the URL (kept in rewritten "
         "playlists) or an Authorization: Bearer header. Never logged.",
     )
-    allow_networks: Networks = _option(
+    allow_networks: Networks = declare(
         "",
         help="When set, only clients from these networks are served (CIDR, comma-separated); "
         "others get 403.",
     )
-    access_log: GoBool = _option(
+    access_log: GoBool = declare(
         False,
         help="Log one line per request: client, method, path (without the query), status, "
         "bytes and time. Playlists and segments then take aiohttp's general request path "
         "instead of the fast path, at about twice the CPU per request.",
     )
-    log_format: LogFormat = _option(
+    log_format: LogFormat = declare(
         "text", help="Log lines as text, or as one JSON object per line for log collectors."
     )
-    uvloop: GoBool = _option(
+    uvloop: GoBool = declare(
         True,
         help="Run on uvloop, a faster event loop, where it is installed; false runs on "
         "asyncio's own loop.",
@@ -316,97 +294,14 @@ class Settings(BaseSettings):
 # Options, as help text and docs show them
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
-    name: str
-    """The Settings field."""
-    env: str
-    flag: str
-    default: str
-    """The default as a user would type it; ``""`` for an empty one."""
-    description: str
-    syntax: str
-    """What the value looks like: address, duration, size, bool, int, port, ..."""
-    env_aliases: tuple[str, ...] = ()
-    """Other variables read for it (acexy-orchestrator's names), when `env` is not set."""
-    flag_aliases: tuple[str, ...] = ()
-    """Other spellings of its flag (acexy-orchestrator's)."""
-
-    @property
-    def is_switch(self) -> bool:
-        """A boolean flag, which may be given bare (``-m3u8``)."""
-        return self.syntax == "bool"
-
-
-def _shown_default(default: object) -> str:
-    if isinstance(default, bool):
-        return "true" if default else "false"
-    if isinstance(default, SecretStr):
-        return '""' if not default.get_secret_value() else "(set)"
-    text = str(default)
-    return text if text else '""'
-
-
-def _syntax_of(field: FieldInfo) -> str:
-    for item in field.metadata:
-        if isinstance(item, Syntax):
-            return item.name
-    return "string"
-
-
-def _variable(name: str) -> str:
-    return f"{ENV_PREFIX}{name.upper()}"
-
-
-def _flag(name: str, field: FieldInfo) -> str:
-    extra = field.json_schema_extra
-    spelt = extra.get("flag") if isinstance(extra, dict) else None
-    return str(spelt) if spelt else f"-{name.replace('_', '-')}"
-
-
-def _aliases(field: FieldInfo, kind: str) -> tuple[str, ...]:
-    extra = field.json_schema_extra
-    names = extra.get(kind) if isinstance(extra, dict) else None
-    return tuple(str(name) for name in names) if isinstance(names, list) else ()
-
-
 def options() -> list[Option]:
     """Every option, in declaration order."""
-    return [
-        Option(
-            name=name,
-            env=_variable(name),
-            flag=_flag(name, field),
-            default=_shown_default(field.default),
-            description=field.description or "",
-            syntax=_syntax_of(field),
-            env_aliases=_aliases(field, "env_aliases"),
-            flag_aliases=_aliases(field, "flag_aliases"),
-        )
-        for name, field in Settings.model_fields.items()
-    ]
-
-
-def _alias_sources(environment: Mapping[str, str]) -> dict[str, str]:
-    """Per field: the alias variable its value comes from, when its own is not set."""
-    sources: dict[str, str] = {}
-    for option in options():
-        if option.env not in environment:
-            used = next((a for a in option.env_aliases if a in environment), None)
-            if used is not None:
-                sources[option.name] = used
-    return sources
+    return described(Settings.model_fields)
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     """The ``ACEXY_*`` variables set that are no option's name or alias, sorted."""
-    environment = os.environ if env is None else env
-    known = {name for option in options() for name in (option.env, *option.env_aliases)}
-    return sorted(
-        name
-        for name in environment
-        if name.startswith(ENV_PREFIX) and name == name.upper() and name not in known
-    )
+    return unknown_names(options(), os.environ if env is None else env)
 
 
 # ---------------------------------------------------------------------------------------
@@ -440,7 +335,7 @@ def _config_error(
     ctx = first.get("ctx") or {}
     expected = str(ctx["error"]) if first["type"] == "value_error" else first["msg"]
     shown = "**********" if field in _SECRET_FIELDS else str(first.get("input"))
-    return ConfigError(flags.get(field, aliases.get(field, _variable(field))), shown, expected)
+    return ConfigError(flags.get(field, aliases.get(field, variable(field))), shown, expected)
 
 
 def load_settings(
@@ -459,14 +354,14 @@ def load_settings(
     unknown = set(overrides) - set(fields)
     if unknown:
         raise KeyError(f"not a setting: {', '.join(sorted(unknown))}")
-    flags = {name: (flag_names or {}).get(name, _flag(name, fields[name])) for name in overrides}
+    flags = {name: (flag_names or {}).get(name, flag(name, fields[name])) for name in overrides}
     given = _ENVIRONMENT.set(env)
     # Any: raw text; Settings' validators type it.
     values: dict[str, Any] = dict(overrides)
     try:
         return Settings(**values)
     except ValidationError as error:
-        aliases = _alias_sources(os.environ if env is None else env)
+        aliases = alias_sources(options(), os.environ if env is None else env)
         raise _config_error(error, flags, aliases) from None
     finally:
         _ENVIRONMENT.reset(given)

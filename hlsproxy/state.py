@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .engine.pool import EndReason as EventReason
+from .engine.pool import OrchestratorEndReason
 
 
 class State(enum.Enum):
@@ -83,7 +83,7 @@ class EndReason(enum.Enum):
     FAILED_OVER = "failed_over"
     """(A session only) replaced by a new session after its upstream was lost."""
 
-    def event_reason(self, mode: str) -> EventReason:
+    def event_reason(self, mode: str) -> OrchestratorEndReason:
         """The word the orchestrator's `stream_ended` event uses for it: an unwatched MPEG-TS
         stream ends when its last client disconnects, an HLS one after the stream timeout."""
         if self in (EndReason.IDLE, EndReason.MAKE_ROOM):
@@ -91,7 +91,7 @@ class EndReason(enum.Enum):
         return _EVENT_REASONS[self]
 
 
-_EVENT_REASONS: dict[EndReason, EventReason] = {
+_EVENT_REASONS: dict[EndReason, OrchestratorEndReason] = {
     EndReason.SHUTDOWN: "shutdown",
     EndReason.NO_DATA: "empty_timeout",
     EndReason.ENGINE_ERROR: "engine_error",

@@ -105,7 +105,8 @@ class Dialect:
     # --- provisioning -------------------------------------------------------------------
 
     def blocked(self, status: dict[str, Any]) -> Unavailable | None:
-        """What the last status says about adding an engine: None when it may be asked."""
+        """What the orchestrator's last status says about adding an engine: None when it may be
+        asked."""
         capacity = status.get("capacity")
         if self.name == "v2.1" and isinstance(capacity, dict):
             # It would accept the request and add nothing: fail now, not after the timeout.
@@ -124,10 +125,10 @@ class Dialect:
     def provision_body(self) -> dict[str, Any]:
         return {} if self.name == "v2.1" else {"labels": {}, "env": {}}
 
-    def provisioned(self, status: int, body: Any) -> str | None:
+    def provisioned(self, http_status: int, body: Any) -> str | None:
         """The new engine's id when the answer names one; raises Unavailable for a refusal
         and KeyError/TypeError for an answer that is not the documented one."""
-        if status >= 400:
+        if http_status >= 400:
             detail = body.get("detail") if isinstance(body, dict) else None
             raise _blocked(detail if isinstance(detail, dict) else {}, detail)
         if self.name == "v2.1":

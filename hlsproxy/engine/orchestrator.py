@@ -24,11 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,7 +36,7 @@ from ..content import ContentKey
 from ..errors import Unavailable
 from .client import Engine, EngineSession
 from .dialects import DIALECTS, V1, Call, Dialect
-from .pool import EndReason, PoolEngine
+from .pool import OrchestratorEndReason, PoolEngine
 from .selection import Candidate, choose
 
 log = logging.getLogger(__name__)
@@ -52,18 +50,6 @@ EVENTS_QUEUED = 1000  # events waiting for an orchestrator that does not answer
 # a start without its end would hold an engine slot there for good.
 EVENT_PATIENCE = 300.0
 EVENT_MAX_DELAY = 5.0
-_CONTAINER_ID = re.compile(r"/(?:docker/containers|docker|libpod-|crio-)/?([0-9a-f]{64})")
-
-
-def own_container_id(configured: str, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
-    """ACEXY_CONTAINER_ID, or the id Docker gave this container, or "" outside one."""
-    if configured:
-        return configured
-    with contextlib.suppress(OSError):
-        match = _CONTAINER_ID.search(mountinfo.read_text())
-        if match:
-            return match.group(1)
-    return ""
 
 
 class OrchestratorPool:
@@ -172,7 +158,7 @@ class OrchestratorPool:
             return
         self._send_start(session, self._dialect)
 
-    def session_ended(self, session: EngineSession, reason: EndReason) -> None:
+    def session_ended(self, session: EngineSession, reason: OrchestratorEndReason) -> None:
         playback = session.info.playback_session_id
         stream_id = self._stream_ids.pop(playback, None)
         if stream_id is None:
@@ -328,12 +314,12 @@ class OrchestratorPool:
                     headers=dialect.headers("provision", self._api_key),
                 ) as resp,
             ):
-                status = resp.status
-                if status in (401, 403):
-                    self._report_auth(status)
+                http_status = resp.status
+                if http_status in (401, 403):
+                    self._report_auth(http_status)
                     raise Unavailable("the orchestrator refused to add an engine", retry_after=60)
                 body = await resp.json(content_type=None)
-            new_id = dialect.provisioned(status, body)
+            new_id = dialect.provisioned(http_status, body)
         except _UNUSABLE as exc:
             self._lost(exc)
             return False
@@ -415,11 +401,12 @@ class OrchestratorPool:
         self._events_dropped = 0
         return True
 
-    def _report_auth(self, status: int) -> None:
+    def _report_auth(self, http_status: int) -> None:
         if not self._auth_reported:
             self._auth_reported = True
             log.error(
-                "the orchestrator answered HTTP %d to our API key: check ACEXY_ORCH_APIKEY", status
+                "the orchestrator answered HTTP %d to our API key: check ACEXY_ORCH_APIKEY",
+                http_status,
             )
 
 

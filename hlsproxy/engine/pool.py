@@ -8,9 +8,11 @@ from typing import Literal, Protocol
 from ..content import ContentKey
 from .client import Engine, EngineSession
 
-EndReason = Literal[
+OrchestratorEndReason = Literal[
     "client_disconnected", "stream_timeout", "empty_timeout", "engine_error", "shutdown"
 ]
+"""Why a session ended, in the words of the orchestrator's `stream_ended` event; the proxy's
+own reasons (`state.EndReason`) are translated into these."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class EnginePool(Protocol):
         """Report a new session; never delays the caller."""
         ...
 
-    def session_ended(self, session: EngineSession, reason: EndReason) -> None:
+    def session_ended(self, session: EngineSession, reason: OrchestratorEndReason) -> None:
         """Report a session's end, exactly once per started session; never delays the caller."""
         ...
 
@@ -78,7 +80,7 @@ class FixedEngine:
         self._sessions += 1
         self._failed = False
 
-    def session_ended(self, session: EngineSession, reason: EndReason) -> None:
+    def session_ended(self, session: EngineSession, reason: OrchestratorEndReason) -> None:
         self._sessions -= 1
 
     def engine_failed(self, engine: Engine) -> None:

@@ -51,7 +51,7 @@ class SimEngine(TsReads, HlsServing):
     `corrupt_read` (a second concurrent reader got garbage), `playlist` (media and
     multivariant playlists), `segment`, `init` (fMP4 init sections), `key` (AES-128 keys),
     `segment_missing` (a segment, init section or key not on offer), `injected_error` (a
-    playlist or segment answered with the status its fault names), `segment_broken` (a
+    playlist or segment answered with the HTTP error its fault names), `segment_broken` (a
     segment body stalled or cut by a fault), `version`, `status`.
     """
 
@@ -106,14 +106,14 @@ class SimEngine(TsReads, HlsServing):
         slow = delay > 0 and route is not None and route.endswith(".m3u8")
         if slow and not await self._sleep(delay):
             return drop(request)
-        status = self._injected_status(route)
-        if status is not None:
+        code = self._injected_error(route)
+        if code is not None:
             self._count("injected_error")
-            return web.Response(status=status, text=f"injected error {status}")
+            return web.Response(status=code, text=f"injected error {code}")
         return await handler(request)
 
-    def _injected_status(self, route: str | None) -> int | None:
-        """The status a playlist or segment fault answers this route with, if any."""
+    def _injected_error(self, route: str | None) -> int | None:
+        """The HTTP error a playlist or segment fault answers this route with, if any."""
         if route is None:
             return None
         if route.endswith(".m3u8"):

@@ -212,6 +212,15 @@ class EnginePool(SimServer):
 
     # --- engines ------------------------------------------------------------------------
 
+    def _blocked_by(self) -> str | None:
+        """Why provisioning adds no engine now: the block a fault names, or the replica
+        maximum (`max_capacity`); None when it may add one."""
+        if self.faults.provision_blocked is not None:
+            return self.faults.provision_blocked
+        if sum(e.alive for e in self.engines) + self._reserved >= self.max_engines:
+            return "max_capacity"
+        return None
+
     async def _launch(self, labels: dict[str, str]) -> SimPoolEngine:
         if self._state != "running":
             raise RuntimeError("the orchestrator is not running")

@@ -64,6 +64,13 @@ class Faults:
     request named: tags and URIs an origin might add."""
 
 
+# What a reverse proxy in front of a broken orchestrator sends, labelled as JSON (`garbage`).
+GARBAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+HELD_AT_MOST = 3600.0
+"""How long a request is held without an answer (`provision_answer` "none"), if the
+orchestrator never stops."""
+
+
 @dataclass
 class OrchFaults:
     """What the orchestrator does wrong; tests change these while it runs."""

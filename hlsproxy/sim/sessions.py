@@ -31,7 +31,7 @@ from .server import SimServer, gone
 log = logging.getLogger(__name__)
 
 Format = Literal["ts", "hls"]
-EndReason = Literal["stop", "supersede", "expire", "shutdown"]
+SessionEnd = Literal["stop", "supersede", "expire", "shutdown"]
 
 # How often a waiting stream looks whether its client went away: aiohttp does not cancel
 # handlers on disconnect, and a stalled stream never writes, so it would never notice.
@@ -80,7 +80,7 @@ class Live:
     """The oldest segment this session ever offers."""
     last_seen: float
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    end_reason: EndReason | None = None
+    end_reason: SessionEnd | None = None
     reader: web.BaseRequest | None = None
     connections: set[asyncio.Transport] = field(default_factory=set)
     """Transports of the open TS reads, to cut them on supersession."""
@@ -254,7 +254,7 @@ class EngineState(SimServer):
             return None
         return live if live.session.live else None
 
-    def _end(self, live: Live, reason: EndReason) -> None:
+    def _end(self, live: Live, reason: SessionEnd) -> None:
         s = live.session
         if reason == "stop":
             s.stopped = True

@@ -10,7 +10,8 @@ from aiohttp import web
 from ..config import DemoChannel, Settings
 from ..cut_stream import CutOptions
 from ..engine.client import Engine, EngineClient
-from ..engine.orchestrator import OrchestratorPool, own_container_id
+from ..engine.orchestrator import OrchestratorPool
+from ..engine.own_container import own_container_id
 from ..engine.pool import FixedEngine
 from ..hls import slate
 from ..hls.cache import SegmentCache
