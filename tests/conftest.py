@@ -21,7 +21,7 @@ from hlsproxy.config import DemoChannel, load_settings
 from hlsproxy.sim.engine import SimEngine
 from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import HotSite, ProxyRunner
+from hlsproxy.web.fast.site import FastSite, ProxyRunner
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
@@ -95,7 +95,7 @@ class ProxyServer(TestServer):
         self.runner = runner
         await runner.setup()
         sock = self.socket_factory(self.host, self.port or 0, socket.AF_INET)
-        site = HotSite(runner, sock=sock)
+        site = FastSite(runner, sock=sock)
         await site.start()
         self.port = site.port
         self.scheme = "http"

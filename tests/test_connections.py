@@ -13,8 +13,8 @@ from aiohttp import web
 
 from hlsproxy.config import load_settings
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_head import may_be_head, read_head
-from hlsproxy.web.hot_site import KEEPALIVE_TIMEOUT, HotSite, ProxyRunner
+from hlsproxy.web.fast.head import may_be_head, read_head
+from hlsproxy.web.fast.site import KEEPALIVE_TIMEOUT, FastSite, ProxyRunner
 from hlsproxy.web.keys import METRICS
 from hlsproxy.web.stalls import SEND_TIMEOUT
 
@@ -168,12 +168,12 @@ async def _site(
     *,
     keepalive: float = KEEPALIVE_TIMEOUT,
     send_timeout: float = SEND_TIMEOUT,
-) -> tuple[web.AppRunner, HotSite]:
+) -> tuple[web.AppRunner, FastSite]:
     raw = {"host": "127.0.0.1", "port": str(sim.port), **settings}
     app = create_app(load_settings(raw, env={}), send_timeout=send_timeout)
     runner = ProxyRunner(app, keepalive_timeout=keepalive, handler_cancellation=True)
     await runner.setup()
-    site = HotSite(runner, "127.0.0.1", 0)
+    site = FastSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, site
 

@@ -17,7 +17,7 @@ from hlsproxy.hls import slate
 from hlsproxy.state import EndReason
 from hlsproxy.ts.loop import MediaLoop
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import HotSite, ProxyRunner
+from hlsproxy.web.fast.site import FastSite, ProxyRunner
 from hlsproxy.web.keys import STREAMS
 
 from .conftest import CID, CID2, ProxyFactory, RunningSim
@@ -299,11 +299,11 @@ async def test_http_1_0_closes_unless_asked_to_keep_alive(
     assert await kept.closed_by_server()
 
 
-async def _hot_proxy(sim: RunningSim, **runner_options: Any) -> tuple[web.AppRunner, HotSite]:
+async def _hot_proxy(sim: RunningSim, **runner_options: Any) -> tuple[web.AppRunner, FastSite]:
     settings = load_settings({"host": "127.0.0.1", "port": str(sim.port)}, env={})
     runner = ProxyRunner(create_app(settings), access_log=None, **runner_options)
     await runner.setup()
-    hot = HotSite(runner, "127.0.0.1", 0)
+    hot = FastSite(runner, "127.0.0.1", 0)
     await hot.start()
     return runner, hot
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from hlsproxy.config import load_settings
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import KEEPALIVE_TIMEOUT, HotSite, ProxyRunner
+from hlsproxy.web.fast.site import KEEPALIVE_TIMEOUT, FastSite, ProxyRunner
 
 from .conftest import ProxyFactory, RunningSim
 from .test_fast_path import MANIFEST, Raw, first_segment, get, port_of
@@ -79,14 +79,14 @@ async def test_heads_aiohttp_refuses_or_closes_are_treated_alike(
 
 async def _site(
     sim: RunningSim, keepalive_timeout: float = KEEPALIVE_TIMEOUT, **site: Any
-) -> tuple[web.AppRunner, HotSite]:
+) -> tuple[web.AppRunner, FastSite]:
     settings = load_settings({"host": "127.0.0.1", "port": str(sim.port)}, env={})
     app = create_app(settings)
     runner = ProxyRunner(
         app, access_log=None, handler_cancellation=True, keepalive_timeout=keepalive_timeout
     )
     await runner.setup()
-    hot = HotSite(runner, "127.0.0.1", 0, **site)
+    hot = FastSite(runner, "127.0.0.1", 0, **site)
     await hot.start()
     return runner, hot
 

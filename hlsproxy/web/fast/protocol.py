@@ -1,7 +1,7 @@
 """One client connection on the fast path, until it asks for something only aiohttp answers.
 
-Every connection starts here. Requests the fast path knows (web/hot_head.py) get their
-answers (web/hot_answers.py) written straight to the transport, in order, one at a time.
+Every connection starts here. Requests the fast path knows (`head`) get their answers
+(`answers`) written straight to the transport (`writer`), in order, one at a time.
 The first request it does not answer, and everything after it, goes to aiohttp: the
 connection is handed to an aiohttp protocol with the unread bytes, and stays there. A
 request that fails before its head is written gets the error answer aiohttp's middleware
@@ -17,14 +17,14 @@ from typing import Protocol, cast
 
 from aiohttp import web
 
-from ..errors import ProxyError, ShuttingDown, Unavailable
-from ..hls.body import Body
-from ..logs import printable
-from . import sendfile
-from .hot_answers import Answers, Later, Reply, Streamed
-from .hot_head import Head, may_be_head, read_head
-from .middleware import ErrorAnswer
-from .stalls import Stalls
+from ...errors import ProxyError, ShuttingDown, Unavailable
+from ...logs import printable
+from ..middleware import ErrorAnswer
+from ..stalls import Stalls
+from . import writer
+from .answers import Answers, Later, Reply, Streamed
+from .flow import Flow
+from .head import Head, may_be_head, read_head
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,14 @@ class Hub(Protocol):
 
     def aiohttp_protocol(self) -> asyncio.Protocol: ...
 
-    def joined(self, connection: HotConnection) -> None: ...
+    def joined(self, connection: FastConnection) -> None: ...
 
-    def left(self, connection: HotConnection) -> None: ...
+    def left(self, connection: FastConnection) -> None: ...
 
     def track(self, task: asyncio.Task[None]) -> None: ...
 
 
-class HotConnection(asyncio.Protocol):
+class FastConnection(asyncio.Protocol):
     def __init__(self, hub: Hub, clock: Callable[[], float]) -> None:
         self._hub = hub
         self._clock = clock
@@ -55,8 +55,7 @@ class HotConnection(asyncio.Protocol):
         self._remote: str | None = None
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
-        self._write_paused = False
-        self._drained: asyncio.Future[None] | None = None
+        self._flow = Flow()
         self._finishing = False
         self._waiting = False  # an answer is awaited and nothing of it is written yet
         # When the last request was read or answered, or a slow reader last drained.
@@ -93,11 +92,11 @@ class HotConnection(asyncio.Protocol):
         self._hub.left(self)
         if self._task is not None:
             self._task.cancel()
-        self._wake_writer(ConnectionResetError("the client went away"))
+        self._flow.lost()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        if self._task is None and not self._write_paused:
+        if self._task is None and not self._flow.paused:
             self._serve()
 
     def eof_received(self) -> bool:
@@ -108,12 +107,11 @@ class HotConnection(asyncio.Protocol):
         return True
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._flow.pause()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self._flow.resume()
         self.last_request = self._clock()  # a slow reader is not idle until it has read
-        self._wake_writer(None)
         transport = self._transport
         if self._task is None and transport is not None and not transport.is_closing():
             transport.resume_reading()
@@ -140,11 +138,11 @@ class HotConnection(asyncio.Protocol):
             del self._buffer[: end + len(_END)]
             self.last_request = self._clock()
             if isinstance(answer, Reply):
-                self._send(transport, answer)
+                writer.send(transport, answer, self._hub.stalls)
                 if not head.keep_alive:
                     transport.close()
                     return
-                if self._write_paused:
+                if self._flow.paused:
                     transport.pause_reading()  # resume_writing() picks up from here
                     return
                 continue
@@ -193,11 +191,11 @@ class HotConnection(asyncio.Protocol):
             if transport is None:
                 return
             if isinstance(answer, Reply):
-                self._send(transport, answer)
+                writer.send(transport, answer, self._hub.stalls)
             else:
-                await self._stream(transport, answer)
+                await writer.stream(transport, answer, self._flow, self._hub.stalls)
                 keep_alive = keep_alive and not answer.close
-        except _Aborted:
+        except writer.Aborted:
             return
         except asyncio.CancelledError:
             # Ended without its answer: the client must not wait on a connection that will
@@ -222,70 +220,9 @@ class HotConnection(asyncio.Protocol):
         if not keep_alive:
             transport.close()
             return
-        if not self._write_paused:
+        if not self._flow.paused:
             transport.resume_reading()
             self._serve()
-
-    def _send(self, transport: asyncio.Transport, reply: Reply) -> None:
-        body = reply.body
-        if body is None:
-            transport.write(reply.head + reply.text if reply.text else reply.head)
-            return
-        transport.write(reply.head)
-        _send_body(transport, body, reply.start, reply.end)
-        if transport.get_write_buffer_size():
-            self._hub.stalls.watch(transport)  # the rest waits on the client
-
-    async def _stream(self, transport: asyncio.Transport, answer: Streamed) -> None:
-        transport.write(answer.head)
-        flight = answer.flight
-        try:
-            sent = 0
-            async for piece in flight.arriving():
-                if answer.chunked:
-                    transport.writelines((b"%x\r\n" % len(piece), piece, b"\r\n"))
-                else:
-                    transport.write(piece)
-                sent += len(piece)
-                if self._write_paused:
-                    self._hub.stalls.watch(transport)
-                    await self._writable()
-            # What had not been written when the body landed goes out as a cached body does.
-            landed = flight.landed
-            assert landed is not None
-            end = len(landed.body)
-            if sent < end and answer.chunked:
-                transport.write(b"%x\r\n" % (end - sent))
-            _send_body(transport, landed.body, sent, end)
-            if answer.chunked:
-                transport.write(b"\r\n0\r\n\r\n" if sent < end else b"0\r\n\r\n")
-            if transport.get_write_buffer_size():
-                self._hub.stalls.watch(transport)
-        except asyncio.CancelledError:
-            transport.abort()  # a body cut short must not look whole (HTTP/1.0 ends at close)
-            raise
-        except Exception as exc:
-            # The head is out: a second answer cannot follow. The player sees the connection
-            # end early and retries.
-            log.info("segment ended mid-answer: %s", getattr(exc, "message", repr(exc)))
-            transport.abort()
-            raise _Aborted from exc
-
-    async def _writable(self) -> None:
-        self._drained = asyncio.get_running_loop().create_future()
-        try:
-            await self._drained
-        finally:
-            self._drained = None
-
-    def _wake_writer(self, exc: Exception | None) -> None:
-        waiter = self._drained
-        if waiter is None or waiter.done():
-            return
-        if exc is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(exc)
 
     def _hand_over(self) -> None:
         """From here on aiohttp serves this connection, starting with the unread bytes."""
@@ -297,7 +234,7 @@ class HotConnection(asyncio.Protocol):
         protocol = self._hub.aiohttp_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        if self._write_paused:
+        if self._flow.paused:
             protocol.pause_writing()
         transport.resume_reading()
         if self._buffer:
@@ -305,14 +242,3 @@ class HotConnection(asyncio.Protocol):
             protocol.data_received(data)
         if self._finishing:
             protocol.eof_received()
-
-
-def _send_body(transport: asyncio.Transport, body: Body, start: int, end: int) -> None:
-    """`body[start:end]`, by sendfile as far as the socket takes it at once, then written."""
-    start += sendfile.send_now(transport, body, start, end)
-    if start < end:
-        transport.write(body.view[start:end])
-
-
-class _Aborted(Exception):
-    """The connection was aborted mid-body; nothing more is written to it."""

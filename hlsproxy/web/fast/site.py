@@ -1,4 +1,4 @@
-"""A listening site whose connections start on the fast path (web/hot_connection.py).
+"""A listening site whose connections start on the fast path (`protocol`).
 
 It stands where aiohttp's TCPSite would, on a host and port or on a socket it is given, and
 it owns what its connections leave behind: it closes those left idle for the keep-alive
@@ -20,11 +20,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Settings
-from .hot_answers import Answers
-from .hot_connection import HotConnection
-from .keys import SETTINGS, STALLS
-from .unmatched import answer_expectations
+from ...config import Settings
+from ..keys import SETTINGS, STALLS
+from ..unmatched import answer_expectations
+from .answers import Answers
+from .protocol import FastConnection
 
 # How long a connection may wait for its next request, on both paths. aiohttp's default
 # (3,630 s in web_protocol.RequestHandler of aiohttp 3.14; older releases had 75 s) would
@@ -55,7 +55,7 @@ def fast_path_allowed(settings: Settings) -> bool:
     return not settings.access_log
 
 
-class HotSite(web.BaseSite):
+class FastSite(web.BaseSite):
     def __init__(
         self,
         runner: ProxyRunner,
@@ -75,7 +75,7 @@ class HotSite(web.BaseSite):
         self._keepalive_timeout = runner.keepalive_timeout
         self.answers = Answers(runner.app)
         self.stalls = runner.app[STALLS]
-        self._connections: set[HotConnection] = set()
+        self._connections: set[FastConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -96,7 +96,7 @@ class HotSite(web.BaseSite):
         if fast_path_allowed(self._app[SETTINGS]):
 
             def factory() -> asyncio.Protocol:
-                return HotConnection(self, loop.time)
+                return FastConnection(self, loop.time)
 
             self._sweeper = loop.create_task(self._sweep(), name="fast path keep-alive")
         else:
@@ -127,17 +127,17 @@ class HotSite(web.BaseSite):
         for connection in list(self._connections):
             connection.finish()
 
-    # hot_connection.Hub
+    # protocol.Hub
 
     def aiohttp_protocol(self) -> asyncio.Protocol:
         server = self._runner.server
         assert server is not None
         return server()
 
-    def joined(self, connection: HotConnection) -> None:
+    def joined(self, connection: FastConnection) -> None:
         self._connections.add(connection)
 
-    def left(self, connection: HotConnection) -> None:
+    def left(self, connection: FastConnection) -> None:
         self._connections.discard(connection)
 
     def track(self, task: asyncio.Task[None]) -> None:

@@ -23,14 +23,14 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from ..content import StreamRequest, parse_stream_request
-from ..errors import NotFound, ProxyError
-from ..formats import AnyHls
-from ..hls.body import Body
-from ..hls.cache import Cached, Flight
-from ..hls.media_types import MEDIA_TYPES
-from .access import TOKEN_PARAM, allowed, token_in, token_matches
-from .hls_routes import (
+from ...content import StreamRequest, parse_stream_request
+from ...errors import NotFound, ProxyError
+from ...formats import AnyHls
+from ...hls.body import Body
+from ...hls.cache import Cached, Flight
+from ...hls.media_types import MEDIA_TYPES
+from ..access import TOKEN_PARAM, allowed, token_in, token_matches
+from ..hls_routes import (
     PLAYLIST_HEADERS,
     PLAYLIST_TYPE,
     RESOURCE_HEADERS,
@@ -39,10 +39,10 @@ from .hls_routes import (
     parse_range,
     viewer,
 )
-from .hot_head import Head
-from .keys import METRICS, SETTINGS, STREAMS
-from .middleware import CORS_HEADERS, ErrorAnswer, describe, report
-from .urls import miss_spelt
+from ..keys import METRICS, SETTINGS, STREAMS
+from ..middleware import CORS_HEADERS, ErrorAnswer, describe, report
+from ..urls import miss_spelt
+from .head import Head
 
 MANIFEST = "/ace/manifest.m3u8"
 _RESOURCES = "/ace/hls/"
