@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 from typing import Any
@@ -20,7 +21,7 @@ from hlsproxy.web.app import create_app
 from hlsproxy.web.fast.site import FastSite, ProxyRunner
 from hlsproxy.web.keys import STREAMS
 
-from .conftest import CID, CID2, ProxyFactory, RunningSim
+from .conftest import CID, CID2, AiohttpProxy, ProxyFactory, RunningSim, aiohttp_site
 
 MANIFEST = f"/ace/manifest.m3u8?id={CID}"
 STEP = 10.0
@@ -105,15 +106,37 @@ async def first_segment(raw: Raw, manifest: str = MANIFEST) -> tuple[int, str]:
     return sequence, uri
 
 
+async def start_proxy(
+    sim: RunningSim,
+    settings: dict[str, str] | None = None,
+    *,
+    fast: bool = True,
+    site: dict[str, Any] | None = None,
+    **runner_options: Any,
+) -> tuple[web.AppRunner, int]:
+    """A proxy on 127.0.0.1 and its port: on its own site, whose connections start on the
+    fast path, or (`fast` False) on aiohttp's own site, which answers every request with
+    aiohttp's writer: the reference the fast path is compared with."""
+    raw = {"host": "127.0.0.1", "port": str(sim.port), **(settings or {})}
+    runner = ProxyRunner(create_app(load_settings(raw, env={})), access_log=None, **runner_options)
+    await runner.setup()
+    if fast:
+        hot = FastSite(runner, "127.0.0.1", 0, **(site or {}))
+        await hot.start()
+        return runner, hot.port
+    return runner, await aiohttp_site(runner)
+
+
 def comparable(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in ("date", "server")}
 
 
-async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: RunningSim) -> None:
-    """Same status, headers and body whichever path answers. With the access log on, every
-    request goes through aiohttp."""
+async def test_the_fast_path_answers_as_aiohttp_does(
+    proxy: ProxyFactory, aiohttp_proxy: AiohttpProxy, sim: RunningSim
+) -> None:
+    """Same status, headers and body whichever writer answers."""
     fast = await Raw.open(port_of(await proxy()))
-    general = await Raw.open(port_of(await proxy(access_log="true")))
+    general = await Raw.open(await aiohttp_proxy())
     uris = [await first_segment(raw) for raw in (fast, general)]
     assert uris[0][0] == uris[1][0]
     expected = sim.engine.media.segment(uris[0][0])
@@ -148,13 +171,13 @@ async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: R
 
 @pytest.mark.parametrize("source", ["engine", "proxy"], ids=["engine-hls", "cut-hls"])
 async def test_the_slate_is_answered_alike_on_both_paths(
-    proxy: ProxyFactory, sim: RunningSim, source: str
+    proxy: ProxyFactory, aiohttp_proxy: AiohttpProxy, sim: RunningSim, source: str
 ) -> None:
     """While the engine prebuffers, the slate's segments are served as any other: from the
     segment cache, by the fast path or by aiohttp, the same bytes and headers."""
     sim.faults.prebuffer = 60.0
     fast = await Raw.open(port_of(await proxy(hls_source=source)))
-    general = await Raw.open(port_of(await proxy(access_log="true", hls_source=source)))
+    general = await Raw.open(await aiohttp_proxy(hls_source=source))
     # One content each: two proxies' sessions of one content would supersede each other.
     uris = [
         await first_segment(raw, f"/ace/manifest.m3u8?id={cid}")
@@ -299,23 +322,14 @@ async def test_http_1_0_closes_unless_asked_to_keep_alive(
     assert await kept.closed_by_server()
 
 
-async def _hot_proxy(sim: RunningSim, **runner_options: Any) -> tuple[web.AppRunner, FastSite]:
-    settings = load_settings({"host": "127.0.0.1", "port": str(sim.port)}, env={})
-    runner = ProxyRunner(create_app(settings), access_log=None, **runner_options)
-    await runner.setup()
-    hot = FastSite(runner, "127.0.0.1", 0)
-    await hot.start()
-    return runner, hot
-
-
 async def test_idle_connections_are_closed_after_the_keep_alive_time(sim: RunningSim) -> None:
-    runner, site = await _hot_proxy(sim, keepalive_timeout=0.5)
+    runner, port = await start_proxy(sim, keepalive_timeout=0.5)
     try:
-        answered = await Raw.open(site.port)
+        answered = await Raw.open(port)
         answered.send(get(f"/ace/hls/id/{CID}/00000000000000000000.ts"))
         status, _, _ = await answered.response()
         assert status == "HTTP/1.1 404 Not Found"
-        partial = await Raw.open(site.port)
+        partial = await Raw.open(port)
         partial.send(b"GET /ace/hls/id/")
         assert await answered.closed_by_server()
         assert await partial.closed_by_server()
@@ -324,8 +338,8 @@ async def test_idle_connections_are_closed_after_the_keep_alive_time(sim: Runnin
 
 
 async def test_stopping_closes_fast_path_connections_and_leaves_no_task(sim: RunningSim) -> None:
-    runner, site = await _hot_proxy(sim)
-    raw = await Raw.open(site.port)
+    runner, port = await start_proxy(sim)
+    raw = await Raw.open(port)
     raw.send(get(MANIFEST))
     status, _, _ = await raw.response()
     assert status == "HTTP/1.1 200 OK"
@@ -405,3 +419,46 @@ async def test_viewers_that_join_a_segment_still_arriving_get_it_whole(
     assert status == "HTTP/1.1 200 OK" and body == expected
     for raw in viewers:
         raw.close()
+
+
+ACCESS_LINE = re.compile(r'127\.0\.0\.1 "(GET|HEAD) (/[^" ?]*)" (\d{3}) \d+\.\d{3}s')
+
+
+async def test_with_the_access_log_on_hls_is_still_answered_on_the_fast_path(
+    proxy: ProxyFactory,
+    aiohttp_proxy: AiohttpProxy,
+    sim: RunningSim,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logging requests does not change which code answers them: each HLS request is
+    answered on the fast path (aiohttp's writer adds a Server header, the fast path does
+    not) and logged once, in the line aiohttp's path logs for the same request."""
+    caplog.set_level(logging.INFO, logger="hlsproxy.access")
+    logged: list[list[tuple[str, ...]]] = []
+    for port, fast in (
+        (port_of(await proxy(access_log="true")), True),
+        (await aiohttp_proxy(access_log="true"), False),
+    ):
+        caplog.clear()
+        raw = await Raw.open(port)
+        _, uri = await first_segment(raw, f"/ace/manifest.m3u8?id={CID if fast else CID2}")
+        requests = [
+            get(uri),
+            get(uri, method="HEAD"),
+            get(uri, "Range: bytes=0-187"),
+            get(f"/ace/hls/id/{CID}/not-a-token"),
+        ]
+        for request in requests:
+            raw.send(request)
+            _, headers, _ = await raw.response(head_only=request.startswith(b"HEAD"))
+            assert ("server" in headers) is not fast
+        raw.close()
+        lines = [r.getMessage() for r in caplog.records if r.name == "hlsproxy.access"]
+        matches = [ACCESS_LINE.fullmatch(line) for line in lines]
+        assert all(matches), lines
+        logged.append([m.groups() for m in matches if m is not None])
+    fast_lines, general_lines = logged
+    assert [(m, s) for m, _, s in fast_lines] == [(m, s) for m, _, s in general_lines]
+    assert [m for m, _, _ in fast_lines] == ["GET", "GET", "HEAD", "GET", "GET"]
+    assert [s for _, _, s in fast_lines] == ["200", "200", "200", "206", "404"]
+    assert fast_lines[0][1] == "/ace/manifest.m3u8"  # the query, which may hold a token, is not

@@ -126,14 +126,24 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         status = response.status
         return response
     except asyncio.CancelledError:
-        status = 499  # the client went away first (nginx's convention)
+        status = CLIENT_GONE
         raise
     finally:
-        access.info(
-            '%s "%s %s" %d %.3fs',
-            request.remote,
-            printable(request.method),
-            printable(request.path),
-            status,
-            time.monotonic() - started,
-        )
+        log_access(request.remote, request.method, request.path, status, started)
+
+
+# What the access log says of a request whose client went away first (nginx's convention).
+CLIENT_GONE = 499
+
+
+def log_access(remote: str | None, method: str, path: str, status: int, started: float) -> None:
+    """The access log's line for a request, whichever path answered it; `started` is when
+    it was read, by `time.monotonic()`."""
+    access.info(
+        '%s "%s %s" %d %.3fs',
+        remote,
+        printable(method),
+        printable(path),
+        status,
+        time.monotonic() - started,
+    )

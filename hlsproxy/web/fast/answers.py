@@ -59,6 +59,7 @@ class Reply:
     body: Body | None = None
     start: int = 0
     end: int = 0
+    status: int = 200  # for the access log
 
 
 @dataclass(slots=True)
@@ -69,6 +70,7 @@ class Streamed:
     flight: Flight
     chunked: bool
     close: bool = False  # the body ends with the connection (HTTP/1.0, no length)
+    status: int = 200  # for the access log
 
 
 Later = Callable[[], Awaitable[Reply | Streamed]]
@@ -233,6 +235,8 @@ class Answers:
             block += f"Content-Range: bytes {start}-{last}/{size}\r\n".encode()
         block += b"Content-Type: " + _media_type(token, found.content_type) + b"\r\n"
         reply = Reply(_head(head, status, block, end - start, self._now()))
+        if status is _PARTIAL:
+            reply.status = 206
         if head.method != "HEAD":
             reply.body, reply.start, reply.end = body, start, end
             stream.served(end - start)
@@ -261,7 +265,7 @@ class Answers:
         block = _ERROR_BLOCK + _block(answer.headers)
         reason = f"{answer.status} {HTTPStatus(answer.status).phrase}".encode()
         status = _head(head, reason, block, len(body), self._now())
-        return Reply(status, b"" if head.method == "HEAD" else body)
+        return Reply(status, b"" if head.method == "HEAD" else body, status=answer.status)
 
     def _now(self) -> bytes:
         second = int(time.time())

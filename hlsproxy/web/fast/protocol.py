@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from ...errors import ProxyError, ShuttingDown, Unavailable
 from ...logs import printable
-from ..middleware import ErrorAnswer
+from ..middleware import CLIENT_GONE, ErrorAnswer, log_access
 from ..stalls import Stalls
 from . import writer
 from .answers import Answers, Later, Reply, Streamed
@@ -37,6 +38,7 @@ class Hub(Protocol):
 
     answers: Answers
     stalls: Stalls
+    access_log: bool  # each request answered here is logged, as aiohttp's path logs it
 
     def aiohttp_protocol(self) -> asyncio.Protocol: ...
 
@@ -130,6 +132,7 @@ class FastConnection(asyncio.Protocol):
                 elif self._finishing:
                     transport.close()
                 return
+            started = time.monotonic() if self._hub.access_log else 0.0
             head = read_head(bytes(self._buffer[:end]))
             answer = self._answer(head) if head is not None else None
             if head is None or answer is None:
@@ -139,6 +142,8 @@ class FastConnection(asyncio.Protocol):
             self.last_request = self._clock()
             if isinstance(answer, Reply):
                 writer.send(transport, answer, self._hub.stalls)
+                if self._hub.access_log:
+                    log_access(self._remote, head.method, head.path, answer.status, started)
                 if not head.keep_alive:
                     transport.close()
                     return
@@ -147,7 +152,7 @@ class FastConnection(asyncio.Protocol):
                     return
                 continue
             transport.pause_reading()
-            task = asyncio.get_running_loop().create_task(self._answer_later(answer, head))
+            task = asyncio.get_running_loop().create_task(self._answer_later(answer, head, started))
             self._task = task
             self._hub.track(task)
             return
@@ -163,8 +168,9 @@ class FastConnection(asyncio.Protocol):
             log.exception("the fast path failed on %s %s", head.method, printable(head.path))
             return None
 
-    async def _answer_later(self, later: Later, head: Head) -> None:
+    async def _answer_later(self, later: Later, head: Head, started: float) -> None:
         keep_alive = head.keep_alive
+        status = 500
         try:
             self._waiting = True
             try:
@@ -189,7 +195,9 @@ class FastConnection(asyncio.Protocol):
                 self._waiting = False
             transport = self._transport
             if transport is None:
+                status = CLIENT_GONE
                 return
+            status = answer.status
             if isinstance(answer, Reply):
                 writer.send(transport, answer, self._hub.stalls)
             else:
@@ -200,6 +208,7 @@ class FastConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             # Ended without its answer: the client must not wait on a connection that will
             # never answer it.
+            status = CLIENT_GONE
             if self._transport is not None:
                 self._transport.abort()
             raise
@@ -211,6 +220,8 @@ class FastConnection(asyncio.Protocol):
                 self._transport.abort()
             return
         finally:
+            if self._hub.access_log:
+                log_access(self._remote, head.method, head.path, status, started)
             if self._task is asyncio.current_task():
                 self._task = None
             self.last_request = self._clock()  # idle from here, as aiohttp counts it

@@ -20,7 +20,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ...config import Settings
 from ..keys import SETTINGS, STALLS
 from ..unmatched import answer_expectations
 from .answers import Answers
@@ -28,9 +27,9 @@ from .protocol import FastConnection
 
 # How long a connection may wait for its next request, on both paths. aiohttp's default
 # (3,630 s in web_protocol.RequestHandler of aiohttp 3.14; older releases had 75 s) would
-# keep every connection that left the fast path (a 404, /healthz, anything with the access
-# log on) for an hour. 75 s outlasts the target duration of any live playlist a player
-# polls on its connection.
+# keep every connection that left the fast path (a 404, /healthz, the status page) for an
+# hour. 75 s outlasts the target duration of any live playlist a player polls on its
+# connection.
 KEEPALIVE_TIMEOUT = 75.0
 
 
@@ -47,12 +46,6 @@ class ProxyRunner(web.AppRunner):
         await super().setup()
         assert self.server is not None
         self.server.request_handler = answer_expectations(self.server.request_handler)
-
-
-def fast_path_allowed(settings: Settings) -> bool:
-    """The fast path logs no requests: with the access log on, every request goes through
-    aiohttp's middlewares, so that each is logged."""
-    return not settings.access_log
 
 
 class FastSite(web.BaseSite):
@@ -75,6 +68,7 @@ class FastSite(web.BaseSite):
         self._keepalive_timeout = runner.keepalive_timeout
         self.answers = Answers(runner.app)
         self.stalls = runner.app[STALLS]
+        self.access_log = runner.app[SETTINGS].access_log
         self._connections: set[FastConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -91,16 +85,12 @@ class FastSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None  # BaseSite insists on runner.setup() first
-        if fast_path_allowed(self._app[SETTINGS]):
+        assert self._runner.server is not None  # BaseSite insists on runner.setup() first
 
-            def factory() -> asyncio.Protocol:
-                return FastConnection(self, loop.time)
+        def factory() -> asyncio.Protocol:
+            return FastConnection(self, loop.time)
 
-            self._sweeper = loop.create_task(self._sweep(), name="fast path keep-alive")
-        else:
-            factory = server
+        self._sweeper = loop.create_task(self._sweep(), name="fast path keep-alive")
         if self._sock is not None:
             listening = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
         else:
