@@ -7,6 +7,7 @@ connection is aborted instead (the player retries), never a second answer inside
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -32,7 +33,17 @@ CORS_HEADERS = {
 
 
 def error_body(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    return web.Response(
+        body=error_json(code, message),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def error_json(code: str, message: str) -> bytes:
+    """The body of every error answer, on both HTTP paths."""
+    return json.dumps({"error": code, "message": message}).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """One client connection on the fast path, until it asks for something only aiohttp answers.
 
-Every connection starts here. Requests the fast path knows (`head`) get their answers
-(`answers`) written straight to the transport (`writer`), in order, one at a time.
+Every connection starts here. Requests the fast path reads (`head`) get the answers
+`web/hls_answer.py` decides written straight to the transport (`writer`), in order, one
+at a time.
 The first request it does not answer, and everything after it, goes to aiohttp: the
 connection is handed to an aiohttp protocol with the unread bytes, and stays there. A
 request that fails before its head is written gets the error answer aiohttp's middleware
@@ -20,10 +21,10 @@ from aiohttp import web
 
 from ...errors import ProxyError, ShuttingDown, Unavailable
 from ...logs import printable
+from ..hls_answer import Answer, HlsAnswers, Later, error_answer
 from ..middleware import CLIENT_GONE, ErrorAnswer, log_access
 from ..stalls import Stalls
 from . import writer
-from .answers import Answers, Later, Reply, Streamed
 from .flow import Flow
 from .head import Head, may_be_head, read_head
 
@@ -36,9 +37,12 @@ INTERNAL_ERROR = ErrorAnswer(500, "internal_error", "the proxy failed; its log s
 class Hub(Protocol):
     """What the connections of one listening site share."""
 
-    answers: Answers
+    answers: HlsAnswers
     stalls: Stalls
+    dates: writer.Dates
     access_log: bool  # each request answered here is logged, as aiohttp's path logs it
+
+    def admits(self, remote: str | None) -> bool: ...
 
     def aiohttp_protocol(self) -> asyncio.Protocol: ...
 
@@ -86,7 +90,7 @@ class FastConnection(asyncio.Protocol):
         self._hub.joined(self)
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if peer else None
-        if not self._hub.answers.admits(self._remote):
+        if not self._hub.admits(self._remote):
             self._hand_over()  # aiohttp refuses the client, with the reason
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -133,15 +137,15 @@ class FastConnection(asyncio.Protocol):
                     transport.close()
                 return
             started = time.monotonic() if self._hub.access_log else 0.0
-            head = read_head(bytes(self._buffer[:end]))
+            head = read_head(bytes(self._buffer[:end]), self._remote)
             answer = self._answer(head) if head is not None else None
             if head is None or answer is None:
                 self._hand_over()
                 return
             del self._buffer[: end + len(_END)]
             self.last_request = self._clock()
-            if isinstance(answer, Reply):
-                writer.send(transport, answer, self._hub.stalls)
+            if isinstance(answer, Answer):
+                writer.send(transport, head, answer, self._hub.stalls, self._hub.dates.now())
                 if self._hub.access_log:
                     log_access(self._remote, head.method, head.path, answer.status, started)
                 if not head.keep_alive:
@@ -157,10 +161,10 @@ class FastConnection(asyncio.Protocol):
             self._hub.track(task)
             return
 
-    def _answer(self, head: Head) -> Reply | Later | None:
+    def _answer(self, head: Head) -> Answer | Later | None:
         answers = self._hub.answers
         try:
-            return answers.answer(head, self._remote)
+            return answers.answer(head)
         except (ProxyError, web.HTTPException) as exc:
             return answers.failure(head, exc)
         except Exception:
@@ -174,7 +178,7 @@ class FastConnection(asyncio.Protocol):
         try:
             self._waiting = True
             try:
-                answer: Reply | Streamed = await later()
+                answer = await later()
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 assert current is not None
@@ -190,7 +194,7 @@ class FastConnection(asyncio.Protocol):
                 answer = self._hub.answers.failure(head, exc)
             except Exception:
                 log.exception("the fast path failed on %s %s", head.method, printable(head.path))
-                answer = self._hub.answers.error_reply(head, INTERNAL_ERROR)
+                answer = error_answer(INTERNAL_ERROR, head=head.method == "HEAD")
             finally:
                 self._waiting = False
             transport = self._transport
@@ -198,11 +202,14 @@ class FastConnection(asyncio.Protocol):
                 status = CLIENT_GONE
                 return
             status = answer.status
-            if isinstance(answer, Reply):
-                writer.send(transport, answer, self._hub.stalls)
+            date = self._hub.dates.now()
+            if answer.flight is None:
+                writer.send(transport, head, answer, self._hub.stalls, date)
             else:
-                await writer.stream(transport, answer, self._flow, self._hub.stalls)
-                keep_alive = keep_alive and not answer.close
+                await writer.stream(
+                    transport, head, answer, flow=self._flow, stalls=self._hub.stalls, date=date
+                )
+            keep_alive = not writer.closes(head, answer)
         except writer.Aborted:
             return
         except asyncio.CancelledError:

@@ -20,10 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..access import allowed
+from ..hls_answer import HLS_ANSWERS
 from ..keys import SETTINGS, STALLS
 from ..unmatched import answer_expectations
-from .answers import Answers
 from .protocol import FastConnection
+from .writer import Dates
 
 # How long a connection may wait for its next request, on both paths. aiohttp's default
 # (3,630 s in web_protocol.RequestHandler of aiohttp 3.14; older releases had 75 s) would
@@ -60,15 +62,17 @@ class FastSite(web.BaseSite):
         backlog: int = 128,
     ) -> None:
         super().__init__(runner, backlog=backlog)
-        self._app = runner.app
         self._host = host
         self._port = port
         self._sock = sock
         self._shutdown_timeout = shutdown_timeout
         self._keepalive_timeout = runner.keepalive_timeout
-        self.answers = Answers(runner.app)
+        self.answers = runner.app[HLS_ANSWERS]
         self.stalls = runner.app[STALLS]
-        self.access_log = runner.app[SETTINGS].access_log
+        self.dates = Dates()
+        settings = runner.app[SETTINGS]
+        self.access_log = settings.access_log
+        self._networks = settings.allow_networks
         self._connections: set[FastConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -118,6 +122,11 @@ class FastSite(web.BaseSite):
             connection.finish()
 
     # protocol.Hub
+
+    def admits(self, remote: str | None) -> bool:
+        """Whether a client at `remote` may be answered here (the allowed networks); one
+        that may not is handed to aiohttp, whose access control tells it why."""
+        return not self._networks or allowed(remote, self._networks)
 
     def aiohttp_protocol(self) -> asyncio.Protocol:
         server = self._runner.server
