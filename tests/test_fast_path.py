@@ -15,11 +15,19 @@ from aiohttp import web
 
 from hlsproxy.config import load_settings
 from hlsproxy.hls import slate
+from hlsproxy.hls.body import Body
 from hlsproxy.state import EndReason
 from hlsproxy.ts.loop import MediaLoop
+from hlsproxy.web import hls_routes
 from hlsproxy.web.app import create_app
+from hlsproxy.web.fast import writer
+from hlsproxy.web.fast.head import read_head
 from hlsproxy.web.fast.site import FastSite, ProxyRunner
-from hlsproxy.web.keys import STREAMS
+from hlsproxy.web.fast.writer import Dates
+from hlsproxy.web.hls_answer import Answer, Block, error_answer
+from hlsproxy.web.keys import STALLS, STREAMS
+from hlsproxy.web.middleware import ErrorAnswer
+from hlsproxy.web.stalls import Stalls
 
 from .conftest import CID, CID2, AiohttpProxy, ProxyFactory, RunningSim, aiohttp_site
 
@@ -152,6 +160,9 @@ async def test_the_fast_path_answers_as_aiohttp_does(
         ("GET", f"/ace/hls/id/{CID}/not-a-token", ()),
         ("GET", f"/ace/hls/id/{CID2}/00000000000000000000.ts", ()),
         ("GET", "/ace/manifest.m3u8?id=nonsense", ()),
+        ("HEAD", MANIFEST, ()),
+        ("GET", f"/ace/manifest.m3u8?id={CID.upper()}&x=%20a", ()),
+        ("GET", f"{MANIFEST}&x=%20a+b;c", ()),
     ]
     for method, path, extra in requests:
         answers = []
@@ -161,7 +172,7 @@ async def test_the_fast_path_answers_as_aiohttp_does(
         (status, headers, body), (status2, headers2, body2) = answers
         assert status == status2, (method, path, extra)
         assert comparable(headers) == comparable(headers2), (method, path, extra)
-        if status.startswith("HTTP/1.1 2"):
+        if status.startswith(("HTTP/1.1 2", "HTTP/1.1 3")):
             assert body == body2
         else:
             assert json.loads(body) == json.loads(body2)
@@ -462,3 +473,98 @@ async def test_with_the_access_log_on_hls_is_still_answered_on_the_fast_path(
     assert [m for m, _, _ in fast_lines] == ["GET", "GET", "HEAD", "GET", "GET"]
     assert [s for _, _, s in fast_lines] == ["200", "200", "200", "206", "404"]
     assert fast_lines[0][1] == "/ace/manifest.m3u8"  # the query, which may hold a token, is not
+
+
+class _FastWriterServer(asyncio.Protocol):
+    """Answers every request on its connection with one answer, by the fast path's writer."""
+
+    def __init__(self, answer: Answer, stalls: Stalls) -> None:
+        self._answer = answer
+        self._stalls = stalls
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._transport is None:
+            return
+        head = read_head(self._buffer[:end])
+        assert head is not None
+        self._buffer = self._buffer[end + 4 :]
+        writer.send(self._transport, head, self._answer, self._stalls, Dates().now())
+
+
+_TEXT = Block(("Content-Type", "text/plain; charset=utf-8"), ("X-Answer", "text"))
+# Every answer has a content type: aiohttp would add one that the fast path does not.
+_SLICE = Block(
+    ("Accept-Ranges", "bytes"), ("Content-Range", "bytes 2-5/10"), ("Content-Type", "video/mp2t")
+)
+WRITTEN = [
+    ("text", "GET", "1.1", Answer(200, _TEXT, b"hello")),
+    ("text-to-http-1.0", "GET", "1.0", Answer(200, _TEXT, b"hello")),
+    ("text-to-head", "HEAD", "1.1", Answer(200, _TEXT, b"hello", head=True)),
+    ("no-body", "HEAD", "1.1", Answer(200, _TEXT, head=True)),
+    ("body-slice", "GET", "1.1", Answer(206, _SLICE, body=Body([b"0123456789"]), start=2, end=6)),
+    (
+        "body-to-head",
+        "HEAD",
+        "1.1",
+        Answer(200, _SLICE, body=Body([b"0123456789"]), end=10, head=True),
+    ),
+    (
+        "error",
+        "GET",
+        "1.1",
+        error_answer(ErrorAnswer(416, "range", "no such range", {"Content-Range": "bytes */10"})),
+    ),
+    ("redirect", "GET", "1.1", Answer(302, _TEXT.plus(("Location", "/a?b=c")), b"302: Found")),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "version", "answer"), [w[1:] for w in WRITTEN], ids=[w[0] for w in WRITTEN]
+)
+async def test_both_writers_write_an_answer_alike(
+    method: str, version: str, answer: Answer
+) -> None:
+    """The same answer value, written by the fast path's writer and through aiohttp (the
+    HLS routes' `write`), reaches the client as the same status, headers and body."""
+    stalls = Stalls(lambda: None)
+    loop = asyncio.get_running_loop()
+    fast = await loop.create_server(lambda: _FastWriterServer(answer, stalls), "127.0.0.1", 0)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await hls_routes.write(request, answer)
+
+    app = web.Application()
+    app[STALLS] = stalls
+    app.router.add_get("/answer", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        ports = [fast.sockets[0].getsockname()[1], await aiohttp_site(runner)]
+        answers = []
+        for port in ports:
+            raw = await Raw.open(port)
+            raw.send(get("/answer", method=method, version=version))
+            status, headers = await raw.head()
+            body = b""
+            if method == "GET":
+                async with asyncio.timeout(STEP):
+                    body = await raw.body(headers)
+            answers.append((status, comparable(headers), body))
+            raw.close()
+        assert answers[0] == answers[1]
+        assert answers[0][0].startswith(f"HTTP/{version} {answer.status} ")
+        if answer.length is not None:
+            assert answers[0][1]["content-length"] == str(answer.length)
+    finally:
+        fast.close()
+        await fast.wait_closed()
+        await runner.cleanup()
+        await stalls.aclose()
