@@ -145,17 +145,18 @@ class HlsAnswers:
             parts = path.split("/")
             if len(parts) != 6 or not all(parts[3:]):
                 return None  # no HLS route takes it
-            self._check_token(ask)
+            if self._token:
+                self._check_token(ask)
             return self.resource(ask, parts[3], parts[4], parts[5])
         if path == MANIFEST:
-            self._check_token(ask)
+            if self._token:
+                self._check_token(ask)
             return self.manifest(ask)
         return None
 
     def _check_token(self, ask: Ask) -> None:
-        if self._token:
-            query_token = query_of(ask.query).get(TOKEN_PARAM) if TOKEN_PARAM in ask.query else None
-            check_token(self._token, ask.authorization, query_token)
+        query_token = query_of(ask.query).get(TOKEN_PARAM) if TOKEN_PARAM in ask.query else None
+        check_token(self._token, ask.authorization, query_token)
 
     # Playlists
 
