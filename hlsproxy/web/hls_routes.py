@@ -94,8 +94,9 @@ async def write(request: web.Request, answer: Answer) -> web.StreamResponse:
     # onto the socket; what the socket does not take at once goes the ordinary way.
     await response.prepare(request)
     if answer.head:
-        pass
-    elif answer.text is not None:
+        await response.write_eof()  # a HEAD's answer has a length and no body
+        return response
+    if answer.text is not None:
         await response.write(answer.text)
     elif answer.body is not None:
         start, end = answer.start, answer.end
