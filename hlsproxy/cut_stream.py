@@ -171,7 +171,7 @@ class CutHlsStream(EngineStream):
         self.audience.touch(self._clock())
 
     def seen_by(self, viewer: bytes) -> None:
-        """A player asked for something of this stream (`web/hls_routes.viewer` names it)."""
+        """A player asked for something of this stream (`web/hls_answer.viewer` names it)."""
         self.audience.seen_by(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import DemoChannel, DemoOptions, Settings
 from .web.app import create_app
-from .web.hot_site import HotSite, ProxyRunner
+from .web.fast.site import FastSite, ProxyRunner
 
 log = logging.getLogger("hlsproxy")
 
@@ -112,7 +112,7 @@ async def _serve(settings: Settings, demo: DemoOptions | None) -> None:
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         address = settings.listen_addr
-        site = HotSite(runner, address.host, address.port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        site = FastSite(runner, address.host, address.port, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await site.start()
         shown = address.host if address.host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
         base = f"http://{shown}:{address.port}"

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
@@ -21,7 +22,7 @@ from hlsproxy.config import DemoChannel, load_settings
 from hlsproxy.sim.engine import SimEngine
 from hlsproxy.ts.packets import PACKET_SIZE, TsScanner
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import HotSite, ProxyRunner
+from hlsproxy.web.fast.site import FastSite, ProxyRunner
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 CID2 = "94c2fd8fb9bc8f2fc71a2cbe9d4b866f227a0209"
@@ -95,11 +96,43 @@ class ProxyServer(TestServer):
         self.runner = runner
         await runner.setup()
         sock = self.socket_factory(self.host, self.port or 0, socket.AF_INET)
-        site = HotSite(runner, sock=sock)
+        site = FastSite(runner, sock=sock)
         await site.start()
         self.port = site.port
         self.scheme = "http"
         self._root = URL(f"http://{self.host}:{self.port}")
+
+
+async def aiohttp_site(runner: web.AppRunner) -> int:
+    """Serve `runner` on aiohttp's own site, which answers every request with aiohttp's
+    writer (the reference the fast path is compared with); its port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    return int(sock.getsockname()[1])
+
+
+AiohttpProxy = Callable[..., Awaitable[int]]
+
+
+@pytest.fixture
+async def aiohttp_proxy(sim: RunningSim) -> AsyncIterator[AiohttpProxy]:
+    """Proxies on aiohttp's own site (`aiohttp_site`); each call gives one's port."""
+    runners: list[web.AppRunner] = []
+
+    async def make(**overrides: str) -> int:
+        raw = {"host": "127.0.0.1", "port": str(sim.port), **overrides}
+        runner = ProxyRunner(
+            create_app(load_settings(raw, env={})), handler_cancellation=True, access_log=None
+        )
+        await runner.setup()
+        runners.append(runner)
+        return await aiohttp_site(runner)
+
+    yield make
+    sim.faults.down = False  # let the closing proxy reach the engine to stop its sessions
+    for runner in runners:
+        await runner.cleanup()
 
 
 @pytest.fixture

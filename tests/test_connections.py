@@ -13,17 +13,25 @@ from aiohttp import web
 
 from hlsproxy.config import load_settings
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_head import may_be_head, read_head
-from hlsproxy.web.hot_site import KEEPALIVE_TIMEOUT, HotSite, ProxyRunner
+from hlsproxy.web.fast.head import may_be_head, read_head
+from hlsproxy.web.fast.site import KEEPALIVE_TIMEOUT, FastSite, ProxyRunner
 from hlsproxy.web.keys import METRICS
 from hlsproxy.web.stalls import SEND_TIMEOUT
 
-from .conftest import CID, ProxyFactory, RunningSim, eventually
-from .test_fast_path import MANIFEST, STEP, Raw, first_segment, get, port_of
+from .conftest import CID, AiohttpProxy, ProxyFactory, RunningSim, aiohttp_site, eventually
+from .test_fast_path import (
+    MANIFEST,
+    STEP,
+    Raw,
+    first_segment,
+    get,
+    port_of,
+)
 from .test_fast_path_review import _slow_client
 
-# The two paths: the access log sends every request through aiohttp's middlewares.
-PATHS = [{}, {"access_log": "true"}]
+# The two paths: the proxy's own site, whose connections start on the fast path, and
+# aiohttp's own site, whose connections aiohttp answers from the start.
+PATHS = [True, False]
 PATH_IDS = ["fast-path", "aiohttp"]
 
 
@@ -39,13 +47,13 @@ PATH_IDS = ["fast-path", "aiohttp"]
     ids=["bare-lf", "bare-lf-ends-the-head", "no-host", "tab-after-target", "tab-in-query"],
 )
 async def test_heads_aiohttp_refuses_are_refused_on_both_paths_at_once(
-    proxy: ProxyFactory, sim: RunningSim, raw: bytes
+    proxy: ProxyFactory, aiohttp_proxy: AiohttpProxy, sim: RunningSim, raw: bytes
 ) -> None:
     """The answer comes within a few seconds (not at the keep-alive time), and both paths
     give the same one: aiohttp's parser refuses these heads."""
     answers = []
-    for options in PATHS:
-        client = await Raw.open(port_of(await proxy(**options)))
+    for port in (port_of(await proxy()), await aiohttp_proxy()):
+        client = await Raw.open(port)
         client.send(raw)
         status, headers, _ = await client.response(head_only=True)
         answers.append((status, headers.get("content-type")))
@@ -112,11 +120,11 @@ def test_heads_aiohttp_refuses_are_not_read_here(raw: bytes, read: bool) -> None
     assert (read_head(raw) is not None) is read
 
 
-@pytest.mark.parametrize("options", PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("fast", PATHS, ids=PATH_IDS)
 async def test_an_expectation_is_refused_with_json(
-    proxy: ProxyFactory, sim: RunningSim, options: dict[str, str]
+    proxy: ProxyFactory, aiohttp_proxy: AiohttpProxy, sim: RunningSim, fast: bool
 ) -> None:
-    client = await Raw.open(port_of(await proxy(**options)))
+    client = await Raw.open(port_of(await proxy()) if fast else await aiohttp_proxy())
     client.send(get(MANIFEST, "Expect: a-miracle"))
     status, headers, body = await client.response()
     assert status == "HTTP/1.1 417 Expectation Failed"
@@ -166,16 +174,20 @@ async def _site(
     sim: RunningSim,
     settings: dict[str, str],
     *,
+    fast: bool,
     keepalive: float = KEEPALIVE_TIMEOUT,
     send_timeout: float = SEND_TIMEOUT,
-) -> tuple[web.AppRunner, HotSite]:
+) -> tuple[web.AppRunner, int]:
+    """A proxy and its port, on its own site or (`fast` False) on aiohttp's."""
     raw = {"host": "127.0.0.1", "port": str(sim.port), **settings}
     app = create_app(load_settings(raw, env={}), send_timeout=send_timeout)
     runner = ProxyRunner(app, keepalive_timeout=keepalive, handler_cancellation=True)
     await runner.setup()
-    site = HotSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, site
+    if fast:
+        site = FastSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, site.port
+    return runner, await aiohttp_site(runner)
 
 
 @pytest.mark.parametrize(
@@ -183,13 +195,12 @@ async def _site(
     [get("/healthz"), get("/nowhere"), get(MANIFEST, "Expect: a-miracle")],
     ids=["healthz", "404", "417"],
 )
-@pytest.mark.parametrize("options", PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("fast", PATHS, ids=PATH_IDS)
 async def test_a_connection_that_left_the_fast_path_is_closed_when_idle(
-    sim: RunningSim, request_: bytes, options: dict[str, str]
+    sim: RunningSim, request_: bytes, fast: bool
 ) -> None:
-    runner, site = await _site(sim, options, keepalive=0.5)
+    runner, port = await _site(sim, {}, fast=fast, keepalive=0.5)
     try:
-        port = site.port
         answered = await Raw.open(port)
         answered.send(request_)
         status, _, _ = await answered.response()
@@ -226,20 +237,19 @@ def _metric(text: str, name: str) -> float:
 
 
 @pytest.mark.parametrize("cached", [True, False], ids=["cached", "arriving"])
-@pytest.mark.parametrize("options", PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("fast", PATHS, ids=PATH_IDS)
 @pytest.mark.parametrize("sim_options", [{"bitrate": 16_000_000}], ids=["16Mbps"])
 async def test_a_segment_reader_that_stops_reading_is_cut_and_counted(
-    sim: RunningSim, options: dict[str, str], cached: bool, sim_options: dict[str, Any]
+    sim: RunningSim, fast: bool, cached: bool, sim_options: dict[str, Any]
 ) -> None:
     """Its answer waits in the connection, outside the segment cache's budget, for as long
     as the connection lives: it is cut once nothing of it moved for the send timeout, while
     a reader that keeps reading gets the whole segment."""
-    if not cached:
-        options = {**options, "hls_prefetch": "0"}
-    runner, site = await _site(sim, options, send_timeout=1.0)
+    options = {} if cached else {"hls_prefetch": "0"}
+    runner, port = await _site(sim, options, fast=fast, send_timeout=1.0)
     registry = runner.app[METRICS].registry
     try:
-        probe = await Raw.open(site.port)
+        probe = await Raw.open(port)
         _, uri = await first_segment(probe)
         if cached:
             probe.send(get(uri))
@@ -248,9 +258,9 @@ async def test_a_segment_reader_that_stops_reading_is_cut_and_counted(
         else:
             sim.faults.segment_stall_after = 100_000  # the segment is still arriving
             sim.faults.segment_stall_seconds = 2.0
-        stuck = await _slow_client(site.port)
+        stuck = await _slow_client(port)
         stuck.send(get(uri))
-        reading = await _slow_client(site.port)
+        reading = await _slow_client(port)
         reading.send(get(uri))
         status, headers = await reading.head()
         assert status == "HTTP/1.1 200 OK"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 from typing import Any
@@ -14,13 +15,21 @@ from aiohttp import web
 
 from hlsproxy.config import load_settings
 from hlsproxy.hls import slate
+from hlsproxy.hls.body import Body
 from hlsproxy.state import EndReason
 from hlsproxy.ts.loop import MediaLoop
+from hlsproxy.web import hls_routes
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import HotSite, ProxyRunner
-from hlsproxy.web.keys import STREAMS
+from hlsproxy.web.fast import writer
+from hlsproxy.web.fast.head import read_head
+from hlsproxy.web.fast.site import FastSite, ProxyRunner
+from hlsproxy.web.fast.writer import Dates
+from hlsproxy.web.hls_answer import Answer, Block, error_answer
+from hlsproxy.web.keys import STALLS, STREAMS
+from hlsproxy.web.middleware import ErrorAnswer
+from hlsproxy.web.stalls import Stalls
 
-from .conftest import CID, CID2, ProxyFactory, RunningSim
+from .conftest import CID, CID2, AiohttpProxy, ProxyFactory, RunningSim, aiohttp_site
 
 MANIFEST = f"/ace/manifest.m3u8?id={CID}"
 STEP = 10.0
@@ -105,15 +114,37 @@ async def first_segment(raw: Raw, manifest: str = MANIFEST) -> tuple[int, str]:
     return sequence, uri
 
 
+async def start_proxy(
+    sim: RunningSim,
+    settings: dict[str, str] | None = None,
+    *,
+    fast: bool = True,
+    site: dict[str, Any] | None = None,
+    **runner_options: Any,
+) -> tuple[web.AppRunner, int]:
+    """A proxy on 127.0.0.1 and its port: on its own site, whose connections start on the
+    fast path, or (`fast` False) on aiohttp's own site, which answers every request with
+    aiohttp's writer: the reference the fast path is compared with."""
+    raw = {"host": "127.0.0.1", "port": str(sim.port), **(settings or {})}
+    runner = ProxyRunner(create_app(load_settings(raw, env={})), access_log=None, **runner_options)
+    await runner.setup()
+    if fast:
+        hot = FastSite(runner, "127.0.0.1", 0, **(site or {}))
+        await hot.start()
+        return runner, hot.port
+    return runner, await aiohttp_site(runner)
+
+
 def comparable(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in ("date", "server")}
 
 
-async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: RunningSim) -> None:
-    """Same status, headers and body whichever path answers. With the access log on, every
-    request goes through aiohttp."""
+async def test_the_fast_path_answers_as_aiohttp_does(
+    proxy: ProxyFactory, aiohttp_proxy: AiohttpProxy, sim: RunningSim
+) -> None:
+    """Same status, headers and body whichever writer answers."""
     fast = await Raw.open(port_of(await proxy()))
-    general = await Raw.open(port_of(await proxy(access_log="true")))
+    general = await Raw.open(await aiohttp_proxy())
     uris = [await first_segment(raw) for raw in (fast, general)]
     assert uris[0][0] == uris[1][0]
     expected = sim.engine.media.segment(uris[0][0])
@@ -129,6 +160,9 @@ async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: R
         ("GET", f"/ace/hls/id/{CID}/not-a-token", ()),
         ("GET", f"/ace/hls/id/{CID2}/00000000000000000000.ts", ()),
         ("GET", "/ace/manifest.m3u8?id=nonsense", ()),
+        ("HEAD", MANIFEST, ()),
+        ("GET", f"/ace/manifest.m3u8?id={CID.upper()}&x=%20a", ()),
+        ("GET", f"{MANIFEST}&x=%20a+b;c", ()),
     ]
     for method, path, extra in requests:
         answers = []
@@ -138,7 +172,7 @@ async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: R
         (status, headers, body), (status2, headers2, body2) = answers
         assert status == status2, (method, path, extra)
         assert comparable(headers) == comparable(headers2), (method, path, extra)
-        if status.startswith("HTTP/1.1 2"):
+        if status.startswith(("HTTP/1.1 2", "HTTP/1.1 3")):
             assert body == body2
         else:
             assert json.loads(body) == json.loads(body2)
@@ -148,13 +182,13 @@ async def test_the_fast_path_answers_as_aiohttp_does(proxy: ProxyFactory, sim: R
 
 @pytest.mark.parametrize("source", ["engine", "proxy"], ids=["engine-hls", "cut-hls"])
 async def test_the_slate_is_answered_alike_on_both_paths(
-    proxy: ProxyFactory, sim: RunningSim, source: str
+    proxy: ProxyFactory, aiohttp_proxy: AiohttpProxy, sim: RunningSim, source: str
 ) -> None:
     """While the engine prebuffers, the slate's segments are served as any other: from the
     segment cache, by the fast path or by aiohttp, the same bytes and headers."""
     sim.faults.prebuffer = 60.0
     fast = await Raw.open(port_of(await proxy(hls_source=source)))
-    general = await Raw.open(port_of(await proxy(access_log="true", hls_source=source)))
+    general = await Raw.open(await aiohttp_proxy(hls_source=source))
     # One content each: two proxies' sessions of one content would supersede each other.
     uris = [
         await first_segment(raw, f"/ace/manifest.m3u8?id={cid}")
@@ -299,23 +333,14 @@ async def test_http_1_0_closes_unless_asked_to_keep_alive(
     assert await kept.closed_by_server()
 
 
-async def _hot_proxy(sim: RunningSim, **runner_options: Any) -> tuple[web.AppRunner, HotSite]:
-    settings = load_settings({"host": "127.0.0.1", "port": str(sim.port)}, env={})
-    runner = ProxyRunner(create_app(settings), access_log=None, **runner_options)
-    await runner.setup()
-    hot = HotSite(runner, "127.0.0.1", 0)
-    await hot.start()
-    return runner, hot
-
-
 async def test_idle_connections_are_closed_after_the_keep_alive_time(sim: RunningSim) -> None:
-    runner, site = await _hot_proxy(sim, keepalive_timeout=0.5)
+    runner, port = await start_proxy(sim, keepalive_timeout=0.5)
     try:
-        answered = await Raw.open(site.port)
+        answered = await Raw.open(port)
         answered.send(get(f"/ace/hls/id/{CID}/00000000000000000000.ts"))
         status, _, _ = await answered.response()
         assert status == "HTTP/1.1 404 Not Found"
-        partial = await Raw.open(site.port)
+        partial = await Raw.open(port)
         partial.send(b"GET /ace/hls/id/")
         assert await answered.closed_by_server()
         assert await partial.closed_by_server()
@@ -324,8 +349,8 @@ async def test_idle_connections_are_closed_after_the_keep_alive_time(sim: Runnin
 
 
 async def test_stopping_closes_fast_path_connections_and_leaves_no_task(sim: RunningSim) -> None:
-    runner, site = await _hot_proxy(sim)
-    raw = await Raw.open(site.port)
+    runner, port = await start_proxy(sim)
+    raw = await Raw.open(port)
     raw.send(get(MANIFEST))
     status, _, _ = await raw.response()
     assert status == "HTTP/1.1 200 OK"
@@ -405,3 +430,141 @@ async def test_viewers_that_join_a_segment_still_arriving_get_it_whole(
     assert status == "HTTP/1.1 200 OK" and body == expected
     for raw in viewers:
         raw.close()
+
+
+ACCESS_LINE = re.compile(r'127\.0\.0\.1 "(GET|HEAD) (/[^" ?]*)" (\d{3}) \d+\.\d{3}s')
+
+
+async def test_with_the_access_log_on_hls_is_still_answered_on_the_fast_path(
+    proxy: ProxyFactory,
+    aiohttp_proxy: AiohttpProxy,
+    sim: RunningSim,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logging requests does not change which code answers them: each HLS request is
+    answered on the fast path (aiohttp's writer adds a Server header, the fast path does
+    not) and logged once, in the line aiohttp's path logs for the same request."""
+    caplog.set_level(logging.INFO, logger="hlsproxy.access")
+    logged: list[list[tuple[str, ...]]] = []
+    for port, fast in (
+        (port_of(await proxy(access_log="true")), True),
+        (await aiohttp_proxy(access_log="true"), False),
+    ):
+        caplog.clear()
+        raw = await Raw.open(port)
+        _, uri = await first_segment(raw, f"/ace/manifest.m3u8?id={CID if fast else CID2}")
+        requests = [
+            get(uri),
+            get(uri, method="HEAD"),
+            get(uri, "Range: bytes=0-187"),
+            get(f"/ace/hls/id/{CID}/not-a-token"),
+        ]
+        for request in requests:
+            raw.send(request)
+            _, headers, _ = await raw.response(head_only=request.startswith(b"HEAD"))
+            assert ("server" in headers) is not fast
+        raw.close()
+        lines = [r.getMessage() for r in caplog.records if r.name == "hlsproxy.access"]
+        matches = [ACCESS_LINE.fullmatch(line) for line in lines]
+        assert all(matches), lines
+        logged.append([m.groups() for m in matches if m is not None])
+    fast_lines, general_lines = logged
+    assert [(m, s) for m, _, s in fast_lines] == [(m, s) for m, _, s in general_lines]
+    assert [m for m, _, _ in fast_lines] == ["GET", "GET", "HEAD", "GET", "GET"]
+    assert [s for _, _, s in fast_lines] == ["200", "200", "200", "206", "404"]
+    assert fast_lines[0][1] == "/ace/manifest.m3u8"  # the query, which may hold a token, is not
+
+
+class _FastWriterServer(asyncio.Protocol):
+    """Answers every request on its connection with one answer, by the fast path's writer."""
+
+    def __init__(self, answer: Answer, stalls: Stalls) -> None:
+        self._answer = answer
+        self._stalls = stalls
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._transport is None:
+            return
+        head = read_head(self._buffer[:end])
+        assert head is not None
+        self._buffer = self._buffer[end + 4 :]
+        writer.send(self._transport, head, self._answer, self._stalls, Dates().now())
+
+
+_TEXT = Block(("Content-Type", "text/plain; charset=utf-8"), ("X-Answer", "text"))
+# Every answer has a content type: aiohttp would add one that the fast path does not.
+_SLICE = Block(
+    ("Accept-Ranges", "bytes"), ("Content-Range", "bytes 2-5/10"), ("Content-Type", "video/mp2t")
+)
+WRITTEN = [
+    ("text", "GET", "1.1", Answer(200, _TEXT, b"hello")),
+    ("text-to-http-1.0", "GET", "1.0", Answer(200, _TEXT, b"hello")),
+    ("text-to-head", "HEAD", "1.1", Answer(200, _TEXT, b"hello", head=True)),
+    ("no-body", "HEAD", "1.1", Answer(200, _TEXT, head=True)),
+    ("body-slice", "GET", "1.1", Answer(206, _SLICE, body=Body([b"0123456789"]), start=2, end=6)),
+    (
+        "body-to-head",
+        "HEAD",
+        "1.1",
+        Answer(200, _SLICE, body=Body([b"0123456789"]), end=10, head=True),
+    ),
+    (
+        "error",
+        "GET",
+        "1.1",
+        error_answer(ErrorAnswer(416, "range", "no such range", {"Content-Range": "bytes */10"})),
+    ),
+    ("redirect", "GET", "1.1", Answer(302, _TEXT.plus(("Location", "/a?b=c")), b"302: Found")),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "version", "answer"), [w[1:] for w in WRITTEN], ids=[w[0] for w in WRITTEN]
+)
+async def test_both_writers_write_an_answer_alike(
+    method: str, version: str, answer: Answer
+) -> None:
+    """The same answer value, written by the fast path's writer and through aiohttp (the
+    HLS routes' `write`), reaches the client as the same status, headers and body."""
+    stalls = Stalls(lambda: None)
+    loop = asyncio.get_running_loop()
+    fast = await loop.create_server(lambda: _FastWriterServer(answer, stalls), "127.0.0.1", 0)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await hls_routes.write(request, answer)
+
+    app = web.Application()
+    app[STALLS] = stalls
+    app.router.add_get("/answer", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        ports = [fast.sockets[0].getsockname()[1], await aiohttp_site(runner)]
+        answers = []
+        for port in ports:
+            raw = await Raw.open(port)
+            raw.send(get("/answer", method=method, version=version))
+            status, headers = await raw.head()
+            body = b""
+            if method == "GET":
+                async with asyncio.timeout(STEP):
+                    body = await raw.body(headers)
+            answers.append((status, comparable(headers), body))
+            raw.close()
+        assert answers[0] == answers[1]
+        assert answers[0][0].startswith(f"HTTP/{version} {answer.status} ")
+        if answer.length is not None:
+            assert answers[0][1]["content-length"] == str(answer.length)
+    finally:
+        fast.close()
+        await fast.wait_closed()
+        await runner.cleanup()
+        await stalls.aclose()

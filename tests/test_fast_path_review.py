@@ -13,10 +13,16 @@ from aiohttp import web
 
 from hlsproxy.config import load_settings
 from hlsproxy.web.app import create_app
-from hlsproxy.web.hot_site import KEEPALIVE_TIMEOUT, HotSite, ProxyRunner
+from hlsproxy.web.fast.site import KEEPALIVE_TIMEOUT, FastSite, ProxyRunner
 
-from .conftest import ProxyFactory, RunningSim
-from .test_fast_path import MANIFEST, Raw, first_segment, get, port_of
+from .conftest import AiohttpProxy, ProxyFactory, RunningSim
+from .test_fast_path import (
+    MANIFEST,
+    Raw,
+    first_segment,
+    get,
+    port_of,
+)
 
 
 async def _slow_client(port: int) -> Raw:
@@ -63,13 +69,13 @@ async def test_nothing_follows_an_answer_that_closes_the_connection(
     ids=["connection-close-then-keep-alive", "two-hosts", "two-agents", "130-headers", "9k-line"],
 )
 async def test_heads_aiohttp_refuses_or_closes_are_treated_alike(
-    proxy: ProxyFactory, sim: RunningSim, extra: tuple[str, ...]
+    proxy: ProxyFactory, aiohttp_proxy: AiohttpProxy, sim: RunningSim, extra: tuple[str, ...]
 ) -> None:
     """The fast path answers only heads aiohttp's parser accepts, and keeps a connection
     alive only when aiohttp would: same status line and Connection header on both paths."""
     answers = []
-    for client in (await proxy(access_log="true"), await proxy()):
-        raw = await Raw.open(port_of(client))
+    for port in (await aiohttp_proxy(), port_of(await proxy())):
+        raw = await Raw.open(port)
         raw.send(get(MANIFEST, *extra))
         status, headers, _ = await raw.response()
         answers.append((status, headers.get("connection")))
@@ -79,14 +85,14 @@ async def test_heads_aiohttp_refuses_or_closes_are_treated_alike(
 
 async def _site(
     sim: RunningSim, keepalive_timeout: float = KEEPALIVE_TIMEOUT, **site: Any
-) -> tuple[web.AppRunner, HotSite]:
+) -> tuple[web.AppRunner, FastSite]:
     settings = load_settings({"host": "127.0.0.1", "port": str(sim.port)}, env={})
     app = create_app(settings)
     runner = ProxyRunner(
         app, access_log=None, handler_cancellation=True, keepalive_timeout=keepalive_timeout
     )
     await runner.setup()
-    hot = HotSite(runner, "127.0.0.1", 0, **site)
+    hot = FastSite(runner, "127.0.0.1", 0, **site)
     await hot.start()
     return runner, hot
 

@@ -39,7 +39,7 @@ class Audience:
         self._last_used = now
 
     def seen_by(self, viewer: bytes, now: float) -> None:
-        """A player asked for something (`web/hls_routes.viewer` names it)."""
+        """A player asked for something (`web/hls_answer.viewer` names it)."""
         self.viewers.saw(viewer, now)
 
     def served(self, size: int) -> None:

@@ -4,7 +4,7 @@ An HLS player is not a connection: it asks for a playlist every target duration 
 every new segment, over one connection or several, and reconnects when it likes. So a
 viewer is a player seen recently, told apart by what every request of it carries without
 cookies or per-player URLs: its address and its User-Agent (the web layer makes the
-identity, `web/hls_routes.viewer`). Two players of one kind on one machine count as one;
+identity, `web/hls_answer.viewer`). Two players of one kind on one machine count as one;
 players behind one address (a NAT, a reverse proxy) count once per kind of player.
 
 A viewer is counted until it has missed a few playlist polls (`within`, given in seconds by

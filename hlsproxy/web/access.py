@@ -31,18 +31,21 @@ def access_control(settings: Settings) -> Middleware | None:
             return await handler(request)
         if networks and not allowed(request.remote, networks):
             raise Forbidden("this proxy does not serve your network")
-        if token and not token_matches(presented_token(request), token):
-            raise Unauthorized(
-                "this proxy needs its token: add ?token=... to the URL "
-                "or send an Authorization: Bearer header"
-            )
+        if token:
+            check_token(token, request.headers.get("Authorization"), request.query.get(TOKEN_PARAM))
         return await handler(request)
 
     return check
 
 
-def presented_token(request: web.Request) -> str:
-    return token_in(request.headers.get("Authorization"), request.query.get(TOKEN_PARAM))
+def check_token(token: str, authorization: str | None, query_token: str | None) -> None:
+    """Raise Unauthorized unless the request presented `token` (a Bearer header, else the
+    query's `token`), on whichever path it came."""
+    if not token_matches(token_in(authorization, query_token), token):
+        raise Unauthorized(
+            "this proxy needs its token: add ?token=... to the URL "
+            "or send an Authorization: Bearer header"
+        )
 
 
 def token_in(authorization: str | None, query_token: str | None) -> str:

@@ -7,6 +7,7 @@ connection is aborted instead (the player retries), never a second answer inside
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -32,7 +33,17 @@ CORS_HEADERS = {
 
 
 def error_body(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    return web.Response(
+        body=error_json(code, message),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def error_json(code: str, message: str) -> bytes:
+    """The body of every error answer, on both HTTP paths."""
+    return json.dumps({"error": code, "message": message}).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +137,24 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         status = response.status
         return response
     except asyncio.CancelledError:
-        status = 499  # the client went away first (nginx's convention)
+        status = CLIENT_GONE
         raise
     finally:
-        access.info(
-            '%s "%s %s" %d %.3fs',
-            request.remote,
-            printable(request.method),
-            printable(request.path),
-            status,
-            time.monotonic() - started,
-        )
+        log_access(request.remote, request.method, request.path, status, started)
+
+
+# What the access log says of a request whose client went away first (nginx's convention).
+CLIENT_GONE = 499
+
+
+def log_access(remote: str | None, method: str, path: str, status: int, started: float) -> None:
+    """The access log's line for a request, whichever path answered it; `started` is when
+    it was read, by `time.monotonic()`."""
+    access.info(
+        '%s "%s %s" %d %.3fs',
+        remote,
+        printable(method),
+        printable(path),
+        status,
+        time.monotonic() - started,
+    )

@@ -1,4 +1,4 @@
-"""A listening site whose connections start on the fast path (web/hot_connection.py).
+"""A listening site whose connections start on the fast path (`protocol`).
 
 It stands where aiohttp's TCPSite would, on a host and port or on a socket it is given, and
 it owns what its connections leave behind: it closes those left idle for the keep-alive
@@ -20,17 +20,18 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Settings
-from .hot_answers import Answers
-from .hot_connection import HotConnection
-from .keys import SETTINGS, STALLS
-from .unmatched import answer_expectations
+from ..access import allowed
+from ..hls_answer import HLS_ANSWERS
+from ..keys import SETTINGS, STALLS
+from ..unmatched import answer_expectations
+from .protocol import FastConnection
+from .writer import Dates
 
 # How long a connection may wait for its next request, on both paths. aiohttp's default
 # (3,630 s in web_protocol.RequestHandler of aiohttp 3.14; older releases had 75 s) would
-# keep every connection that left the fast path (a 404, /healthz, anything with the access
-# log on) for an hour. 75 s outlasts the target duration of any live playlist a player
-# polls on its connection.
+# keep every connection that left the fast path (a 404, /healthz, the status page) for an
+# hour. 75 s outlasts the target duration of any live playlist a player polls on its
+# connection.
 KEEPALIVE_TIMEOUT = 75.0
 
 
@@ -49,13 +50,7 @@ class ProxyRunner(web.AppRunner):
         self.server.request_handler = answer_expectations(self.server.request_handler)
 
 
-def fast_path_allowed(settings: Settings) -> bool:
-    """The fast path logs no requests: with the access log on, every request goes through
-    aiohttp's middlewares, so that each is logged."""
-    return not settings.access_log
-
-
-class HotSite(web.BaseSite):
+class FastSite(web.BaseSite):
     def __init__(
         self,
         runner: ProxyRunner,
@@ -67,15 +62,18 @@ class HotSite(web.BaseSite):
         backlog: int = 128,
     ) -> None:
         super().__init__(runner, backlog=backlog)
-        self._app = runner.app
         self._host = host
         self._port = port
         self._sock = sock
         self._shutdown_timeout = shutdown_timeout
         self._keepalive_timeout = runner.keepalive_timeout
-        self.answers = Answers(runner.app)
+        self.answers = runner.app[HLS_ANSWERS]
         self.stalls = runner.app[STALLS]
-        self._connections: set[HotConnection] = set()
+        self.dates = Dates()
+        settings = runner.app[SETTINGS]
+        self.access_log = settings.access_log
+        self._networks = settings.allow_networks
+        self._connections: set[FastConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -91,16 +89,12 @@ class HotSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None  # BaseSite insists on runner.setup() first
-        if fast_path_allowed(self._app[SETTINGS]):
+        assert self._runner.server is not None  # BaseSite insists on runner.setup() first
 
-            def factory() -> asyncio.Protocol:
-                return HotConnection(self, loop.time)
+        def factory() -> asyncio.Protocol:
+            return FastConnection(self, loop.time)
 
-            self._sweeper = loop.create_task(self._sweep(), name="fast path keep-alive")
-        else:
-            factory = server
+        self._sweeper = loop.create_task(self._sweep(), name="fast path keep-alive")
         if self._sock is not None:
             listening = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
         else:
@@ -127,17 +121,22 @@ class HotSite(web.BaseSite):
         for connection in list(self._connections):
             connection.finish()
 
-    # hot_connection.Hub
+    # protocol.Hub
+
+    def admits(self, remote: str | None) -> bool:
+        """Whether a client at `remote` may be answered here (the allowed networks); one
+        that may not is handed to aiohttp, whose access control tells it why."""
+        return not self._networks or allowed(remote, self._networks)
 
     def aiohttp_protocol(self) -> asyncio.Protocol:
         server = self._runner.server
         assert server is not None
         return server()
 
-    def joined(self, connection: HotConnection) -> None:
+    def joined(self, connection: FastConnection) -> None:
         self._connections.add(connection)
 
-    def left(self, connection: HotConnection) -> None:
+    def left(self, connection: FastConnection) -> None:
         self._connections.discard(connection)
 
     def track(self, task: asyncio.Task[None]) -> None:

@@ -49,6 +49,7 @@ class Head:
     range: str | None
     authorization: str | None
     user_agent: str | None = None
+    remote: str | None = None  # the client's address
 
 
 def may_be_head(start: bytes | bytearray) -> bool:
@@ -56,8 +57,9 @@ def may_be_head(start: bytes | bytearray) -> bool:
     return len(start) <= MAX_HEAD and _HEAD_START.fullmatch(start) is not None
 
 
-def read_head(raw: bytes) -> Head | None:
-    """The request in `raw` (a head without its final CRLF CRLF), or None to decline it."""
+def read_head(raw: bytes, remote: str | None = None) -> Head | None:
+    """The request in `raw` (a head without its final CRLF CRLF) from a client at
+    `remote`, or None to decline it."""
     if len(raw) > MAX_HEAD:
         return None
     lines = raw.split(b"\r\n")
@@ -113,4 +115,4 @@ def read_head(raw: bytes) -> Head | None:
     if not host and not http10:
         return None  # RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused
     keep_alive = keep if http10 else not close
-    return Head(method, path, query, http10, keep_alive, range_, authorization, user_agent)
+    return Head(method, path, query, http10, keep_alive, range_, authorization, user_agent, remote)

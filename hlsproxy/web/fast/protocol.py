@@ -1,7 +1,8 @@
 """One client connection on the fast path, until it asks for something only aiohttp answers.
 
-Every connection starts here. Requests the fast path knows (web/hot_head.py) get their
-answers (web/hot_answers.py) written straight to the transport, in order, one at a time.
+Every connection starts here. Requests the fast path reads (`head`) get the answers
+`web/hls_answer.py` decides written straight to the transport (`writer`), in order, one
+at a time.
 The first request it does not answer, and everything after it, goes to aiohttp: the
 connection is handed to an aiohttp protocol with the unread bytes, and stays there. A
 request that fails before its head is written gets the error answer aiohttp's middleware
@@ -12,19 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
 from aiohttp import web
 
-from ..errors import ProxyError, ShuttingDown, Unavailable
-from ..hls.body import Body
-from ..logs import printable
-from . import sendfile
-from .hot_answers import Answers, Later, Reply, Streamed
-from .hot_head import Head, may_be_head, read_head
-from .middleware import ErrorAnswer
-from .stalls import Stalls
+from ...errors import ProxyError, ShuttingDown, Unavailable
+from ...logs import printable
+from ..hls_answer import Answer, HlsAnswers, Later, error_answer
+from ..middleware import CLIENT_GONE, ErrorAnswer, log_access
+from ..stalls import Stalls
+from . import writer
+from .flow import Flow
+from .head import Head, may_be_head, read_head
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +37,23 @@ INTERNAL_ERROR = ErrorAnswer(500, "internal_error", "the proxy failed; its log s
 class Hub(Protocol):
     """What the connections of one listening site share."""
 
-    answers: Answers
+    answers: HlsAnswers
     stalls: Stalls
+    dates: writer.Dates
+    access_log: bool  # each request answered here is logged, as aiohttp's path logs it
+
+    def admits(self, remote: str | None) -> bool: ...
 
     def aiohttp_protocol(self) -> asyncio.Protocol: ...
 
-    def joined(self, connection: HotConnection) -> None: ...
+    def joined(self, connection: FastConnection) -> None: ...
 
-    def left(self, connection: HotConnection) -> None: ...
+    def left(self, connection: FastConnection) -> None: ...
 
     def track(self, task: asyncio.Task[None]) -> None: ...
 
 
-class HotConnection(asyncio.Protocol):
+class FastConnection(asyncio.Protocol):
     def __init__(self, hub: Hub, clock: Callable[[], float]) -> None:
         self._hub = hub
         self._clock = clock
@@ -55,8 +61,7 @@ class HotConnection(asyncio.Protocol):
         self._remote: str | None = None
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
-        self._write_paused = False
-        self._drained: asyncio.Future[None] | None = None
+        self._flow = Flow()
         self._finishing = False
         self._waiting = False  # an answer is awaited and nothing of it is written yet
         # When the last request was read or answered, or a slow reader last drained.
@@ -85,7 +90,7 @@ class HotConnection(asyncio.Protocol):
         self._hub.joined(self)
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if peer else None
-        if not self._hub.answers.admits(self._remote):
+        if not self._hub.admits(self._remote):
             self._hand_over()  # aiohttp refuses the client, with the reason
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -93,11 +98,11 @@ class HotConnection(asyncio.Protocol):
         self._hub.left(self)
         if self._task is not None:
             self._task.cancel()
-        self._wake_writer(ConnectionResetError("the client went away"))
+        self._flow.lost()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        if self._task is None and not self._write_paused:
+        if self._task is None and not self._flow.paused:
             self._serve()
 
     def eof_received(self) -> bool:
@@ -108,12 +113,11 @@ class HotConnection(asyncio.Protocol):
         return True
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._flow.pause()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self._flow.resume()
         self.last_request = self._clock()  # a slow reader is not idle until it has read
-        self._wake_writer(None)
         transport = self._transport
         if self._task is None and transport is not None and not transport.is_closing():
             transport.resume_reading()
@@ -132,32 +136,35 @@ class HotConnection(asyncio.Protocol):
                 elif self._finishing:
                     transport.close()
                 return
-            head = read_head(bytes(self._buffer[:end]))
+            started = time.monotonic() if self._hub.access_log else 0.0
+            head = read_head(bytes(self._buffer[:end]), self._remote)
             answer = self._answer(head) if head is not None else None
             if head is None or answer is None:
                 self._hand_over()
                 return
             del self._buffer[: end + len(_END)]
             self.last_request = self._clock()
-            if isinstance(answer, Reply):
-                self._send(transport, answer)
+            if isinstance(answer, Answer):
+                writer.send(transport, head, answer, self._hub.stalls, self._hub.dates.now())
+                if self._hub.access_log:
+                    log_access(self._remote, head.method, head.path, answer.status, started)
                 if not head.keep_alive:
                     transport.close()
                     return
-                if self._write_paused:
+                if self._flow.paused:
                     transport.pause_reading()  # resume_writing() picks up from here
                     return
                 continue
             transport.pause_reading()
-            task = asyncio.get_running_loop().create_task(self._answer_later(answer, head))
+            task = asyncio.get_running_loop().create_task(self._answer_later(answer, head, started))
             self._task = task
             self._hub.track(task)
             return
 
-    def _answer(self, head: Head) -> Reply | Later | None:
+    def _answer(self, head: Head) -> Answer | Later | None:
         answers = self._hub.answers
         try:
-            return answers.answer(head, self._remote)
+            return answers.answer(head)
         except (ProxyError, web.HTTPException) as exc:
             return answers.failure(head, exc)
         except Exception:
@@ -165,12 +172,13 @@ class HotConnection(asyncio.Protocol):
             log.exception("the fast path failed on %s %s", head.method, printable(head.path))
             return None
 
-    async def _answer_later(self, later: Later, head: Head) -> None:
+    async def _answer_later(self, later: Later, head: Head, started: float) -> None:
         keep_alive = head.keep_alive
+        status = 500
         try:
             self._waiting = True
             try:
-                answer: Reply | Streamed = await later()
+                answer = await later()
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 assert current is not None
@@ -186,22 +194,28 @@ class HotConnection(asyncio.Protocol):
                 answer = self._hub.answers.failure(head, exc)
             except Exception:
                 log.exception("the fast path failed on %s %s", head.method, printable(head.path))
-                answer = self._hub.answers.error_reply(head, INTERNAL_ERROR)
+                answer = error_answer(INTERNAL_ERROR, head=head.method == "HEAD")
             finally:
                 self._waiting = False
             transport = self._transport
             if transport is None:
+                status = CLIENT_GONE
                 return
-            if isinstance(answer, Reply):
-                self._send(transport, answer)
+            status = answer.status
+            date = self._hub.dates.now()
+            if answer.flight is None:
+                writer.send(transport, head, answer, self._hub.stalls, date)
             else:
-                await self._stream(transport, answer)
-                keep_alive = keep_alive and not answer.close
-        except _Aborted:
+                await writer.stream(
+                    transport, head, answer, flow=self._flow, stalls=self._hub.stalls, date=date
+                )
+            keep_alive = not writer.closes(head, answer)
+        except writer.Aborted:
             return
         except asyncio.CancelledError:
             # Ended without its answer: the client must not wait on a connection that will
             # never answer it.
+            status = CLIENT_GONE
             if self._transport is not None:
                 self._transport.abort()
             raise
@@ -213,6 +227,8 @@ class HotConnection(asyncio.Protocol):
                 self._transport.abort()
             return
         finally:
+            if self._hub.access_log:
+                log_access(self._remote, head.method, head.path, status, started)
             if self._task is asyncio.current_task():
                 self._task = None
             self.last_request = self._clock()  # idle from here, as aiohttp counts it
@@ -222,70 +238,9 @@ class HotConnection(asyncio.Protocol):
         if not keep_alive:
             transport.close()
             return
-        if not self._write_paused:
+        if not self._flow.paused:
             transport.resume_reading()
             self._serve()
-
-    def _send(self, transport: asyncio.Transport, reply: Reply) -> None:
-        body = reply.body
-        if body is None:
-            transport.write(reply.head + reply.text if reply.text else reply.head)
-            return
-        transport.write(reply.head)
-        _send_body(transport, body, reply.start, reply.end)
-        if transport.get_write_buffer_size():
-            self._hub.stalls.watch(transport)  # the rest waits on the client
-
-    async def _stream(self, transport: asyncio.Transport, answer: Streamed) -> None:
-        transport.write(answer.head)
-        flight = answer.flight
-        try:
-            sent = 0
-            async for piece in flight.arriving():
-                if answer.chunked:
-                    transport.writelines((b"%x\r\n" % len(piece), piece, b"\r\n"))
-                else:
-                    transport.write(piece)
-                sent += len(piece)
-                if self._write_paused:
-                    self._hub.stalls.watch(transport)
-                    await self._writable()
-            # What had not been written when the body landed goes out as a cached body does.
-            landed = flight.landed
-            assert landed is not None
-            end = len(landed.body)
-            if sent < end and answer.chunked:
-                transport.write(b"%x\r\n" % (end - sent))
-            _send_body(transport, landed.body, sent, end)
-            if answer.chunked:
-                transport.write(b"\r\n0\r\n\r\n" if sent < end else b"0\r\n\r\n")
-            if transport.get_write_buffer_size():
-                self._hub.stalls.watch(transport)
-        except asyncio.CancelledError:
-            transport.abort()  # a body cut short must not look whole (HTTP/1.0 ends at close)
-            raise
-        except Exception as exc:
-            # The head is out: a second answer cannot follow. The player sees the connection
-            # end early and retries.
-            log.info("segment ended mid-answer: %s", getattr(exc, "message", repr(exc)))
-            transport.abort()
-            raise _Aborted from exc
-
-    async def _writable(self) -> None:
-        self._drained = asyncio.get_running_loop().create_future()
-        try:
-            await self._drained
-        finally:
-            self._drained = None
-
-    def _wake_writer(self, exc: Exception | None) -> None:
-        waiter = self._drained
-        if waiter is None or waiter.done():
-            return
-        if exc is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(exc)
 
     def _hand_over(self) -> None:
         """From here on aiohttp serves this connection, starting with the unread bytes."""
@@ -297,7 +252,7 @@ class HotConnection(asyncio.Protocol):
         protocol = self._hub.aiohttp_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        if self._write_paused:
+        if self._flow.paused:
             protocol.pause_writing()
         transport.resume_reading()
         if self._buffer:
@@ -305,14 +260,3 @@ class HotConnection(asyncio.Protocol):
             protocol.data_received(data)
         if self._finishing:
             protocol.eof_received()
-
-
-def _send_body(transport: asyncio.Transport, body: Body, start: int, end: int) -> None:
-    """`body[start:end]`, by sendfile as far as the socket takes it at once, then written."""
-    start += sendfile.send_now(transport, body, start, end)
-    if start < end:
-        transport.write(body.view[start:end])
-
-
-class _Aborted(Exception):
-    """The connection was aborted mid-body; nothing more is written to it."""
