@@ -24,7 +24,7 @@ from harness import HOST, REPO, Child, free_ports, http_get, parse_rate, wait_an
 sys.path.insert(0, str(REPO))
 
 from hlsproxy.sim import start_engine
-from tests.e2e.players import PLAYERS, Playback, Player, available, play
+from tests.system.players import PLAYERS, Playback, Player, available, play
 
 CID = "0a4848271c91ce2d8965ce416267c25047dc8141"
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))  # the players' drivers live with the end-to-end t
 from harness import HOST, Child, free_ports, wait_answering  # noqa: E402
 
 from hlsproxy.sim.engine import SimEngine  # noqa: E402
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, HLS_JS, PLAYER_PAGE, Player  # noqa: E402
-from tests.e2e.players import PLAYERS, Playback, play  # noqa: E402
+from tests.system.conftest import CHROMIUM, CHROMIUM_FLAGS, HLS_JS, PLAYER_PAGE, Player  # noqa: E402
+from tests.system.players import PLAYERS, Playback, play  # noqa: E402
 
 TS_CONTENT = "0d" * 20
 HLS_CONTENT = "0e" * 20

@@ -36,7 +36,7 @@ from harness import HOST, REPO, BenchError, Child, free_ports, time_budget, wait
 sys.path.insert(0, str(REPO))
 
 from hlsproxy.sim.engine import SimEngine
-from tests.conftest import decode_warnings
+from tests.helpers import decode_warnings
 
 CONTENT = "0a4848271c91ce2d8965ce416267c25047dc8141"
 
