@@ -40,6 +40,7 @@ from .hls.audience import Audience
 from .hls.body import Body
 from .hls.cache import SegmentCache
 from .hls.flight import Cached, Flight
+from .hls.polled import PolledStream
 from .hls.splice import Splice, mark_discontinuity
 from .hls.starting import StartingSlate
 from .hls.stream import Locator
@@ -68,7 +69,7 @@ class CutOptions:
     """What players see while the engine prebuffers; None: they wait for the first segment."""
 
 
-class CutHlsStream(EngineStream):
+class CutHlsStream(PolledStream):
     def __init__(
         self,
         request: StreamRequest,
@@ -131,48 +132,20 @@ class CutHlsStream(EngineStream):
     def prebuffer(self) -> Prebuffer | None:
         return None if self.closing else self.source.prebuffer()
 
-    @property
-    def requests(self) -> int:
-        return self.audience.requests
-
-    @property
-    def lookups(self) -> int:
-        return self.audience.lookups
-
-    @property
-    def hits(self) -> int:
-        return self.audience.hits
-
-    @property
-    def bytes_out(self) -> int:
-        return self.audience.bytes_out
-
     def idle_deadline(self) -> float | None:
-        if self.closing or self._waiting:
-            return None
-        return self.audience.idle_deadline()
+        return None if self._waiting else super().idle_deadline()
 
-    def may_make_room(self, now: float) -> bool:
-        return self.audience.may_make_room(now, self._cutter.window.target_duration)
+    def _target(self) -> float:
+        return self._cutter.window.target_duration
 
     def figures(self) -> Figures:
         # Nothing comes in from an engine: the MPEG-TS stream counts what it reads, and the
         # cache what was cut.
         return Figures(
             bytes_out=self.bytes_out,
-            clients=self.audience.clients(self._clock(), self._cutter.window.target_duration),
+            clients=self.clients(),
             last_data_at=self.last_data_at,
         )
-
-    def served(self, size: int) -> None:
-        self.audience.served(size)
-
-    def touch(self) -> None:
-        self.audience.touch(self._clock())
-
-    def seen_by(self, viewer: bytes) -> None:
-        """A player asked for something of this stream (`web/hls_answer.viewer` names it)."""
-        self.audience.seen_by(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:
         self.touch()

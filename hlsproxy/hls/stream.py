@@ -41,6 +41,7 @@ from .feed import concatenated
 from .flight import Cached, Counted, Fetch, Flight
 from .names import Names
 from .playlist import looks_like_playlist, rewrite
+from .polled import PolledStream
 from .served import DEFAULT_TARGET, Served
 from .splice import Splice
 from .starting import StartingSlate
@@ -71,7 +72,7 @@ def _over(exc: EngineError) -> bool:
     return isinstance(exc, EngineStatus) and exc.upstream_status in SESSION_OVER
 
 
-class HlsStream(EngineStream):
+class HlsStream(PolledStream):
     def __init__(
         self,
         request: StreamRequest,
@@ -126,47 +127,14 @@ class HlsStream(EngineStream):
     def mode(self) -> Literal["hls"]:
         return "hls"
 
-    @property
-    def requests(self) -> int:
-        return self.audience.requests
-
-    @property
-    def lookups(self) -> int:
-        return self.audience.lookups
-
-    @property
-    def hits(self) -> int:
-        return self.audience.hits
-
-    @property
-    def bytes_out(self) -> int:
-        return self.audience.bytes_out
-
-    def idle_deadline(self) -> float | None:
-        return None if self.closing else self.audience.idle_deadline()
-
-    def may_make_room(self, now: float) -> bool:
-        return self.audience.may_make_room(now, self._target())
-
     def figures(self) -> Figures:
         return Figures(
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
-            clients=self.audience.clients(self._clock(), self._target()),
+            clients=self.clients(),
             playlist_fetches=self.playlist_fetches,
             last_data_at=self.last_data_at,
         )
-
-    def served(self, size: int) -> None:
-        """A segment, key or init section of `size` bytes went to a client."""
-        self.audience.served(size)
-
-    def touch(self) -> None:
-        self.audience.touch(self._clock())
-
-    def seen_by(self, viewer: bytes) -> None:
-        """A player asked for something of this stream (`web/hls_answer.viewer` names it)."""
-        self.audience.seen_by(viewer, self._clock())
 
     async def playlist(self, token: str | None = None) -> str:
         """The rewritten playlist: the session's own (token None) or one it named; the
