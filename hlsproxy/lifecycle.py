@@ -64,6 +64,7 @@ class Figures:
     bytes_out: int = 0
     clients: int = 0
     clients_cut: int = 0
+    clients_moved_forward: int = 0
     playlist_fetches: int = 0
     last_data_at: float | None = None
 

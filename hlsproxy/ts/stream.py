@@ -161,6 +161,7 @@ class TsStream(EngineStream):
             bytes_out=self.bytes_out + self.ring.sent_to_readers(),
             clients=self.clients,
             clients_cut=self.ring.lagged,
+            clients_moved_forward=self.ring.skipped,
             last_data_at=self.ring.last_publish,
         )
 

@@ -62,6 +62,7 @@ class Metrics:
         totals["bytes_in"] += figures.bytes_in
         totals["bytes_out"] += figures.bytes_out
         totals["clients_cut"] += figures.clients_cut
+        totals["clients_moved_forward"] += figures.clients_moved_forward
         totals["playlist_fetches"] += figures.playlist_fetches
 
     def watch(self, streams: Callable[[], Iterable[EngineStream]], cache: SegmentCache) -> None:
@@ -209,6 +210,16 @@ class _Live(Collector):
         )
         cut.add_metric([], ended["ts"]["clients_cut"] + sum(f.clients_cut for f in live["ts"]))
         yield cut
+        moved = CounterMetricFamily(
+            "hlsproxy_clients_moved_forward",
+            "MPEG-TS clients still reading that fell a whole buffer behind and were moved "
+            "forward to the newest keyframe instead of being cut.",
+        )
+        moved.add_metric(
+            [],
+            ended["ts"]["clients_moved_forward"] + sum(f.clients_moved_forward for f in live["ts"]),
+        )
+        yield moved
 
         stats = self._cache.stats
         fetches = CounterMetricFamily(

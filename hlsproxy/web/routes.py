@@ -100,7 +100,7 @@ def _stream_status(key: ContentKey, stream: AnyStream, channel: Channel) -> dict
     if isinstance(stream, TsStream):
         answer["clients"] = figures.clients
         answer["clients_cut"] = figures.clients_cut
-        answer["clients_moved_forward"] = stream.ring.skipped
+        answer["clients_moved_forward"] = figures.clients_moved_forward
     else:
         answer["viewers"] = figures.clients
         answer["requests"] = stream.requests

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import CID, ProxyFactory, RunningSim, eventually
+from tests.helpers import CID, ProxyFactory, RunningSim, eventually, scrape
 
 from .players import PLAYERS, Playback, Player, available, play
 
@@ -112,6 +112,11 @@ async def test_behind_a_ring_shorter_than_the_burst_readers_move_on_and_a_stalle
         figures = await status(client.port)
         assert figures["clients_cut"] == 1, figures  # the stalled one, and only it
         assert figures["clients_moved_forward"] >= 1, figures
+        # The same counts, as Prometheus reads them.
+        _, metrics = await scrape(client)
+        assert metrics[("hlsproxy_clients_cut_total", ())] == 1
+        moved = metrics[("hlsproxy_clients_moved_forward_total", ())]
+        assert moved == figures["clients_moved_forward"], metrics
         assert len(sim.engine.sessions) == 1
     finally:
         first.cancel()
