@@ -270,9 +270,9 @@ class Settings(BaseSettings):
     )
     access_log: GoBool = declare(
         False,
-        help="Log one line per request: client, method, path (without the query), status, "
-        "bytes and time. Playlists and segments then take aiohttp's general request path "
-        "instead of the fast path, at about twice the CPU per request.",
+        help="Log one line per request: client, method, path (without the query), status "
+        "and time, the same line whichever HTTP path answered it (playlists and segments "
+        "stay on the fast path).",
     )
     log_format: LogFormat = declare(
         "text", help="Log lines as text, or as one JSON object per line for log collectors."
