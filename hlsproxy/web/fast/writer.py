@@ -47,13 +47,24 @@ class Dates:
         return self._line
 
 
+def _unsized(answer: Answer) -> bool:
+    """A segment still arriving whose length the engine did not give."""
+    return answer.flight is not None and answer.length is None
+
+
+def _ends_at_close(head: Head, answer: Answer) -> bool:
+    """HTTP/1.0 has no chunked framing: an unsized body ends with the connection."""
+    return head.http10 and _unsized(answer)
+
+
+def _chunked(head: Head, answer: Answer) -> bool:
+    return not head.http10 and _unsized(answer)
+
+
 def closes(head: Head, answer: Answer) -> bool:
     """Whether the connection ends after `answer`: the request said so, or the answer's
-    body ends with the connection (HTTP/1.0 has no chunked framing for a body of no
-    known length)."""
-    if not head.keep_alive:
-        return True
-    return head.http10 and answer.flight is not None and answer.flight.length is None
+    body ends with the connection."""
+    return not head.keep_alive or _ends_at_close(head, answer)
 
 
 def _head(head: Head, answer: Answer, date: bytes) -> bytes:
@@ -63,14 +74,11 @@ def _head(head: Head, answer: Answer, date: bytes) -> bytes:
         status = _STATUS_LINES[answer.status] = b"%d %s\r\n" % (answer.status, phrase.encode())
     parts = [b"HTTP/1.0 " if head.http10 else b"HTTP/1.1 ", status, answer.block.raw]
     length = answer.length
-    close = False
     if length is not None:
         parts.append(b"Content-Length: %d\r\n" % length)
-    elif answer.flight is not None:
-        if head.http10:
-            close = True  # the end of the body is the close
-        else:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif _chunked(head, answer):
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    close = _ends_at_close(head, answer)
     keep_alive = head.keep_alive and not close
     if head.http10 and keep_alive:
         parts.append(b"Connection: keep-alive\r\n")
@@ -108,7 +116,7 @@ async def stream(
     """A segment still arriving: its bytes as they land, then the rest from the cache."""
     flight = answer.flight
     assert flight is not None
-    chunked = flight.length is None and not head.http10
+    chunked = _chunked(head, answer)
     transport.write(_head(head, answer, date))
     try:
         sent = 0
